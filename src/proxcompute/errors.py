@@ -1,0 +1,79 @@
+"""One exception tree for proxcompute.
+
+Every error a user can cause derives from :class:`ProxError`; the CLI prints these
+without a traceback and exits non-zero. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+import difflib
+
+__all__ = [
+    "CatalogExistsError",
+    "ColumnNotFoundError",
+    "CorruptPartitionError",
+    "IngestError",
+    "InputError",
+    "InvalidCoordinatesError",
+    "InvalidRegionError",
+    "PlanError",
+    "ProxError",
+    "StorageError",
+]
+
+
+class ProxError(Exception):
+    """Base class of every error a user can cause."""
+
+
+class StorageError(ProxError):
+    """A catalog on disk is missing, incomplete or unreadable."""
+
+
+class CorruptPartitionError(StorageError):
+    """A partition file cannot be read; the message names the file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = str(path)
+        super().__init__(f"cannot read partition file {self.path}: {reason}")
+
+
+class CatalogExistsError(StorageError):
+    """The output directory exists and overwriting was not requested."""
+
+
+class InputError(ProxError):
+    """An ingest input file is missing, unreadable or of an unknown format."""
+
+
+class IngestError(ProxError):
+    """Ingest cannot proceed (bad options, failed stage)."""
+
+
+class InvalidCoordinatesError(ProxError):
+    """Coordinates that are NaN, infinite, or with |dec| > 90."""
+
+
+class InvalidRegionError(ProxError):
+    """A search region with impossible parameters (radius <= 0, |dec| > 90, ...)."""
+
+
+class PlanError(ProxError):
+    """A computation cannot be planned (unknown column, bad expression, ...)."""
+
+
+class ColumnNotFoundError(PlanError, KeyError):
+    """A column name that the catalog or input does not have."""
+
+    def __init__(self, column: str, available: Iterable[str], what: str = "catalog") -> None:
+        self.column = column
+        self.available = list(available)
+        close = difflib.get_close_matches(column, self.available, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        shown = ", ".join(self.available[:30]) + (" ..." if len(self.available) > 30 else "")
+        msg = f"column {column!r} not found in the {what}.{hint} Available columns: {shown}"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would add quotes
+        return self.args[0]

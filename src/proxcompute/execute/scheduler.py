@@ -1,0 +1,54 @@
+"""Which Dask scheduler runs a computation: an explicit client, the current one, or a local cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import contextlib
+import logging
+import os
+
+__all__ = ["current_client", "local_client"]
+
+
+def current_client():
+    """The active ``distributed.Client`` if there is one, else None."""
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ValueError, ImportError):
+        return None
+
+
+@contextlib.contextmanager
+def local_client(workers: int | None = None, client=None) -> Iterator[object]:
+    """Yield ``client``, or the current client, or a temporary local cluster of ``workers``.
+
+    The temporary cluster uses processes with one thread each (the GIL-bound parts of ingest
+    scale with processes) and is shut down on exit.
+    """
+    if client is not None:
+        yield client
+        return
+    existing = current_client()
+    if existing is not None:
+        yield existing
+        return
+    from distributed import Client, LocalCluster
+
+    n = int(workers or os.cpu_count() or 1)
+    for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    cluster = LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.CRITICAL,
+    )
+    c = Client(cluster, set_as_default=False)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()

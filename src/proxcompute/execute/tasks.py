@@ -1,0 +1,46 @@
+"""Run many independent tasks on a Dask client with a progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from proxcompute.execute.progress import progress_bar
+
+__all__ = ["map_tasks"]
+
+
+def map_tasks(
+    func: Callable[..., Any],
+    items: Sequence[Any] | Iterable[Any],
+    *,
+    client,
+    description: str,
+    show_progress: bool = True,
+    **kwargs: Any,
+) -> list[Any]:
+    """Apply ``func(item, **kwargs)`` to every item on ``client``; results in input order.
+
+    The first task that fails cancels the rest and its exception is raised unchanged
+    (so a :class:`~proxcompute.errors.ProxError` from a worker reaches the user as is).
+    """
+    from distributed import as_completed
+
+    items = list(items)
+    if not items:
+        return []
+    futures = client.map(func, items, pure=False, **kwargs)
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(items)
+    with progress_bar(description, total=len(items), enabled=show_progress) as advance:
+        try:
+            for fut in as_completed(futures, loop=client.loop):
+                if fut.status == "error":
+                    exc = fut.exception()
+                    raise exc
+                results[index[fut.key]] = fut.result()
+                advance(1)
+        except BaseException:
+            client.cancel(futures)
+            raise
+    return results

@@ -1,0 +1,173 @@
+"""HEALPix shim: the only module in proxcompute that imports healpy.
+
+Conventions: NESTED scheme only, ``order`` (never nside), angles in degrees.
+The spatial index is ``_healpix_29``: the NESTED pixel at order 29, an int64.
+"""
+
+from __future__ import annotations
+
+import healpy as hp
+import numpy as np
+
+__all__ = [
+    "INDEX_COLUMN",
+    "INDEX_ORDER",
+    "MAX_ORDER",
+    "cone_cover",
+    "edge_subpixels",
+    "healpix29_to_order",
+    "max_pixel_radius_deg",
+    "neighbours",
+    "order_to_healpix29_range",
+    "pixel_boundaries_xyz",
+    "pixel_center",
+    "pixel_resolution_deg",
+    "pixels_to_healpix29_ranges",
+    "polygon_cover",
+    "radec_to_healpix29",
+    "radec_to_pixel",
+    "strip_cover",
+]
+
+INDEX_COLUMN = "_healpix_29"
+INDEX_ORDER = 29
+MAX_ORDER = 29
+
+
+def _nside(order: int) -> int:
+    return 1 << int(order)
+
+
+def radec_to_pixel(order: int, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """NESTED pixel at ``order`` of each (ra, dec) in degrees, as int64."""
+    ra = np.asarray(ra_deg, dtype=np.float64)
+    dec = np.asarray(dec_deg, dtype=np.float64)
+    if ra.size == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.asarray(hp.ang2pix(_nside(order), ra, dec, nest=True, lonlat=True), dtype=np.int64)
+
+
+def radec_to_healpix29(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """The ``_healpix_29`` spatial index (NESTED, order 29) of each position.
+
+    Examples
+    --------
+    >>> int(radec_to_healpix29([0.0], [90.0])[0]) >> 58
+    0
+    """
+    return radec_to_pixel(INDEX_ORDER, ra_deg, dec_deg)
+
+
+def healpix29_to_order(index29: np.ndarray, order: int) -> np.ndarray:
+    """Parent pixel at ``order`` of order-29 indices (a bit shift in the NESTED scheme)."""
+    return np.right_shift(np.asarray(index29, dtype=np.int64), 2 * (INDEX_ORDER - int(order)))
+
+
+def order_to_healpix29_range(order: int, pixel: int) -> tuple[int, int]:
+    """Half-open ``[start, end)`` range of order-29 indices inside NESTED ``(order, pixel)``."""
+    shift = 2 * (INDEX_ORDER - int(order))
+    return int(pixel) << shift, (int(pixel) + 1) << shift
+
+
+def pixels_to_healpix29_ranges(order: int, pixels: np.ndarray) -> np.ndarray:
+    """Merged, sorted ``(n, 2)`` array of half-open order-29 ranges covering ``pixels``."""
+    pix = np.unique(np.asarray(pixels, dtype=np.int64))
+    if pix.size == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    shift = 2 * (INDEX_ORDER - int(order))
+    # merge runs of consecutive pixels
+    breaks = np.nonzero(np.diff(pix) != 1)[0]
+    starts = np.concatenate(([pix[0]], pix[breaks + 1]))
+    ends = np.concatenate((pix[breaks], [pix[-1]])) + 1
+    return np.stack([starts << shift, ends << shift], axis=1)
+
+
+def pixel_resolution_deg(order: int) -> float:
+    """Square root of the pixel area at ``order``, in degrees."""
+    return float(np.degrees(hp.nside2resol(_nside(order))))
+
+
+def max_pixel_radius_deg(order: int) -> float:
+    """Largest centre-to-corner angular distance of any pixel at ``order``, in degrees."""
+    return float(np.degrees(hp.max_pixrad(_nside(order))))
+
+
+def pixel_center(order: int, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ra, dec) in degrees of the centres of NESTED pixels."""
+    ra, dec = hp.pix2ang(_nside(order), np.asarray(pixels, dtype=np.int64), nest=True, lonlat=True)
+    return np.asarray(ra, dtype=np.float64), np.asarray(dec, dtype=np.float64)
+
+
+def neighbours(order: int, pixels: np.ndarray) -> np.ndarray:
+    """The 8 neighbours of each pixel, shape ``(n, 8)``; -1 where a neighbour does not exist."""
+    pix = np.asarray(pixels, dtype=np.int64)
+    if pix.size == 0:
+        return np.empty((0, 8), dtype=np.int64)
+    return np.asarray(hp.get_all_neighbours(_nside(order), pix, nest=True), dtype=np.int64).T
+
+
+def pixel_boundaries_xyz(order: int, pixel: int, step: int) -> np.ndarray:
+    """Unit vectors along the boundary of one pixel, ``4 * step`` points, shape ``(n, 3)``.
+
+    Points run around the pixel in order, so consecutive points (and last -> first) are
+    boundary segments ``step`` per edge.
+    """
+    xyz = hp.boundaries(_nside(order), int(pixel), step=int(step), nest=True)
+    return np.ascontiguousarray(np.asarray(xyz, dtype=np.float64).T)
+
+
+def edge_subpixels(order: int, pixel: int, sub_order: int) -> np.ndarray:
+    """Pixels at ``sub_order`` inside ``(order, pixel)`` that touch its boundary.
+
+    In the NESTED scheme the sub-pixels of a pixel form a ``2^d x 2^d`` grid whose index is
+    the bit interleaving of the grid coordinates, so the border is enumerated directly.
+    """
+    depth = int(sub_order) - int(order)
+    if depth < 0:
+        raise ValueError("sub_order must be >= order")
+    if depth == 0:
+        return np.array([pixel], dtype=np.int64)
+    side = 1 << depth
+    i = np.arange(side, dtype=np.int64)
+    zeros = np.zeros(side, dtype=np.int64)
+    last = np.full(side, side - 1, dtype=np.int64)
+    xs = np.concatenate([zeros, last, i, i])
+    ys = np.concatenate([i, i, zeros, last])
+    inner = _interleave(xs, ys, depth)
+    return np.unique((np.int64(pixel) << (2 * depth)) + inner)
+
+
+def _interleave(x: np.ndarray, y: np.ndarray, bits: int) -> np.ndarray:
+    out = np.zeros_like(x)
+    for b in range(bits):
+        out |= ((x >> b) & 1) << (2 * b)
+        out |= ((y >> b) & 1) << (2 * b + 1)
+    return out
+
+
+def _vec(ra_deg: float, dec_deg: float) -> np.ndarray:
+    return np.asarray(hp.ang2vec(ra_deg, dec_deg, lonlat=True), dtype=np.float64)
+
+
+def cone_cover(order: int, ra_deg: float, dec_deg: float, radius_deg: float) -> np.ndarray:
+    """Pixels at ``order`` that may intersect the cone: a conservative (inclusive) cover."""
+    pix = hp.query_disc(
+        _nside(order), _vec(ra_deg, dec_deg), np.radians(radius_deg), inclusive=True, nest=True, fact=4
+    )
+    return np.sort(np.asarray(pix, dtype=np.int64))
+
+
+def polygon_cover(order: int, vertices_radec: np.ndarray) -> np.ndarray:
+    """Pixels at ``order`` that may intersect a convex spherical polygon (inclusive cover)."""
+    v = np.asarray(vertices_radec, dtype=np.float64)
+    xyz = np.asarray(hp.ang2vec(v[:, 0], v[:, 1], lonlat=True), dtype=np.float64)
+    pix = hp.query_polygon(_nside(order), xyz, inclusive=True, nest=True, fact=4)
+    return np.sort(np.asarray(pix, dtype=np.int64))
+
+
+def strip_cover(order: int, dec_min: float, dec_max: float) -> np.ndarray:
+    """Pixels at ``order`` that may intersect the declination strip (inclusive cover)."""
+    theta1 = np.radians(90.0 - dec_max)
+    theta2 = np.radians(90.0 - dec_min)
+    pix = hp.query_strip(_nside(order), theta1, theta2, inclusive=True, nest=True)
+    return np.sort(np.asarray(pix, dtype=np.int64))

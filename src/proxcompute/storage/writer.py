@@ -1,0 +1,230 @@
+"""Writing catalogs: sorted partition files, metadata, properties, atomic publish.
+
+A catalog is always built in a staging directory ``<dest>.tmp-<tag>`` next to its
+destination and renamed into place only when complete, so a crash never leaves a
+half-written catalog that opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+import os
+from pathlib import Path
+import shutil
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from proxcompute.errors import CatalogExistsError, StorageError
+from proxcompute.sky.healpix import INDEX_COLUMN, INDEX_ORDER
+from proxcompute.storage.layout import (
+    PartitionPixel,
+    dataset_dir,
+    partition_path,
+    relative_partition_path,
+    write_partition_info,
+)
+from proxcompute.storage.properties import write_properties
+
+__all__ = [
+    "DEFAULT_ROW_GROUP_ROWS",
+    "CatalogBuilder",
+    "check_destination",
+    "publish",
+    "sort_by_index",
+    "write_partition_file",
+]
+
+DEFAULT_ROW_GROUP_ROWS = 65_536
+"""Rows per Parquet row group: small enough that a cone reads only the groups it touches."""
+
+COMPRESSION = "snappy"
+
+
+def sort_by_index(table: pa.Table) -> pa.Table:
+    """Return ``table`` with ``_healpix_29`` first and rows sorted by it (stable)."""
+    idx = table.column(INDEX_COLUMN).to_numpy()
+    if idx.size > 1 and not np.all(idx[1:] >= idx[:-1]):
+        table = table.take(pa.array(np.argsort(idx, kind="stable")))
+    names = table.column_names
+    if names[0] != INDEX_COLUMN:
+        order = [INDEX_COLUMN] + [n for n in names if n != INDEX_COLUMN]
+        table = table.select(order)
+    return table
+
+
+def write_partition_file(
+    root: str | os.PathLike,
+    pixel: PartitionPixel,
+    table: pa.Table,
+    row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+) -> int:
+    """Write one partition file (sorted by ``_healpix_29``) under catalog ``root``.
+
+    Returns the number of rows written. Schema metadata (pandas) is dropped so that files
+    written by different workers share one schema.
+    """
+    path = partition_path(root, pixel.order, pixel.pixel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = sort_by_index(table).replace_schema_metadata(None)
+    tmp = path.with_name(path.name + ".part")
+    pq.write_table(
+        table,
+        tmp,
+        row_group_size=max(1, int(row_group_rows)),
+        compression=COMPRESSION,
+        write_statistics=True,
+    )
+    os.replace(tmp, path)
+    return table.num_rows
+
+
+def check_destination(dest: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an existing destination unless ``overwrite``; return it as a Path."""
+    d = Path(dest)
+    if d.exists() and not overwrite:
+        raise CatalogExistsError(f"output directory {d} already exists; pass --overwrite (overwrite=True) to replace it")
+    if d.exists() and not d.is_dir():
+        raise CatalogExistsError(f"output path {d} exists and is not a directory")
+    return d
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def publish(staging: str | os.PathLike, dest: str | os.PathLike, overwrite: bool) -> Path:
+    """Atomically move a finished ``staging`` directory to ``dest``.
+
+    With ``overwrite`` an existing ``dest`` is first renamed aside and deleted only after
+    the new one is in place.
+    """
+    staging, dest = Path(staging), Path(dest)
+    _fsync_tree(staging)
+    old = None
+    if dest.exists():
+        if not overwrite:
+            raise CatalogExistsError(f"output directory {dest} already exists; pass --overwrite to replace it")
+        old = dest.with_name(f"{dest.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(dest, old)
+    os.rename(staging, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def write_dataset_metadata(root: str | os.PathLike, pixels: Iterable[PartitionPixel], schema: pa.Schema) -> None:
+    """Write ``dataset/_common_metadata`` and ``dataset/_metadata`` from the partition footers."""
+    ddir = dataset_dir(root)
+    ddir.mkdir(parents=True, exist_ok=True)
+    schema = schema.remove_metadata()
+    pq.write_metadata(schema, ddir / "_common_metadata")
+    collected = []
+    for p in sorted(pixels):
+        md = pq.read_metadata(partition_path(root, p.order, p.pixel))
+        md.set_file_path(relative_partition_path(p.order, p.pixel))
+        collected.append(md)
+    if collected:
+        pq.write_metadata(schema, ddir / "_metadata", metadata_collector=collected)
+    else:
+        pq.write_metadata(schema, ddir / "_metadata")
+
+
+class CatalogBuilder:
+    """Builds one catalog in a staging directory, then publishes it atomically.
+
+    1. ``builder = CatalogBuilder(dest, name=..., ...)`` checks the destination;
+    2. ``write_partition_file(builder.staging, pixel, table)`` writes partitions (from any
+       process: it is a plain function of the staging path);
+    3. ``builder.finish(pixel_rows, schema)`` writes metadata and properties and renames.
+
+    Parameters
+    ----------
+    dest
+        Final catalog directory.
+    name
+        Catalog name (``obs_collection``).
+    ra_column, dec_column
+        Coordinate columns.
+    overwrite
+        Replace an existing ``dest``.
+    catalog_type
+        ``"object"`` or ``"margin"``.
+    staging
+        Use this staging directory instead of a fresh ``<dest>.tmp-<random>``.
+    extra_properties
+        More ``hats.properties`` keys (e.g. ``hats_margin_threshold``).
+    """
+
+    def __init__(
+        self,
+        dest: str | os.PathLike,
+        *,
+        name: str,
+        ra_column: str = "ra",
+        dec_column: str = "dec",
+        overwrite: bool = False,
+        catalog_type: str = "object",
+        staging: str | os.PathLike | None = None,
+        extra_properties: dict[str, object] | None = None,
+    ) -> None:
+        self.dest = check_destination(dest, overwrite)
+        self.overwrite = overwrite
+        self.name = name
+        self.ra_column = ra_column
+        self.dec_column = dec_column
+        self.catalog_type = catalog_type
+        self.extra_properties = dict(extra_properties or {})
+        if staging is None:
+            staging = self.dest.with_name(f"{self.dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self.staging = Path(staging)
+        self.staging.mkdir(parents=True, exist_ok=True)
+
+    def properties(self, total_rows: int, max_order: int, max_rows: int | None) -> dict[str, object]:
+        props: dict[str, object] = {
+            "obs_collection": self.name,
+            "dataproduct_type": self.catalog_type,
+            "hats_nrows": int(total_rows),
+            "hats_col_ra": self.ra_column,
+            "hats_col_dec": self.dec_column,
+            "hats_col_healpix": INDEX_COLUMN,
+            "hats_col_healpix_order": INDEX_ORDER,
+            "hats_npix_suffix": ".parquet",
+            "hats_max_rows": max_rows,
+            "hats_order": int(max_order),
+        }
+        props.update(self.extra_properties)
+        return props
+
+    def finish(
+        self,
+        pixel_rows: dict[PartitionPixel, int],
+        schema: pa.Schema,
+        *,
+        max_rows: int | None = None,
+        publish_now: bool = True,
+    ) -> Path:
+        """Write partition list, metadata and properties; publish unless ``publish_now=False``."""
+        pixels = [p for p, n in pixel_rows.items() if n > 0]
+        for p in pixels:
+            if not partition_path(self.staging, p.order, p.pixel).exists():
+                raise StorageError(f"partition file for {p} is missing in {self.staging}")
+        write_partition_info(self.staging, pixels)
+        write_dataset_metadata(self.staging, pixels, schema)
+        max_order = max((p.order for p in pixels), default=0)
+        write_properties(self.staging, self.properties(sum(pixel_rows.values()), max_order, max_rows))
+        if publish_now:
+            return publish(self.staging, self.dest, self.overwrite)
+        return self.staging
+
+    def abort(self) -> None:
+        """Remove the staging directory."""
+        shutil.rmtree(self.staging, ignore_errors=True)
