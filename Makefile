@@ -24,7 +24,6 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks catalogs
-	$(BIN)/python tests/check_layers.py
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks catalogs

@@ -196,7 +196,7 @@ def read_partition(
             read_cols = [*columns, INDEX_COLUMN]
         if not rgs:
             schema = pf.schema_arrow.remove_metadata()
-            names = read_cols if read_cols is not None else schema.names
+            names = columns if columns is not None else schema.names
             return pa.Table.from_batches([], schema=pa.schema([schema.field(n) for n in names]))
         table = pf.read_row_groups(rgs, columns=read_cols)
     except CorruptPartitionError:
@@ -206,8 +206,8 @@ def read_partition(
     table = table.replace_schema_metadata(None)
     if ranges is not None and table.num_rows:
         table = slice_ranges(table, ranges)
-        if read_cols is not columns:
-            table = table.select(columns)
+    if read_cols is not columns:
+        table = table.select(columns)
     return table
 
 
