@@ -1,0 +1,198 @@
+"""The ``proxcompute`` command line: wiring only (parse, call the Python API, print)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import sys
+from typing import Annotated
+
+import typer
+
+from proxcompute.errors import ProxError
+
+app = typer.Typer(
+    name="proxcompute",
+    help="Data-proximate compute for very large sky catalogs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@app.command()
+def ingest(
+    inputs: Annotated[list[str], typer.Argument(help="Parquet/CSV/FITS/VOTable files, directories or globs.")],
+    out: Annotated[Path, typer.Option("--out", help="Output catalog (collection) directory.")],
+    name: Annotated[str | None, typer.Option(help="Catalog name (default: the output directory's name).")] = None,
+    ra_column: Annotated[str, typer.Option(help="Right ascension column (degrees).")] = "ra",
+    dec_column: Annotated[str, typer.Option(help="Declination column (degrees).")] = "dec",
+    max_rows: Annotated[int, typer.Option(help="Most rows in one partition.")] = 1_000_000,
+    margin_arcsec: Annotated[float, typer.Option(help="Margin width for edge-correct crossmatch (0: none).")] = 10.0,
+    workers: Annotated[int | None, typer.Option(help="Local Dask workers (default: one per core).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted ingest.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    drop_invalid: Annotated[
+        bool, typer.Option("--drop-invalid", help="Skip rows with NaN/inf or |dec| > 90 coordinates.")
+    ] = False,
+) -> None:
+    """Ingest tables into a HEALPix-partitioned, HATS-compatible catalog (with margin)."""
+    from proxcompute.ingest import ingest as run_ingest
+
+    result = run_ingest(
+        inputs,
+        out,
+        name=name,
+        ra_column=ra_column,
+        dec_column=dec_column,
+        max_rows=max_rows,
+        margin_arcsec=margin_arcsec,
+        workers=workers,
+        resume=resume,
+        overwrite=overwrite,
+        drop_invalid=drop_invalid,
+    )
+    _console().print(str(result))
+
+
+@app.command()
+def info(
+    catalog: Annotated[Path, typer.Argument(help="Catalog or collection directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Describe a catalog from its metadata (no row data is read)."""
+    from proxcompute.catalog import open_catalog
+
+    cat = open_catalog(catalog)
+    summary = catalog_summary(cat)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    from rich.table import Table
+
+    con = _console()
+    con.print(f"[bold]{summary['name']}[/bold]  {summary['path']}")
+    con.print(f"rows: {summary['rows']:,}   partitions: {summary['partitions']}   ra/dec: {summary['ra_column']}/{summary['dec_column']}")
+    if summary["margin"]:
+        m = summary["margin"]
+        con.print(f"margin: {m['name']} ({m['threshold_arcsec']:g} arcsec, {m['rows']:,} rows)")
+    else:
+        con.print("margin: none")
+    orders = Table("order", "partitions", title="partitions by order")
+    for order, n in summary["orders"].items():
+        orders.add_row(str(order), str(n))
+    con.print(orders)
+    cols = Table("column", "type", title="columns")
+    for col, typ in summary["columns"].items():
+        cols.add_row(col, typ)
+    con.print(cols)
+
+
+def catalog_summary(cat) -> dict:
+    """A JSON-ready summary of a Catalog's metadata."""
+    from collections import Counter
+
+    orders = Counter(p.order for p in cat.partitions)
+    margin = getattr(cat, "margin", None)
+    return {
+        "name": cat.name,
+        "path": str(getattr(cat, "path", "")),
+        "rows": len(cat),
+        "partitions": len(cat.partitions),
+        "orders": {int(k): int(v) for k, v in sorted(orders.items())},
+        "ra_column": cat.ra_column,
+        "dec_column": cat.dec_column,
+        "columns": {f.name: str(f.type) for f in cat.schema},
+        "margin": None
+        if margin is None
+        else {
+            "name": margin.name,
+            "rows": len(margin),
+            "threshold_arcsec": float(getattr(margin, "margin_threshold_arcsec", None) or 0.0),
+        },
+    }
+
+
+def _write_table(df, out: Path) -> None:
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        tmp = out.with_name(out.name + ".tmp")
+        df.to_parquet(tmp, index=False)
+        tmp.replace(out)
+    elif suffix == ".csv":
+        tmp = out.with_name(out.name + ".tmp")
+        df.to_csv(tmp, index=False)
+        tmp.replace(out)
+    else:
+        raise ProxError(f"--out must end in .parquet or .csv, got {out.name!r}")
+
+
+@app.command()
+def cone(
+    catalog: Annotated[Path, typer.Argument(help="Catalog or collection directory.")],
+    ra: Annotated[float, typer.Option(help="Centre right ascension, degrees.")],
+    dec: Annotated[float, typer.Option(help="Centre declination, degrees.")],
+    radius_arcsec: Annotated[float, typer.Option(help="Cone radius, arcsec.")],
+    columns: Annotated[str | None, typer.Option(help="Comma-separated columns to return.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write rows to FILE (.parquet or .csv).")] = None,
+) -> None:
+    """Rows within a cone: a count and a preview, or a file with --out."""
+    from proxcompute.catalog import open_catalog
+
+    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
+        raise ProxError(f"--out must end in .parquet or .csv, got {out.name!r}")
+    cat = open_catalog(catalog).cone_search(ra, dec, radius_arcsec)
+    if columns:
+        cat = cat[[c.strip() for c in columns.split(",") if c.strip()]]
+    df = cat.compute()
+    con = _console()
+    if out is not None:
+        _write_table(df, out)
+        con.print(f"{len(df):,} rows written to {out}")
+        return
+    con.print(f"{len(df):,} rows")
+    if len(df):
+        con.print(df.head(10).to_string(index=False))
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option(help="Rows in the synthetic catalog.")] = 3_000_000,
+    workdir: Annotated[Path, typer.Option(help="Where to write the demo data.")] = Path("demo-data"),
+    workers: Annotated[int | None, typer.Option(help="Local Dask workers.")] = None,
+) -> None:
+    """Generate a synthetic survey, ingest it, open it and run cones; print timings."""
+    from proxcompute.demo import run_demo
+
+    run_demo(rows=rows, workdir=workdir, workers=workers, console=_console())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print one line (no traceback) and exit 1; Ctrl-C exits 130."""
+    try:
+        app(args=argv, standalone_mode=True, prog_name="proxcompute")
+    except SystemExit as exc:  # click/typer usage errors and normal exits
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except ProxError as exc:
+        _console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", markup=True, highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        _console(stderr=True).print("interrupted (an ingest can be continued with --resume)")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
