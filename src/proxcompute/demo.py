@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from pathlib import Path
 import statistics
 import time
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from proxcompute import kernels
-from proxcompute.synthetic import generate_catalog
+from proxcompute.synthetic import write_synthetic
 
 __all__ = ["run_demo"]
 
@@ -23,20 +23,9 @@ SEED = 2026
 
 
 def _write_inputs(rows: int, input_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    input_dir.mkdir(parents=True, exist_ok=True)
-    for old in input_dir.glob("*.parquet"):
-        old.unlink()
-    ras, decs = [], []
-    per_file = -(-rows // N_FILES)
-    for i in range(N_FILES):
-        n = min(per_file, rows - i * per_file)
-        if n <= 0:
-            break
-        df = generate_catalog(n, seed=SEED + i, id_offset=i * per_file)
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), input_dir / f"part-{i}.parquet")
-        ras.append(df.ra.to_numpy())
-        decs.append(df.dec.to_numpy())
-    return np.concatenate(ras), np.concatenate(decs)
+    paths = write_synthetic(rows, N_FILES, input_dir, seed=SEED)
+    table = pa.concat_tables(pq.read_table(p, columns=["ra", "dec"]) for p in paths)
+    return table.column("ra").to_numpy(), table.column("dec").to_numpy()
 
 
 def _timed(fn, repeat: int = 1) -> tuple[float, object]:

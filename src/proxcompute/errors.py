@@ -6,8 +6,8 @@ without a traceback and exits non-zero. Anything else is a bug.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import difflib
+from collections.abc import Iterable
 
 __all__ = [
     "CatalogExistsError",

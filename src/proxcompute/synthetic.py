@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_CLUSTERS", "generate_catalog"]
+__all__ = ["DEFAULT_CLUSTERS", "generate_catalog", "write_synthetic"]
 
 DEFAULT_CLUSTERS: tuple[tuple[float, float, float, float], ...] = (
     # ra, dec, sigma_deg, fraction of rows
@@ -96,3 +96,30 @@ def generate_catalog(
             "flag": rng.integers(0, 4, n_rows, dtype=np.int16),
         }
     )
+
+
+def write_synthetic(rows: int, files: int, out, seed: int = 2026) -> list:
+    """Write ``rows`` seeded rows split over ``files`` Parquet files in directory ``out``.
+
+    Returns the file paths. Existing ``part-*.parquet`` files in ``out`` are replaced.
+    """
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("part-*.parquet"):
+        old.unlink()
+    per_file = -(-rows // files)
+    paths = []
+    for i in range(files):
+        n = min(per_file, rows - i * per_file)
+        if n <= 0:
+            break
+        df = generate_catalog(n, seed=seed + i, id_offset=i * per_file)
+        path = out / f"part-{i:04d}.parquet"
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
+        paths.append(path)
+    return paths

@@ -1,9 +1,9 @@
 """Kernels against astropy / brute force on positions including poles and RA wrap."""
 
 import astropy.units as u
-from astropy.coordinates import SkyCoord
 import numpy as np
 import pytest
+from astropy.coordinates import SkyCoord
 
 from proxcompute import kernels
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 
 __all__ = ["progress_bar", "progress_enabled"]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 
 __all__ = ["current_client", "local_client"]
 

@@ -11,9 +11,9 @@ A region answers three questions, from coarse to exact:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-import math
 
 import numpy as np
 

@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

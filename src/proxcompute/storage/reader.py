@@ -7,8 +7,8 @@ whose ``_healpix_29`` statistics intersect the requested ranges, and projects co
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np

@@ -7,11 +7,11 @@ half-written catalog that opens.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import os
-from pathlib import Path
 import shutil
 import uuid
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
