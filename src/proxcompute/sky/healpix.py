@@ -2,12 +2,20 @@
 
 Conventions: NESTED scheme only, ``order`` (never nside), angles in degrees.
 The spatial index is ``_healpix_29``: the NESTED pixel at order 29, an int64.
+
+The query path (position -> pixel, pixel centres, cone covers) runs on our numba kernels
+(:mod:`proxcompute.kernels.healpix_nested`, checked against healpy in the tests); healpy is
+imported lazily, only by the functions that need it (neighbours, boundaries, polygon and
+strip covers), because importing it costs ~2 s (it pulls in matplotlib and astropy).
 """
 
 from __future__ import annotations
 
-import healpy as hp
+import math
+
 import numpy as np
+
+from proxcompute.kernels import healpix_nested as _nested
 
 __all__ = [
     "INDEX_COLUMN",
@@ -38,13 +46,19 @@ def _nside(order: int) -> int:
     return 1 << int(order)
 
 
+def _hp():
+    import healpy
+
+    return healpy
+
+
 def radec_to_pixel(order: int, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
     """NESTED pixel at ``order`` of each (ra, dec) in degrees, as int64."""
-    ra = np.asarray(ra_deg, dtype=np.float64)
-    dec = np.asarray(dec_deg, dtype=np.float64)
+    ra = np.asarray(ra_deg, dtype=np.float64).ravel()
+    dec = np.asarray(dec_deg, dtype=np.float64).ravel()
     if ra.size == 0:
         return np.empty(0, dtype=np.int64)
-    return np.asarray(hp.ang2pix(_nside(order), ra, dec, nest=True, lonlat=True), dtype=np.int64)
+    return _nested.radec_to_nested(order, ra, dec)
 
 
 def radec_to_healpix29(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
@@ -84,18 +98,17 @@ def pixels_to_healpix29_ranges(order: int, pixels: np.ndarray) -> np.ndarray:
 
 def pixel_resolution_deg(order: int) -> float:
     """Square root of the pixel area at ``order``, in degrees."""
-    return float(np.degrees(hp.nside2resol(_nside(order))))
+    return math.degrees(math.sqrt(4.0 * math.pi / (12 * _nside(order) ** 2)))
 
 
 def max_pixel_radius_deg(order: int) -> float:
     """Largest centre-to-corner angular distance of any pixel at ``order``, in degrees."""
-    return float(np.degrees(hp.max_pixrad(_nside(order))))
+    return math.degrees(_nested.max_pixel_radius_rad(order))
 
 
 def pixel_center(order: int, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ra, dec) in degrees of the centres of NESTED pixels."""
-    ra, dec = hp.pix2ang(_nside(order), np.asarray(pixels, dtype=np.int64), nest=True, lonlat=True)
-    return np.asarray(ra, dtype=np.float64), np.asarray(dec, dtype=np.float64)
+    return _nested.nested_to_radec(order, np.asarray(pixels, dtype=np.int64).ravel())
 
 
 def neighbours(order: int, pixels: np.ndarray) -> np.ndarray:
@@ -103,7 +116,7 @@ def neighbours(order: int, pixels: np.ndarray) -> np.ndarray:
     pix = np.asarray(pixels, dtype=np.int64)
     if pix.size == 0:
         return np.empty((0, 8), dtype=np.int64)
-    return np.asarray(hp.get_all_neighbours(_nside(order), pix, nest=True), dtype=np.int64).T
+    return np.asarray(_hp().get_all_neighbours(_nside(order), pix, nest=True), dtype=np.int64).T
 
 
 def pixel_boundaries_xyz(order: int, pixel: int, step: int) -> np.ndarray:
@@ -112,7 +125,7 @@ def pixel_boundaries_xyz(order: int, pixel: int, step: int) -> np.ndarray:
     Points run around the pixel in order, so consecutive points (and last -> first) are
     boundary segments ``step`` per edge.
     """
-    xyz = hp.boundaries(_nside(order), int(pixel), step=int(step), nest=True)
+    xyz = _hp().boundaries(_nside(order), int(pixel), step=int(step), nest=True)
     return np.ascontiguousarray(np.asarray(xyz, dtype=np.float64).T)
 
 
@@ -145,21 +158,15 @@ def _interleave(x: np.ndarray, y: np.ndarray, bits: int) -> np.ndarray:
     return out
 
 
-def _vec(ra_deg: float, dec_deg: float) -> np.ndarray:
-    return np.asarray(hp.ang2vec(ra_deg, dec_deg, lonlat=True), dtype=np.float64)
-
-
 def cone_cover(order: int, ra_deg: float, dec_deg: float, radius_deg: float) -> np.ndarray:
     """Pixels at ``order`` that may intersect the cone: a conservative (inclusive) cover."""
-    pix = hp.query_disc(
-        _nside(order), _vec(ra_deg, dec_deg), np.radians(radius_deg), inclusive=True, nest=True, fact=4
-    )
-    return np.sort(np.asarray(pix, dtype=np.int64))
+    return _nested.cone_cover_nested(order, ra_deg, dec_deg, radius_deg)
 
 
 def polygon_cover(order: int, vertices_radec: np.ndarray) -> np.ndarray:
     """Pixels at ``order`` that may intersect a convex spherical polygon (inclusive cover)."""
     v = np.asarray(vertices_radec, dtype=np.float64)
+    hp = _hp()
     xyz = np.asarray(hp.ang2vec(v[:, 0], v[:, 1], lonlat=True), dtype=np.float64)
     pix = hp.query_polygon(_nside(order), xyz, inclusive=True, nest=True, fact=4)
     return np.sort(np.asarray(pix, dtype=np.int64))
@@ -169,5 +176,5 @@ def strip_cover(order: int, dec_min: float, dec_max: float) -> np.ndarray:
     """Pixels at ``order`` that may intersect the declination strip (inclusive cover)."""
     theta1 = np.radians(90.0 - dec_max)
     theta2 = np.radians(90.0 - dec_min)
-    pix = hp.query_strip(_nside(order), theta1, theta2, inclusive=True, nest=True)
+    pix = _hp().query_strip(_nside(order), theta1, theta2, inclusive=True, nest=True)
     return np.sort(np.asarray(pix, dtype=np.int64))
