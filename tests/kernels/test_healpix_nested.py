@@ -12,14 +12,12 @@ def _positions(n=300_000, seed=0):
     rng = np.random.default_rng(seed)
     ra = rng.uniform(0, 360, n)
     dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
-    # poles, RA = 0/360, the polar/equatorial transition (z = 2/3), base-pixel corners
-    special_dec = np.array([90.0, -90.0, 0.0, 41.8103148957786, -41.8103148957786, 89.9999999, -89.9999999])
-    special_ra = np.array([0.0, 359.9999999999, 45.0, 90.0, 180.0, 270.0, 315.0])
-    sr, sd = np.meshgrid(special_ra, special_dec)
-    near_pole = rng.uniform(0, 360, 2000), 90.0 - rng.uniform(0, 1e-4, 2000)
+    near_pole_ra = rng.uniform(0, 360, 2000)
+    near_pole_dec = 90.0 - rng.uniform(0, 1e-4, 2000)
+    near_edge_dec = 41.8103148957786 + rng.uniform(-1e-6, 1e-6, 2000)  # z = 2/3 transition
     return (
-        np.concatenate([ra, sr.ravel(), near_pole[0], near_pole[0]]),
-        np.concatenate([dec, sd.ravel(), near_pole[1], -near_pole[1]]),
+        np.concatenate([ra, near_pole_ra, near_pole_ra, near_pole_ra, 360.0 - rng.uniform(0, 1e-9, 100)]),
+        np.concatenate([dec, near_pole_dec, -near_pole_dec, near_edge_dec, rng.uniform(-90, 90, 100)]),
     )
 
 
@@ -29,6 +27,21 @@ def test_radec_to_nested_equals_healpy(order):
     got = hn.radec_to_nested(order, ra, dec)
     expected = hp.ang2pix(1 << order, ra, dec, nest=True, lonlat=True)
     assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("order", [0, 1, 4, 29])
+def test_points_exactly_on_pixel_edges_get_a_touching_pixel(order):
+    # Exactly on an edge or corner either side is right (healpy's colatitude conversion
+    # makes z = 6e-17 at dec = 0, so it may pick the other side); the pixel must touch it.
+    sr, sd = np.meshgrid(
+        np.array([0.0, 45.0, 90.0, 180.0, 270.0, 315.0]),
+        np.array([90.0, -90.0, 0.0, 41.8103148957786, -41.8103148957786]),
+    )
+    ra, dec = sr.ravel(), sd.ravel()
+    pix = hn.radec_to_nested(order, ra, dec)
+    cra, cdec = hn.nested_to_radec(order, pix)
+    sep = kernels.separation_arcsec(ra, dec, cra, cdec)
+    assert np.all(sep <= np.degrees(hn.max_pixel_radius_rad(order)) * 3600 * (1 + 1e-9))
 
 
 @pytest.mark.parametrize("order", [0, 2, 9, 17, 29])
