@@ -214,27 +214,46 @@ def max_pixel_radius_rad(order: int) -> float:
 _MAX_PIXRAD = np.array([max_pixel_radius_rad(o) for o in range(30)])
 
 
-@jit
-def _children_near(order, parents, cx, cy, cz, cos_limit, jrll, jpll):
-    # children at `order` of `parents` whose centre is within the limit angle of (cx, cy, cz)
-    out = np.empty(parents.shape[0] * 4, dtype=np.int64)
-    n = 0
-    for i in range(parents.shape[0]):
-        for c in range(4):
-            child = parents[i] * 4 + c
-            z, phi = _pix2loc(order, child, jrll, jpll)
-            s = math.sqrt(max(0.0, (1.0 - z) * (1.0 + z)))
-            dot = s * math.cos(phi) * cx + s * math.sin(phi) * cy + z * cz
-            if dot >= cos_limit:
-                out[n] = child
-                n += 1
-    return out[:n]
+def _compress_bits_np(v: np.ndarray) -> np.ndarray:
+    v = v & 0x5555555555555555
+    v = (v | (v >> 1)) & 0x3333333333333333
+    v = (v | (v >> 2)) & 0x0F0F0F0F0F0F0F0F
+    v = (v | (v >> 4)) & 0x00FF00FF00FF00FF
+    v = (v | (v >> 8)) & 0x0000FFFF0000FFFF
+    v = (v | (v >> 16)) & 0x00000000FFFFFFFF
+    return v
+
+
+def nested_to_xyz_numpy(order: int, pix: np.ndarray) -> np.ndarray:
+    """numpy twin of :func:`nested_to_xyz` (no numba start-up; for small arrays)."""
+    order = int(order)
+    pix = np.asarray(pix, dtype=np.int64)
+    nside = 1 << order
+    face = pix >> (2 * order)
+    ipf = pix & (nside * nside - 1)
+    ix = _compress_bits_np(ipf)
+    iy = _compress_bits_np(ipf >> 1)
+    jr = (_JRLL[face] << order) - ix - iy - 1
+    north = jr < nside
+    south = jr > 3 * nside
+    nr = np.where(north, jr, np.where(south, 4 * nside - jr, nside))
+    fact2 = 1.0 / (3.0 * nside * nside)
+    z = np.where(
+        north,
+        1.0 - nr.astype(np.float64) ** 2 * fact2,
+        np.where(south, nr.astype(np.float64) ** 2 * fact2 - 1.0, (2 * nside - jr) * (2.0 / (3.0 * nside))),
+    )
+    tmp = _JPLL[face] * nr + ix - iy
+    tmp = np.where(tmp < 0, tmp + 8 * nr, np.where(tmp >= 8 * nr, tmp - 8 * nr, tmp))
+    phi = 0.25 * math.pi * tmp / nr
+    s = np.sqrt(np.maximum(0.0, (1.0 - z) * (1.0 + z)))
+    return np.stack([s * np.cos(phi), s * np.sin(phi), z], axis=1)
 
 
 def cone_cover_nested(order: int, ra_deg: float, dec_deg: float, radius_deg: float) -> np.ndarray:
     """Pixels at ``order`` that may intersect a cone (conservative; sorted).
 
-    Descends the NESTED tree from the 12 base pixels, keeping a pixel when its centre lies
+    Descends the NESTED tree from the 12 base pixels (in numpy: covers are small), keeping a pixel when its centre lies
     within ``radius + max_pixel_radius(order) * 1.01`` of the cone centre. Every pixel that
     holds a point of the cone is kept (the farthest point of a pixel from its centre is a
     corner, at most ``max_pixel_radius`` away).
@@ -243,12 +262,11 @@ def cone_cover_nested(order: int, ra_deg: float, dec_deg: float, radius_deg: flo
     a = math.radians(ra_deg)
     cx, cy, cz = math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d)
     r = math.radians(radius_deg)
+    centre = np.array([cx, cy, cz])
     pix = np.arange(12, dtype=np.int64)
-    # base pixels: keep all whose centre passes the test at order 0
-    base_limit = r + _MAX_PIXRAD[0] * 1.01
-    xyz = nested_to_xyz(0, pix)
-    pix = pix[xyz @ np.array([cx, cy, cz]) >= math.cos(min(base_limit, math.pi))]
-    for o in range(1, int(order) + 1):
+    for o in range(int(order) + 1):
+        if o > 0:
+            pix = (pix[:, None] * 4 + np.arange(4, dtype=np.int64)).ravel()
         limit = min(r + _MAX_PIXRAD[o] * 1.01, math.pi)
-        pix = _children_near(o, pix, cx, cy, cz, math.cos(limit), _JRLL, _JPLL)
+        pix = pix[nested_to_xyz_numpy(o, pix) @ centre >= math.cos(limit)]
     return np.sort(pix)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from proxcompute.kernels._jit import jit
+from proxcompute.kernels._jit import jit, numba_loaded
 
 __all__ = [
     "box_mask",
@@ -22,6 +22,20 @@ __all__ = [
 ]
 
 _DEG = math.pi / 180.0
+
+NUMPY_BELOW_ROWS = 2_000_000
+"""While numba is not loaded, inputs smaller than this use numpy (no ~0.6 s start-up)."""
+
+
+def _use_numpy(n: int) -> bool:
+    return n < NUMPY_BELOW_ROWS and not numba_loaded()
+
+
+def _xyz_numpy(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    a = np.radians(ra)
+    d = np.radians(dec)
+    cd = np.cos(d)
+    return np.stack([cd * np.cos(a), cd * np.sin(a), np.sin(d)], axis=1)
 
 
 def chord2_threshold(radius_deg: float) -> float:
@@ -46,6 +60,8 @@ def radec_to_xyz(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
     """Unit vectors, shape ``(n, 3)``, of positions in degrees."""
     ra = np.ascontiguousarray(ra_deg, dtype=np.float64)
     dec = np.ascontiguousarray(dec_deg, dtype=np.float64)
+    if _use_numpy(ra.shape[0]):
+        return _xyz_numpy(ra, dec)
     return _radec_to_xyz(ra, dec, np.empty((ra.shape[0], 3), dtype=np.float64))
 
 
@@ -74,7 +90,10 @@ def cone_mask(
     """
     ra = np.ascontiguousarray(ra_deg, dtype=np.float64)
     dec = np.ascontiguousarray(dec_deg, dtype=np.float64)
-    c = radec_to_xyz(np.array([ra0_deg]), np.array([dec0_deg]))[0]
+    c = _xyz_numpy(np.array([ra0_deg], dtype=np.float64), np.array([dec0_deg], dtype=np.float64))[0]
+    if _use_numpy(ra.shape[0]):
+        d = _xyz_numpy(ra, dec) - c
+        return np.einsum("ij,ij->i", d, d) <= chord2_threshold(radius_deg)
     out = np.empty(ra.shape[0], dtype=np.bool_)
     return _cone_mask(ra, dec, c[0], c[1], c[2], chord2_threshold(radius_deg), out)
 
@@ -134,6 +153,8 @@ def polygon_mask(ra_deg: np.ndarray, dec_deg: np.ndarray, edge_normals: np.ndarr
     ra = np.ascontiguousarray(ra_deg, dtype=np.float64)
     dec = np.ascontiguousarray(dec_deg, dtype=np.float64)
     normals = np.ascontiguousarray(edge_normals, dtype=np.float64)
+    if _use_numpy(ra.shape[0]):
+        return np.all(_xyz_numpy(ra, dec) @ normals.T >= 0.0, axis=1)
     return _polygon_mask(ra, dec, normals, np.empty(ra.shape[0], dtype=np.bool_))
 
 

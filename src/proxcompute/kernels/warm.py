@@ -19,7 +19,6 @@ def warm() -> None:
     kernels.radec_to_xyz(ra, dec)
     healpix_nested.radec_to_nested(29, ra, dec)
     healpix_nested.nested_to_radec(5, np.array([0, 1]))
-    healpix_nested.cone_cover_nested(8, 10.0, 10.0, 0.5)
 
 
 if __name__ == "__main__":
