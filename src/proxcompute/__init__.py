@@ -1,14 +1,74 @@
-"""proxcompute: data-proximate compute for very large sky catalogs."""
+"""proxcompute: data-proximate compute for very large sky catalogs.
 
-from proxcompute.errors import ProxError
-from proxcompute.sky import INDEX_COLUMN, Box, Cone, Polygon
+Public API (imported lazily, so ``import proxcompute`` stays fast and never imports Dask
+until a computation needs it):
 
-__all__ = [
-    "INDEX_COLUMN",
-    "Box",
-    "Cone",
-    "Polygon",
-    "ProxError",
-]
+- :func:`open_catalog`, :func:`from_dataframe`, :class:`Catalog`: lazy catalogs;
+- :func:`ingest`: raw tables to a HATS-compatible catalog with margin;
+- :class:`Cone`, :class:`Box`, :class:`Polygon`: search regions;
+- :class:`ProxError` and its subclasses: every error a user can cause.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "Box": "proxcompute.sky",
+    "Catalog": "proxcompute.catalog",
+    "CatalogExistsError": "proxcompute.errors",
+    "ColumnNotFoundError": "proxcompute.errors",
+    "Cone": "proxcompute.sky",
+    "CorruptPartitionError": "proxcompute.errors",
+    "INDEX_COLUMN": "proxcompute.sky",
+    "IngestError": "proxcompute.errors",
+    "IngestResult": "proxcompute.ingest",
+    "InputError": "proxcompute.errors",
+    "InvalidCoordinatesError": "proxcompute.errors",
+    "InvalidRegionError": "proxcompute.errors",
+    "PlanError": "proxcompute.errors",
+    "Polygon": "proxcompute.sky",
+    "ProxError": "proxcompute.errors",
+    "StorageError": "proxcompute.errors",
+    "from_dataframe": "proxcompute.catalog",
+    "generate_catalog": "proxcompute.synthetic",
+    "ingest": "proxcompute.ingest",
+    "open_catalog": "proxcompute.catalog",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'proxcompute' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from proxcompute.catalog import Catalog, from_dataframe, open_catalog
+    from proxcompute.errors import (
+        CatalogExistsError,
+        ColumnNotFoundError,
+        CorruptPartitionError,
+        IngestError,
+        InputError,
+        InvalidCoordinatesError,
+        InvalidRegionError,
+        PlanError,
+        ProxError,
+        StorageError,
+    )
+    from proxcompute.ingest import IngestResult, ingest
+    from proxcompute.sky import INDEX_COLUMN, Box, Cone, Polygon
+    from proxcompute.synthetic import generate_catalog
