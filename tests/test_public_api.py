@@ -6,13 +6,13 @@ import sys
 import proxcompute
 
 EXPECTED = [
+    "INDEX_COLUMN",
     "Box",
     "Catalog",
     "CatalogExistsError",
     "ColumnNotFoundError",
     "Cone",
     "CorruptPartitionError",
-    "INDEX_COLUMN",
     "IngestError",
     "IngestResult",
     "InputError",

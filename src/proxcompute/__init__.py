@@ -39,7 +39,29 @@ _EXPORTS: dict[str, str] = {
     "open_catalog": "proxcompute.catalog",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "INDEX_COLUMN",
+    "Box",
+    "Catalog",
+    "CatalogExistsError",
+    "ColumnNotFoundError",
+    "Cone",
+    "CorruptPartitionError",
+    "IngestError",
+    "IngestResult",
+    "InputError",
+    "InvalidCoordinatesError",
+    "InvalidRegionError",
+    "PlanError",
+    "Polygon",
+    "ProxError",
+    "StorageError",
+    "from_dataframe",
+    "generate_catalog",
+    "ingest",
+    "open_catalog",
+]
+assert sorted(__all__) == sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
