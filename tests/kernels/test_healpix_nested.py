@@ -78,3 +78,12 @@ def test_cone_cover_contains_healpy_inclusive_cover_and_every_point(ra, dec, rad
     inside = kernels.cone_mask(pra, pdec, ra, dec, radius_deg)
     assert inside.sum() > 0
     assert np.isin(hn.radec_to_nested(order, pra[inside], pdec[inside]), cover).all()
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 5, 13, 29])
+def test_neighbours_equal_healpy(order):
+    npix = 12 * 4**order
+    pix = np.arange(npix) if npix <= 50_000 else np.random.default_rng(order).integers(0, npix, 50_000)
+    got = np.sort(hn.neighbours_nested(order, pix), axis=1)
+    expected = np.sort(hp.get_all_neighbours(1 << order, pix, nest=True).T, axis=1)
+    assert np.array_equal(got, expected)

@@ -270,3 +270,80 @@ def cone_cover_nested(order: int, ra_deg: float, dec_deg: float, radius_deg: flo
         limit = min(r + _MAX_PIXRAD[o] * 1.01, math.pi)
         pix = pix[nested_to_xyz_numpy(o, pix) @ centre >= math.cos(limit)]
     return np.sort(pix)
+
+
+# Neighbour tables of healpix_base.cc (T_Healpix_Base::neighbors), rows indexed by `nbnum`.
+_NB_XOFFSET = np.array([-1, -1, 0, 1, 1, 1, 0, -1], dtype=np.int64)
+_NB_YOFFSET = np.array([0, 1, 1, 1, 0, -1, -1, -1], dtype=np.int64)
+_NB_FACEARRAY = np.array(
+    [
+        [8, 9, 10, 11, -1, -1, -1, -1, 10, 11, 8, 9],  # S
+        [5, 6, 7, 4, 8, 9, 10, 11, 9, 10, 11, 8],  # SE
+        [-1, -1, -1, -1, 5, 6, 7, 4, -1, -1, -1, -1],  # E
+        [4, 5, 6, 7, 11, 8, 9, 10, 11, 8, 9, 10],  # SW
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],  # centre
+        [1, 2, 3, 0, 0, 1, 2, 3, 5, 6, 7, 4],  # NE
+        [-1, -1, -1, -1, 7, 4, 5, 6, -1, -1, -1, -1],  # W
+        [3, 0, 1, 2, 3, 0, 1, 2, 4, 5, 6, 7],  # NW
+        [2, 3, 0, 1, -1, -1, -1, -1, 0, 1, 2, 3],  # N
+    ],
+    dtype=np.int64,
+)
+_NB_SWAPARRAY = np.array(
+    [[0, 0, 3], [0, 0, 6], [0, 0, 0], [0, 0, 5], [0, 0, 0], [5, 0, 0], [0, 0, 0], [6, 0, 0], [3, 0, 0]],
+    dtype=np.int64,
+)
+
+
+@jit
+def _neighbours_of(order, pix, xoff, yoff, facearray, swaparray, out):
+    # the 8 neighbours of one pixel into out[0:8]; -1 where none (3 at some base-pixel corners)
+    nside = np.int64(1) << order
+    face = pix >> (2 * order)
+    ipf = pix & (nside * nside - 1)
+    ix = _compress_bits(ipf)
+    iy = _compress_bits(ipf >> 1)
+    for i in range(8):
+        x = ix + xoff[i]
+        y = iy + yoff[i]
+        nbnum = 4
+        if x < 0:
+            x += nside
+            nbnum -= 1
+        elif x >= nside:
+            x -= nside
+            nbnum += 1
+        if y < 0:
+            y += nside
+            nbnum -= 3
+        elif y >= nside:
+            y -= nside
+            nbnum += 3
+        f = facearray[nbnum, face]
+        if f < 0:
+            out[i] = -1
+            continue
+        bits = swaparray[nbnum, face >> 2]
+        if bits & 1:
+            x = nside - x - 1
+        if bits & 2:
+            y = nside - y - 1
+        if bits & 4:
+            t = x
+            x = y
+            y = t
+        out[i] = (f << (2 * order)) + _spread_bits(x) + (_spread_bits(y) << 1)
+
+
+@jit
+def _neighbours(order, pixels, xoff, yoff, facearray, swaparray, out):
+    for i in range(pixels.shape[0]):
+        _neighbours_of(order, pixels[i], xoff, yoff, facearray, swaparray, out[i])
+    return out
+
+
+def neighbours_nested(order: int, pixels: np.ndarray) -> np.ndarray:
+    """The 8 neighbours of each NESTED pixel, shape ``(n, 8)``; -1 where a neighbour does not exist."""
+    pix = np.ascontiguousarray(pixels, dtype=np.int64)
+    out = np.empty((pix.shape[0], 8), dtype=np.int64)
+    return _neighbours(int(order), pix, _NB_XOFFSET, _NB_YOFFSET, _NB_FACEARRAY, _NB_SWAPARRAY, out)
