@@ -36,7 +36,11 @@ class CorruptPartitionError(StorageError):
 
     def __init__(self, path: str, reason: str) -> None:
         self.path = str(path)
+        self.reason = reason
         super().__init__(f"cannot read partition file {self.path}: {reason}")
+
+    def __reduce__(self):  # picklable across Dask workers
+        return (type(self), (self.path, self.reason))
 
 
 class CatalogExistsError(StorageError):
@@ -69,6 +73,7 @@ class ColumnNotFoundError(PlanError, KeyError):
     def __init__(self, column: str, available: Iterable[str], what: str = "catalog") -> None:
         self.column = column
         self.available = list(available)
+        self.what = what
         close = difflib.get_close_matches(column, self.available, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         shown = ", ".join(self.available[:30]) + (" ..." if len(self.available) > 30 else "")
@@ -77,3 +82,6 @@ class ColumnNotFoundError(PlanError, KeyError):
 
     def __str__(self) -> str:  # KeyError would add quotes
         return self.args[0]
+
+    def __reduce__(self):  # picklable across Dask workers
+        return (type(self), (self.column, self.available, self.what))

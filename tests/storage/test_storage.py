@@ -118,3 +118,13 @@ def test_not_a_catalog(tmp_path):
     with pytest.raises(StorageError):
         storage.resolve_catalog_paths(builder.staging)
     assert not (tmp_path / "half").exists()
+
+
+def test_errors_survive_pickling():
+    import pickle
+
+    from proxcompute.errors import ColumnNotFoundError
+
+    for exc in (CorruptPartitionError("/x/Npix=1.parquet", "bad magic"), ColumnNotFoundError("magg", ["mag", "ra"])):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc)

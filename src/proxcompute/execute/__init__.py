@@ -1,7 +1,32 @@
 """The only package that builds Dask graphs (public Dask API only)."""
 
+from proxcompute.execute.explain import describe_reads
+from proxcompute.execute.frames import to_dask
 from proxcompute.execute.progress import progress_bar
+from proxcompute.execute.reader import clear_footer_cache
+from proxcompute.execute.run import (
+    IN_PROCESS_MAX_PARTITIONS,
+    compute_table,
+    count,
+    head,
+    map_partitions,
+    to_catalog,
+)
 from proxcompute.execute.scheduler import current_client, local_client
 from proxcompute.execute.tasks import map_tasks
 
-__all__ = ["current_client", "local_client", "map_tasks", "progress_bar"]
+__all__ = [
+    "IN_PROCESS_MAX_PARTITIONS",
+    "clear_footer_cache",
+    "compute_table",
+    "count",
+    "current_client",
+    "describe_reads",
+    "head",
+    "local_client",
+    "map_partitions",
+    "map_tasks",
+    "progress_bar",
+    "to_catalog",
+    "to_dask",
+]

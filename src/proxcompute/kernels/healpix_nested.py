@@ -264,9 +264,15 @@ def cone_cover_nested(order: int, ra_deg: float, dec_deg: float, radius_deg: flo
     r = math.radians(radius_deg)
     centre = np.array([cx, cy, cz])
     pix = np.arange(12, dtype=np.int64)
-    for o in range(int(order) + 1):
-        if o > 0:
-            pix = (pix[:, None] * 4 + np.arange(4, dtype=np.int64)).ravel()
+    o = 0
+    pix = pix[nested_to_xyz_numpy(0, pix) @ centre >= math.cos(min(r + _MAX_PIXRAD[0] * 1.01, math.pi))]
+    target = int(order)
+    while o < target:
+        # descend up to 3 orders at a time (64 children): fewer numpy round trips
+        step = min(3, target - o)
+        o += step
+        kids = np.arange(4**step, dtype=np.int64)
+        pix = ((pix[:, None] << (2 * step)) + kids).ravel()
         limit = min(r + _MAX_PIXRAD[o] * 1.01, math.pi)
         pix = pix[nested_to_xyz_numpy(o, pix) @ centre >= math.cos(limit)]
     return np.sort(pix)

@@ -1,0 +1,96 @@
+"""Making catalogs: open one on disk, or partition a DataFrame in memory."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from proxcompute.catalog._catalog import Catalog
+from proxcompute.plan import MemorySource, Scan, Source, StoredSource
+from proxcompute.storage import read_catalog_meta, resolve_catalog_paths
+from proxcompute.storage.partitioning import DEFAULT_MAX_ROWS
+
+__all__ = ["from_dataframe", "open_catalog"]
+
+
+def _margin_loader(margin_dir: Path | None):
+    if margin_dir is None:
+        return None
+
+    @functools.cache
+    def load() -> Source | None:
+        return StoredSource(read_catalog_meta(margin_dir))
+
+    return load
+
+
+def open_catalog(path: str | os.PathLike) -> Catalog:
+    """Open a catalog directory or a HATS collection, reading metadata only.
+
+    Reads ``hats.properties``, ``partition_info.csv`` and ``_common_metadata``; no row data
+    and no partition footers. For a collection, the catalog's default margin is available
+    as ``.margin`` (its metadata is read on first access).
+
+    Raises
+    ------
+    StorageError
+        The path does not exist or is not a catalog.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from proxcompute.synthetic import generate_catalog
+    >>> path = os.path.join(tempfile.mkdtemp(), "demo")
+    >>> _ = from_dataframe(generate_catalog(5_000, seed=3), name="demo").to_catalog(path)
+    >>> cat = open_catalog(path)
+    >>> cat.name, len(cat), cat.margin is None
+    ('demo', 5000, True)
+    """
+    cat_dir, margin_dir = resolve_catalog_paths(path)
+    source = StoredSource(read_catalog_meta(cat_dir))
+    return Catalog(Scan(source), margin=_margin_loader(margin_dir))
+
+
+def from_dataframe(
+    df: Any,
+    *,
+    name: str = "dataframe",
+    ra_column: str = "ra",
+    dec_column: str = "dec",
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> Catalog:
+    """An in-memory catalog from a pandas DataFrame or an astropy Table.
+
+    Adds ``_healpix_29``, sorts rows along it and cuts them into adaptive partitions of at
+    most ``max_rows`` rows, so the result behaves exactly like a stored catalog (and
+    :meth:`Catalog.to_catalog` stores it). RA is wrapped into ``[0, 360)``.
+
+    Raises
+    ------
+    ColumnNotFoundError
+        A coordinate column is missing (the message lists the available ones).
+    InvalidCoordinatesError
+        Coordinates are not numeric, NaN, infinite, or have ``|dec| > 90``.
+
+    Examples
+    --------
+    >>> from proxcompute.synthetic import generate_catalog
+    >>> cat = from_dataframe(generate_catalog(10_000, seed=1), name="demo", max_rows=1_000)
+    >>> len(cat), cat.columns[:3], len(cat.partitions) >= 10
+    (10000, ['_healpix_29', 'id', 'ra'], True)
+    """
+    if not isinstance(df, pd.DataFrame):
+        to_pandas = getattr(df, "to_pandas", None)
+        if to_pandas is None:
+            raise TypeError(
+                f"from_dataframe takes a pandas DataFrame or an astropy Table, got {type(df).__name__}"
+            )
+        df = to_pandas()
+    source = MemorySource.from_pandas(
+        df, name=name, ra_column=ra_column, dec_column=dec_column, max_rows=max_rows
+    )
+    return Catalog(Scan(source))

@@ -1,0 +1,139 @@
+"""Run a plan on one partition, in whatever process holds the task.
+
+The executor interprets any plan tree, optimized or not: a Scan reads the partition (with
+its pushed ranges, regions, predicate and columns), and the nodes above it filter and
+project the Arrow tables it yields. Functions here are plain and picklable, so the same
+code runs in-process, on Dask threads, or on distributed workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pyarrow as pa
+
+from proxcompute.execute.reader import iter_partition
+from proxcompute.ops.filters import apply_filters, count_matches
+from proxcompute.plan.nodes import (
+    Filter,
+    PlanNode,
+    Project,
+    RegionFilter,
+    Scan,
+    output_schema,
+    replace_source,
+)
+from proxcompute.plan.source import MemorySource
+from proxcompute.storage import DEFAULT_ROW_GROUP_ROWS, PartitionPixel, write_partition_file
+
+__all__ = ["PartitionJob", "count_partition", "iter_pieces", "run_partition", "write_partition"]
+
+
+def iter_pieces(plan: PlanNode, pixel: PartitionPixel, *, chunked: bool = False) -> Iterator[pa.Table]:
+    """Yield the result rows of ``plan`` in partition ``pixel`` as Arrow tables (storage order)."""
+    if isinstance(plan, Scan):
+        src = plan.source
+        for table in iter_partition(
+            src, pixel, plan.read_columns(), ranges=plan.ranges, predicate=plan.predicate, chunked=chunked
+        ):
+            yield apply_filters(
+                table,
+                ranges=plan.ranges,
+                regions=plan.regions,
+                predicate=plan.predicate,
+                ra_column=src.ra_column,
+                dec_column=src.dec_column,
+                columns=plan.output_columns(),
+            )
+        return
+    for table in iter_pieces(plan.children[0], pixel, chunked=chunked):
+        if isinstance(plan, RegionFilter):
+            src = plan.source
+            yield apply_filters(
+                table, regions=[plan.region], ra_column=src.ra_column, dec_column=src.dec_column
+            )
+        elif isinstance(plan, Filter):
+            yield apply_filters(table, predicate=plan.predicate)
+        elif isinstance(plan, Project):
+            yield table.select(list(plan.columns))
+        else:  # pragma: no cover - new node types must teach the executor
+            raise TypeError(f"cannot execute plan node {type(plan).__name__}")
+
+
+def concat(pieces: list[pa.Table], plan: PlanNode) -> pa.Table:
+    """One table from pieces (the empty table of the plan's schema when there are none)."""
+    pieces = [p for p in pieces if p.num_rows] or pieces[:1]
+    if not pieces:
+        return output_schema(plan).empty_table()
+    if len(pieces) == 1:
+        return pieces[0]
+    return pa.concat_tables(pieces, promote_options="default")
+
+
+def run_partition(plan: PlanNode, pixel: PartitionPixel) -> pa.Table:
+    """The result rows of ``plan`` in one partition."""
+    return concat(list(iter_pieces(plan, pixel)), plan)
+
+
+def count_partition(plan: PlanNode, pixel: PartitionPixel) -> int:
+    """Number of result rows of ``plan`` in one partition."""
+    if isinstance(plan, Scan):  # fully pushed down: count the mask, build no table
+        src = plan.source
+        tables = iter_partition(src, pixel, plan.read_columns(), ranges=plan.ranges, predicate=plan.predicate)
+        return sum(
+            count_matches(
+                t,
+                ranges=plan.ranges,
+                regions=plan.regions,
+                predicate=plan.predicate,
+                ra_column=src.ra_column,
+                dec_column=src.dec_column,
+            )
+            for t in tables
+        )
+    return sum(t.num_rows for t in iter_pieces(plan, pixel))
+
+
+def write_partition(plan: PlanNode, pixel: PartitionPixel, staging: str | os.PathLike) -> int:
+    """Write the result rows of one partition under ``staging``; returns the row count (0: no file)."""
+    table = run_partition(plan, pixel)
+    if table.num_rows == 0:
+        return 0
+    return write_partition_file(staging, pixel, table, row_group_rows=DEFAULT_ROW_GROUP_ROWS)
+
+
+@dataclass(frozen=True)
+class PartitionJob:
+    """``work(plan, pixel, *extra)`` as a picklable callable of one partition.
+
+    Called with a pixel, or with ``(pixel, table)`` when an in-memory partition's rows
+    travel with the task (see :meth:`for_other_processes`).
+    """
+
+    work: Callable[..., Any]
+    plan: PlanNode
+    extra: tuple = ()
+
+    def __call__(self, item: PartitionPixel | tuple[PartitionPixel, pa.Table]) -> Any:
+        if isinstance(item, tuple):
+            pixel, data = item
+            src = self.plan.source
+            assert isinstance(src, MemorySource)
+            return self.work(replace_source(self.plan, src.with_partition(pixel, data)), pixel, *self.extra)
+        return self.work(self.plan, item, *self.extra)
+
+    def for_other_processes(self, pixels: Sequence[PartitionPixel]) -> tuple[PartitionJob, list[Any]]:
+        """The job and its items for workers in other processes.
+
+        A stored catalog needs only pixels. An in-memory one ships each partition's rows
+        with its task (compact copies) and a plan without the table, so no task pickles
+        the whole catalog.
+        """
+        src = self.plan.source
+        if not isinstance(src, MemorySource):
+            return self, list(pixels)
+        job = replace(self, plan=replace_source(self.plan, src.detached()))
+        return job, [(p, src.compact_partition(p)) for p in pixels]

@@ -1,0 +1,135 @@
+"""Read one partition for a Scan: prune row groups, read needed columns, slice by ranges.
+
+Row groups are kept when their ``_healpix_29`` statistics meet the Scan's ranges *and* the
+column statistics say the predicate may hold (:func:`proxcompute.ops.may_match`). Parquet
+footers are cached per file (keyed by path, size and mtime), so a warm process opens a
+partition without re-parsing its footer.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from proxcompute.errors import CorruptPartitionError
+from proxcompute.ops.expr import Expr
+from proxcompute.ops.stats import ColumnStats, may_match
+from proxcompute.plan.source import MemorySource, Source, StoredSource
+from proxcompute.sky import INDEX_COLUMN
+from proxcompute.storage import PartitionPixel, select_row_groups
+from proxcompute.storage.reader import open_partition_file
+
+__all__ = ["clear_footer_cache", "footer", "iter_partition", "selected_row_groups"]
+
+_FOOTER_CACHE_SIZE = 1024
+_footers: OrderedDict[tuple[str, int, int], pq.FileMetaData] = OrderedDict()
+_lock = threading.Lock()
+
+
+def clear_footer_cache() -> None:
+    """Forget every cached Parquet footer."""
+    with _lock:
+        _footers.clear()
+
+
+def footer(path: Path) -> pq.FileMetaData:
+    """The Parquet footer of ``path``, cached while the file's size and mtime are unchanged.
+
+    Raises
+    ------
+    CorruptPartitionError
+        The file is missing or its footer is unreadable.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CorruptPartitionError(str(path), "file is missing") from None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _lock:
+        md = _footers.get(key)
+        if md is not None:
+            _footers.move_to_end(key)
+            return md
+    md = open_partition_file(path).metadata
+    with _lock:
+        _footers[key] = md
+        while len(_footers) > _FOOTER_CACHE_SIZE:
+            _footers.popitem(last=False)
+    return md
+
+
+def _row_group_stats(md: pq.FileMetaData, rg: int, columns: dict[str, int]) -> dict[str, ColumnStats]:
+    out = {}
+    group = md.row_group(rg)
+    for name, j in columns.items():
+        col = group.column(j)
+        s = col.statistics
+        if s is None:
+            continue
+        lo, hi = (s.min, s.max) if s.has_min_max else (None, None)
+        nulls = s.null_count if s.has_null_count else None
+        is_float = col.physical_type in ("FLOAT", "DOUBLE")
+        out[name] = ColumnStats(lo, hi, nulls, group.num_rows, is_float)
+    return out
+
+
+def selected_row_groups(md: pq.FileMetaData, ranges: np.ndarray | None, predicate: Expr | None) -> list[int]:
+    """Row groups that may hold rows in ``ranges`` satisfying ``predicate``."""
+    rgs = select_row_groups(md, ranges)
+    if predicate is None or not rgs:
+        return rgs
+    names = md.schema.to_arrow_schema().names
+    cols = {c: names.index(c) for c in predicate.columns() if c in names}
+    return [rg for rg in rgs if may_match(predicate, _row_group_stats(md, rg, cols))]
+
+
+def _read(path: Path, md: pq.FileMetaData, rgs: list[int], columns: list[str], threads: bool) -> pa.Table:
+    try:
+        pf = pq.ParquetFile(path, metadata=md)
+        table = pf.read_row_groups(rgs, columns=columns, use_threads=threads)
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptPartitionError(str(path), str(exc)) from None
+    return table.replace_schema_metadata(None)
+
+
+def iter_partition(
+    source: Source,
+    pixel: PartitionPixel,
+    columns: list[str],
+    *,
+    ranges: np.ndarray | None = None,
+    predicate: Expr | None = None,
+    chunked: bool = False,
+) -> Iterator[pa.Table]:
+    """Yield the partition's candidate rows: ``columns`` of the row groups that may match.
+
+    Rows are *not* yet filtered (the caller applies ranges, regions and predicate). With
+    ``chunked`` one table per row group is yielded (for ``head``); otherwise one table.
+    An empty partition read yields nothing.
+    """
+    if ranges is not None and INDEX_COLUMN not in columns:
+        columns = [*columns, INDEX_COLUMN]
+    if isinstance(source, MemorySource):
+        table = source.partition_table(pixel).select(columns)
+        if table.num_rows:
+            yield table
+        return
+    if not isinstance(source, StoredSource):  # pragma: no cover - new source types must add a reader
+        raise TypeError(f"cannot read partitions of {type(source).__name__}")
+    path = source.partition_path(pixel)
+    md = footer(path)
+    rgs = selected_row_groups(md, ranges, predicate)
+    if not rgs:
+        return
+    if chunked:
+        for rg in rgs:
+            yield _read(path, md, [rg], columns, threads=False)
+    else:
+        yield _read(path, md, rgs, columns, threads=len(rgs) > 1)
