@@ -12,7 +12,9 @@ import pyarrow as pa
 
 from proxcompute import execute
 from proxcompute.catalog._display import html_summary, plot_coverage, text_summary
+from proxcompute.catalog._tables import memory_source
 from proxcompute.errors import InvalidRegionError
+from proxcompute.ops.crossmatch import CrossmatchArgs
 from proxcompute.plan import (
     Explanation,
     Filter,
@@ -30,6 +32,7 @@ from proxcompute.plan import (
     render_explain,
     replace_source,
 )
+from proxcompute.plan.crossmatch import crossmatch_source
 from proxcompute.sky import Box, Cone, Polygon, Region
 from proxcompute.storage import PartitionPixel, read_catalog_meta
 
@@ -206,6 +209,75 @@ class Catalog:
         True
         """
         return self.search(Polygon(tuple(vertices)))
+
+    def crossmatch(
+        self,
+        right: Any,
+        radius_arcsec: float = 1.0,
+        *,
+        n_neighbors: int = 1,
+        how: str = "nearest",
+        min_radius_arcsec: float = 0.0,
+        suffixes: tuple[str, str] | None = None,
+        ensure_margin: bool = False,
+        right_ra_column: str | None = None,
+        right_dec_column: str | None = None,
+    ) -> Catalog:
+        """Crossmatch with ``right`` (a Catalog, DataFrame or astropy Table), lazily.
+
+        Parameters
+        ----------
+        right
+            The catalog to match against; an in-memory table is partitioned on the fly.
+        radius_arcsec
+            Largest separation of a match, inclusive (float or astropy Quantity).
+        n_neighbors
+            Nearest right rows kept per left row (``how="nearest"`` or ``"left"``).
+        how
+            ``"nearest"`` (k nearest within the radius), ``"all"`` (every pair within it)
+            or ``"left"`` (nearest, keeping unmatched left rows with nulls).
+        min_radius_arcsec
+            Smallest separation of a match, inclusive.
+        suffixes
+            Column suffixes; default ``(self.name, right.name)`` as in LSDB
+            (``("left", "right")`` when the names are equal).
+        ensure_margin
+            If the right margin is missing or narrower than the radius, read neighbouring
+            partitions on the fly instead of refusing.
+        right_ra_column, right_dec_column
+            Coordinate columns of an in-memory ``right`` (default ``ra``/``dec``).
+
+        Returns
+        -------
+        Catalog
+            Partitioned like this catalog: ``_healpix_29`` (the left row's), left columns
+            suffixed, right columns suffixed, and ``_dist_arcsec``. Chainable with
+            ``cone_search``/``where``/columns and writable with :meth:`to_catalog`.
+        """
+        if isinstance(right, Catalog):
+            right_plan, right_margin = right._plan, (right._margin() if right._margin else None)
+        else:
+            src = memory_source(
+                right, name="right", ra_column=right_ra_column or "ra", dec_column=right_dec_column or "dec"
+            )
+            right_plan, right_margin = Scan(src), None
+        right_name = right_plan.source.name
+        if suffixes is None:
+            suffixes = (self.name, right_name) if self.name != right_name else ("left", "right")
+        args = CrossmatchArgs(
+            radius_arcsec=_value(radius_arcsec, "arcsec"),
+            n_neighbors=n_neighbors,
+            how=how,
+            min_radius_arcsec=_value(min_radius_arcsec, "arcsec"),
+            left_suffix=suffixes[0],
+            right_suffix=suffixes[1],
+            left_ra=self.ra_column,
+            left_dec=self.dec_column,
+            right_ra=right_plan.source.ra_column,
+            right_dec=right_plan.source.dec_column,
+        )
+        source = crossmatch_source(self._plan, right_plan, args, right_margin=right_margin, ensure_margin=ensure_margin)
+        return Catalog(Scan(source))
 
     def where(self, expr: str) -> Catalog:
         """Rows where ``expr`` holds, e.g. ``"mag < 20 and flag in [0, 1]"``.

@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from proxcompute.catalog._catalog import Catalog
-from proxcompute.plan import MemorySource, Scan, Source, StoredSource
+from proxcompute.catalog._tables import memory_source
+from proxcompute.plan import Scan, Source, StoredSource
 from proxcompute.storage import read_catalog_meta, resolve_catalog_paths
 from proxcompute.storage.partitioning import DEFAULT_MAX_ROWS
 
@@ -83,14 +82,4 @@ def from_dataframe(
     >>> len(cat), cat.columns[:3], len(cat.partitions) >= 10
     (10000, ['_healpix_29', 'id', 'ra'], True)
     """
-    if not isinstance(df, pd.DataFrame):
-        to_pandas = getattr(df, "to_pandas", None)
-        if to_pandas is None:
-            raise TypeError(
-                f"from_dataframe takes a pandas DataFrame or an astropy Table, got {type(df).__name__}"
-            )
-        df = to_pandas()
-    source = MemorySource.from_pandas(
-        df, name=name, ra_column=ra_column, dec_column=dec_column, max_rows=max_rows
-    )
-    return Catalog(Scan(source))
+    return Catalog(Scan(memory_source(df, name=name, ra_column=ra_column, dec_column=dec_column, max_rows=max_rows)))

@@ -1,5 +1,6 @@
 """The only package that builds Dask graphs (public Dask API only)."""
 
+from proxcompute.execute.crossmatch import crossmatch_partition
 from proxcompute.execute.explain import describe_reads
 from proxcompute.execute.frames import to_dask
 from proxcompute.execute.progress import progress_bar
@@ -20,6 +21,7 @@ __all__ = [
     "clear_footer_cache",
     "compute_table",
     "count",
+    "crossmatch_partition",
     "current_client",
     "describe_reads",
     "head",

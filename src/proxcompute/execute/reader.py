@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,11 @@ from proxcompute.sky import INDEX_COLUMN
 from proxcompute.storage import PartitionPixel, select_row_groups
 from proxcompute.storage.reader import open_partition_file
 
-__all__ = ["clear_footer_cache", "footer", "iter_partition", "selected_row_groups"]
+__all__ = ["SOURCE_READERS", "clear_footer_cache", "footer", "iter_partition", "selected_row_groups"]
+
+SOURCE_READERS: dict[type, Callable[..., Iterator[pa.Table]]] = {}
+"""Readers of derived sources (e.g. a crossmatch), registered by the module that runs them:
+``reader(source, pixel, columns, ranges=..., predicate=..., chunked=...)``."""
 
 _FOOTER_CACHE_SIZE = 1024
 _footers: OrderedDict[tuple[str, int, int], pq.FileMetaData] = OrderedDict()
@@ -120,6 +124,10 @@ def iter_partition(
         table = source.partition_table(pixel).select(columns)
         if table.num_rows:
             yield table
+        return
+    derived = SOURCE_READERS.get(type(source))
+    if derived is not None:
+        yield from derived(source, pixel, columns, ranges=ranges, predicate=predicate, chunked=chunked)
         return
     if not isinstance(source, StoredSource):  # pragma: no cover - new source types must add a reader
         raise TypeError(f"cannot read partitions of {type(source).__name__}")

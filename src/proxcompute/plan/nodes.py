@@ -251,6 +251,9 @@ def render_tree(plan: PlanNode, indent: str = "  ") -> str:
 
 def _scan_details(scan: Scan) -> list[str]:
     out = []
+    inputs = getattr(scan.source, "explain_inputs", None)  # derived sources (crossmatch)
+    if inputs is not None:
+        out.extend(inputs())
     if scan.columns is not None:
         out.append(f"columns: {', '.join(scan.columns) if scan.columns else '(none: count only)'}")
     for r in scan.regions:

@@ -116,7 +116,7 @@ def neighbours(order: int, pixels: np.ndarray) -> np.ndarray:
     pix = np.asarray(pixels, dtype=np.int64)
     if pix.size == 0:
         return np.empty((0, 8), dtype=np.int64)
-    return np.asarray(_hp().get_all_neighbours(_nside(order), pix, nest=True), dtype=np.int64).T
+    return _nested.neighbours_nested(order, pix)
 
 
 def pixel_boundaries_xyz(order: int, pixel: int, step: int) -> np.ndarray:

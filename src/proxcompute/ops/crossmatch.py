@@ -1,0 +1,206 @@
+"""Crossmatch of one aligned pair of partitions, on Arrow tables (no Dask).
+
+:class:`CrossmatchArgs` is the one argument object of a crossmatch; :func:`match_tables`
+matches a left table against a right table (a right partition plus its margin, or a
+neighbourhood read) and builds the output rows; :func:`align_pixel` splits a left partition
+into the pieces that each face exactly one right partition (or a gap in the right catalog).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from proxcompute.errors import PlanError
+from proxcompute.kernels import crossmatch as xm
+from proxcompute.sky import INDEX_COLUMN
+from proxcompute.storage import PartitionPixel
+
+__all__ = [
+    "DIST_COLUMN",
+    "HOW",
+    "CrossmatchArgs",
+    "align_pixel",
+    "match_tables",
+    "merge_sorted",
+    "output_schema",
+]
+
+DIST_COLUMN = "_dist_arcsec"
+HOW = ("nearest", "all", "left")
+
+
+@dataclass(frozen=True)
+class CrossmatchArgs:
+    """Everything a crossmatch needs besides its two inputs."""
+
+    radius_arcsec: float
+    """Largest separation of a match (inclusive)."""
+    n_neighbors: int = 1
+    """How many nearest right rows per left row (``how="nearest"`` and ``"left"``)."""
+    how: str = "nearest"
+    """``"nearest"``: the k nearest within the radius; ``"all"``: every pair within it;
+    ``"left"``: like nearest, keeping unmatched left rows with nulls."""
+    min_radius_arcsec: float = 0.0
+    """Smallest separation of a match (inclusive)."""
+    left_suffix: str = "left"
+    right_suffix: str = "right"
+    left_ra: str = "ra"
+    left_dec: str = "dec"
+    right_ra: str = "ra"
+    right_dec: str = "dec"
+
+    def __post_init__(self) -> None:
+        try:
+            r = float(self.radius_arcsec)
+        except (TypeError, ValueError):
+            raise PlanError(f"radius_arcsec must be a number, got {self.radius_arcsec!r}") from None
+        if not math.isfinite(r) or r <= 0:
+            raise PlanError(f"radius_arcsec must be > 0, got {self.radius_arcsec!r}")
+        if r > 3600.0 * 10:
+            raise PlanError(f"radius_arcsec must be <= 36000 (10 deg), got {self.radius_arcsec!r}")
+        if not (0.0 <= float(self.min_radius_arcsec) < r):
+            raise PlanError(
+                f"min_radius_arcsec must be >= 0 and < radius_arcsec, got {self.min_radius_arcsec!r}"
+            )
+        if isinstance(self.n_neighbors, bool) or int(self.n_neighbors) != self.n_neighbors or self.n_neighbors < 1:
+            raise PlanError(f"n_neighbors must be an integer >= 1, got {self.n_neighbors!r}")
+        if self.how not in HOW:
+            raise PlanError(f"how must be one of {', '.join(map(repr, HOW))}; got {self.how!r}")
+        if self.left_suffix == self.right_suffix:
+            raise PlanError(f"left and right suffixes must differ (both are {self.left_suffix!r})")
+
+    @property
+    def radius_deg(self) -> float:
+        return float(self.radius_arcsec) / 3600.0
+
+    def left_name(self, column: str) -> str:
+        return column if column == INDEX_COLUMN else f"{column}_{self.left_suffix}"
+
+    def right_name(self, column: str) -> str:
+        return f"{column}_{self.right_suffix}"
+
+
+def output_schema(left: pa.Schema, right: pa.Schema, args: CrossmatchArgs) -> pa.Schema:
+    """``_healpix_29`` (the left's), left columns suffixed, right columns suffixed, distance."""
+    fields = [pa.field(INDEX_COLUMN, pa.int64())]
+    fields += [pa.field(args.left_name(f.name), f.type) for f in left if f.name != INDEX_COLUMN]
+    fields += [pa.field(args.right_name(f.name), f.type) for f in right if f.name != INDEX_COLUMN]
+    fields.append(pa.field(DIST_COLUMN, pa.float64()))
+    return pa.schema(fields)
+
+
+def merge_sorted(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate tables each sorted by ``_healpix_29`` into one sorted table (stable)."""
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return None  # type: ignore[return-value]
+    if len(tables) == 1:
+        return tables[0]
+    table = pa.concat_tables(tables, promote_options="default")
+    idx = table.column(INDEX_COLUMN).to_numpy()
+    if np.all(idx[1:] >= idx[:-1]):
+        return table
+    return table.take(pa.array(np.argsort(idx, kind="stable")))
+
+
+def _area_deg2(table: pa.Table) -> float:
+    # area spanned by the right rows, from the spread of their order-29 index (cheap, rough)
+    idx = table.column(INDEX_COLUMN).to_numpy()
+    span = float(idx[-1] - idx[0]) + 1.0
+    return max(span / float(12 * 4**29) * 41252.96, 1e-8)
+
+
+def match_tables(left: pa.Table, right: pa.Table | None, args: CrossmatchArgs, schema: pa.Schema) -> pa.Table:
+    """Match ``left`` (sorted by ``_healpix_29``) against ``right`` (sorted too).
+
+    Output rows are in left order, then by separation; their columns follow ``schema``
+    (:func:`output_schema`).
+    """
+    n_left = left.num_rows
+    if right is None or right.num_rows == 0 or n_left == 0:
+        left_idx = np.arange(n_left) if args.how == "left" else np.empty(0, np.int64)
+        right_idx = np.full(left_idx.shape[0], -1, dtype=np.int64)
+        sep = np.full(left_idx.shape[0], np.nan)
+        return _assemble(left, right, left_idx, right_idx, sep, args, schema)
+    r_index = right.column(INDEX_COLUMN).to_numpy()
+    r_ra = right.column(args.right_ra).to_numpy()
+    r_dec = right.column(args.right_dec).to_numpy()
+    order = xm.bucket_order_for(args.radius_deg, right.num_rows, _area_deg2(right))
+    buckets = xm.RightBuckets(r_index, r_ra, r_dec, order)
+    l_index = left.column(INDEX_COLUMN).to_numpy()
+    l_ra = left.column(args.left_ra).to_numpy()
+    l_dec = left.column(args.left_dec).to_numpy()
+    min_deg = float(args.min_radius_arcsec) / 3600.0
+    if args.how == "all":
+        left_idx, right_idx, sep = xm.all_pairs(l_index, l_ra, l_dec, buckets, args.radius_deg, min_deg)
+    else:
+        k = int(args.n_neighbors)
+        idx, seps = xm.nearest_k(l_index, l_ra, l_dec, buckets, args.radius_deg, k, min_deg)
+        matched = idx >= 0
+        if args.how == "left":
+            matched[:, 0] |= ~matched.any(axis=1)  # one null row per unmatched left row
+        rows, cols = np.nonzero(matched)
+        left_idx = rows
+        right_idx = idx[rows, cols]
+        sep = seps[rows, cols]
+    return _assemble(left, right, left_idx, right_idx, sep, args, schema)
+
+
+def _assemble(left, right, left_idx, right_idx, sep, args, schema) -> pa.Table:
+    columns = [left.column(INDEX_COLUMN).take(pa.array(left_idx, type=pa.int64()))]
+    for name in left.column_names:
+        if name != INDEX_COLUMN:
+            columns.append(left.column(name).take(pa.array(left_idx, type=pa.int64())))
+    missing = right_idx < 0
+    take = pa.array(np.where(missing, 0, right_idx), type=pa.int64(), mask=missing if missing.any() else None)
+    n_left_columns = left.num_columns - 1  # without _healpix_29
+    right_fields = list(schema)[1 + n_left_columns : -1]
+    for field in right_fields:
+        source_name = field.name[: -(len(args.right_suffix) + 1)]
+        if right is None or right.num_rows == 0:
+            columns.append(pa.nulls(len(left_idx), type=field.type))
+        else:
+            columns.append(right.column(source_name).take(take))
+    columns.append(pa.array(sep, type=pa.float64(), from_pandas=True))
+    return pa.Table.from_arrays([c.cast(f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
+
+
+def align_pixel(
+    left: PartitionPixel, right_pixels: list[PartitionPixel], right_starts: np.ndarray, right_ends: np.ndarray
+) -> list[tuple[PartitionPixel, PartitionPixel | None]]:
+    """Split ``left`` into pieces that each face one right partition or a right gap.
+
+    Returns ``(piece, right)`` pairs: ``piece`` is ``left`` itself when one right partition
+    contains it, else the right partitions inside ``left`` plus the gap pixels between them
+    (``right`` None). ``right_pixels`` are in storage order with their order-29 ranges.
+    """
+    lo, hi = left.healpix29_range
+    i = int(np.searchsorted(right_ends, lo, side="right"))
+    inside = []
+    while i < len(right_pixels) and right_starts[i] < hi:
+        inside.append(right_pixels[i])
+        i += 1
+    if not inside:
+        return [(left, None)]
+    if len(inside) == 1 and inside[0].order <= left.order:
+        return [(left, inside[0])]
+    out: list[tuple[PartitionPixel, PartitionPixel | None]] = []
+
+    def split(node: PartitionPixel, members: list[PartitionPixel]) -> None:
+        if not members:
+            out.append((node, None))
+            return
+        if len(members) == 1 and members[0] == node:
+            out.append((node, node))
+            return
+        for c in range(4):
+            child = PartitionPixel(node.order + 1, node.pixel * 4 + c)
+            clo, chi = child.healpix29_range
+            split(child, [m for m in members if clo <= m.healpix29_range[0] < chi])
+
+    split(left, inside)
+    return out
