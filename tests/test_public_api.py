@@ -22,6 +22,7 @@ EXPECTED = [
     "Polygon",
     "ProxError",
     "StorageError",
+    "crossmatch",
     "from_dataframe",
     "generate_catalog",
     "ingest",

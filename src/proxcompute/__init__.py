@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "Polygon": "proxcompute.sky",
     "ProxError": "proxcompute.errors",
     "StorageError": "proxcompute.errors",
+    "crossmatch": "proxcompute.catalog",
     "from_dataframe": "proxcompute.catalog",
     "generate_catalog": "proxcompute.synthetic",
     "ingest": "proxcompute.ingest",
@@ -56,6 +57,7 @@ __all__ = [
     "Polygon",
     "ProxError",
     "StorageError",
+    "crossmatch",
     "from_dataframe",
     "generate_catalog",
     "ingest",
@@ -78,7 +80,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from proxcompute.catalog import Catalog, from_dataframe, open_catalog
+    from proxcompute.catalog import Catalog, crossmatch, from_dataframe, open_catalog
     from proxcompute.errors import (
         CatalogExistsError,
         ColumnNotFoundError,
