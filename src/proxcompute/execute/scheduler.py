@@ -43,7 +43,7 @@ def local_client(workers: int | None = None, client=None) -> Iterator[object]:
         n_workers=n,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: never collide with another cluster
         silence_logs=logging.CRITICAL,
     )
     c = Client(cluster, set_as_default=False)
