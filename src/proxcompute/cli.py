@@ -161,6 +161,79 @@ def cone(
         con.print(df.head(10).to_string(index=False))
 
 
+def _open_side(path: Path, what: str):
+    """A catalog directory, or a table file (a target list) read into memory."""
+    from proxcompute.catalog import from_dataframe, open_catalog
+
+    if path.is_dir():
+        return open_catalog(path)
+    if not path.exists():
+        raise ProxError(f"{what} {path} does not exist")
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pandas as pd
+
+            df = pd.read_parquet(path)
+        elif suffix in (".csv", ".csv.gz"):
+            import pandas as pd
+
+            df = pd.read_csv(path)
+        elif suffix in (".fits", ".fit", ".fits.gz", ".vot", ".votable", ".xml"):
+            from astropy.table import Table
+
+            df = Table.read(path).to_pandas()
+        else:
+            raise ProxError(f"{what} {path}: expected a catalog directory or a .parquet/.csv/.fits/.vot table")
+    except ProxError:
+        raise
+    except Exception as exc:  # unreadable user file: name it
+        raise ProxError(f"cannot read {what} {path}: {exc}") from None
+    return from_dataframe(df, name=path.name.split(".")[0])
+
+
+@app.command()
+def crossmatch(
+    left: Annotated[Path, typer.Argument(help="Left catalog directory or table file (e.g. a target list).")],
+    right: Annotated[Path, typer.Argument(help="Right catalog directory or table file.")],
+    radius_arcsec: Annotated[float, typer.Option(help="Match radius, arcsec.")],
+    out: Annotated[Path, typer.Option(help="Output: a catalog directory, or a .parquet/.csv file.")],
+    n_neighbors: Annotated[int, typer.Option(help="Nearest matches kept per left row.")] = 1,
+    how: Annotated[str, typer.Option(help="nearest | all | left")] = "nearest",
+    min_radius_arcsec: Annotated[float, typer.Option(help="Smallest separation of a match, arcsec.")] = 0.0,
+    ensure_margin: Annotated[
+        bool, typer.Option("--ensure-margin", help="Read neighbouring partitions if the right margin is too narrow.")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(help="Local Dask workers (default: threads in this process).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Crossmatch two catalogs (or a table file and a catalog); write a catalog or a file."""
+    import contextlib
+
+    from proxcompute.execute import local_client
+
+    if out.exists() and not overwrite:
+        raise ProxError(f"output {out} already exists; pass --overwrite to replace it")
+    is_file = out.suffix.lower() in (".parquet", ".csv")
+    matched = _open_side(left, "left").crossmatch(
+        _open_side(right, "right"),
+        radius_arcsec,
+        n_neighbors=n_neighbors,
+        how=how,
+        min_radius_arcsec=min_radius_arcsec,
+        ensure_margin=ensure_margin,
+    )
+    ctx = local_client(workers) if workers else contextlib.nullcontext(None)
+    with ctx as client:
+        if is_file:
+            df = matched.compute(client=client)
+            _write_table(df, out)
+            n = len(df)
+        else:
+            n = matched.to_catalog(out, overwrite=overwrite, client=client).count()
+    _console().print(f"{n:,} matches written to {out}")
+
+
 @app.command()
 def demo(
     rows: Annotated[int, typer.Option(help="Rows in the synthetic catalog.")] = 3_000_000,
@@ -181,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except ProxError as exc:
-        _console(stderr=True).print(f"[bold red]error:[/bold red] {exc}", markup=True, highlight=False)
+        from rich.markup import escape
+
+        _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted (an ingest can be continued with --resume)")

@@ -26,6 +26,7 @@ from proxcompute.execute.partition import (
     run_partition,
     write_partition,
 )
+from proxcompute.execute.progress import dask_progress, progress_bar
 from proxcompute.execute.scheduler import current_client
 from proxcompute.plan.nodes import (
     PlanNode,
@@ -48,6 +49,9 @@ __all__ = [
     "to_catalog",
 ]
 
+PROGRESS_MIN_TASKS = 16
+"""Show a progress bar when a computation has at least this many partition tasks."""
+
 IN_PROCESS_MAX_PARTITIONS = 4
 """Plans touching at most this many partitions run in-process, without Dask."""
 
@@ -68,6 +72,7 @@ def map_partitions(
     if client is None and len(pixels) <= IN_PROCESS_MAX_PARTITIONS:
         return [job(p) for p in pixels]
     import dask
+    from distributed import as_completed
 
     client = client if client is not None else current_client()
     items: list[Any] = pixels
@@ -76,9 +81,15 @@ def map_partitions(
     tag = uuid.uuid4().hex[:12]
     task = dask.delayed(job, pure=False, name=f"proxcompute-{label}-fn-{tag}")
     parts = [task(item, dask_key_name=f"proxcompute-{label}-{tag}-{i}") for i, item in enumerate(items)]
+    description = f"{label} {len(items)} partitions"
     if client is not None:
-        return list(client.gather(client.compute(parts)))
-    return list(dask.compute(*parts, scheduler="threads"))
+        futures = client.compute(parts)
+        with progress_bar(description, total=len(futures), enabled=len(futures) >= PROGRESS_MIN_TASKS) as advance:
+            for _ in as_completed(futures, loop=client.loop):
+                advance(1)
+        return list(client.gather(futures))
+    with dask_progress(description, total=len(parts), enabled=len(parts) >= PROGRESS_MIN_TASKS):
+        return list(dask.compute(*parts, scheduler="threads"))
 
 
 def compute_table(plan: PlanNode, *, client: Any = None, flags: OptFlags | None = None) -> pa.Table:

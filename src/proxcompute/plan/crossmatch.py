@@ -84,7 +84,7 @@ class CrossmatchSource(Source):
                 f"right catalog {right_src.name!r} has {have}, narrower than the crossmatch radius "
                 f'({float(args.radius_arcsec):g}"): matches across partition edges would be lost. '
                 f"Re-ingest it with --margin-arcsec {float(args.radius_arcsec):g} (or more), or pass "
-                "ensure_margin=True to read neighbouring partitions on the fly."
+                "ensure_margin=True (CLI: --ensure-margin) to read neighbouring partitions on the fly."
             )
         margin_plan = None
         margin_pixels: frozenset[PartitionPixel] = frozenset()
