@@ -74,7 +74,8 @@ class ColumnNotFoundError(PlanError, KeyError):
         self.column = column
         self.available = list(available)
         self.what = what
-        close = difflib.get_close_matches(column, self.available, n=1)
+        same_case = [a for a in self.available if a.lower() == column.lower()]
+        close = same_case or difflib.get_close_matches(column, self.available, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         shown = ", ".join(self.available[:30]) + (" ..." if len(self.available) > 30 else "")
         msg = f"column {column!r} not found in the {what}.{hint} Available columns: {shown}"

@@ -21,11 +21,12 @@ def current_client():
 
 
 @contextlib.contextmanager
-def local_client(workers: int | None = None, client=None) -> Iterator[object]:
+def local_client(workers: int | None = None, client=None, *, processes: bool = True) -> Iterator[object]:
     """Yield ``client``, or the current client, or a temporary local cluster of ``workers``.
 
-    The temporary cluster uses processes with one thread each (the GIL-bound parts of ingest
-    scale with processes) and is shut down on exit.
+    With ``processes`` the temporary cluster runs one single-threaded worker process per
+    worker; without, one worker process-less cluster with ``workers`` threads (cheaper to
+    start and lighter on memory, for work that releases the GIL). It is shut down on exit.
     """
     if client is not None:
         yield client
@@ -40,9 +41,9 @@ def local_client(workers: int | None = None, client=None) -> Iterator[object]:
     for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
+        n_workers=n if processes else 1,
+        threads_per_worker=1 if processes else n,
+        processes=processes,
         dashboard_address=":0",  # a free port: never collide with another cluster
         silence_logs=logging.CRITICAL,
     )

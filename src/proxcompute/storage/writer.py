@@ -71,7 +71,7 @@ def write_partition_file(
     path = partition_path(root, pixel.order, pixel.pixel)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = sort_by_index(table).replace_schema_metadata(None)
-    tmp = path.with_name(path.name + ".part")
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.part")  # unique: a cancelled task cannot collide
     pq.write_table(
         table,
         tmp,

@@ -1,0 +1,145 @@
+"""The resumable staging directory of an ingest.
+
+::
+
+    <out>.tmp-ingest/
+      manifest.json                   arguments + input files (path, size, mtime): what resume must
+                                      match, and the <id> of the run directory
+      run-<id>/                       <id> is new for every ingest that is not a resume
+        work/scan/<unit>.json         per-task completion markers (written after the task's outputs)
+        work/scan/<unit>.hist.npz     sparse row histogram of the unit (order-10 pixels, counts)
+        work/convert/f<i>.arrow       CSV/FITS/VOTable inputs converted to Arrow IPC by the scan
+        work/plan.json                the partition plan (marks the scan + plan stages done)
+        work/split/<chunk>.arrow      one IPC file per input chunk: per input batch, one record batch
+                                      per partition it touches
+        work/split/<chunk>.json       marker: which batches hold which partition
+        work/reduce/<partition>.json  marker: rows written to the partition's final file
+        work/<stage>.done             stage markers for the driver-side stages
+        collection/                   the HATS collection being built; renamed to <out> at the end
+
+Every marker is written atomically (temporary file, then rename) after the outputs it
+vouches for, so a marker never claims work that did not finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from proxcompute.errors import IngestError
+
+__all__ = ["Staging", "atomic_write_json", "read_json", "task_marker", "temp_path"]
+
+MANIFEST_VERSION = 1
+
+
+def temp_path(path: Path, suffix: str = ".tmp") -> Path:
+    """A unique temporary sibling of ``path`` (renamed onto it when complete).
+
+    Unique per call, so that two runs of one task (a cancelled thread still finishing while
+    a resumed run redoes it) never write the same temporary file.
+    """
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{suffix}")
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    tmp = temp_path(path)
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, separators=(",", ":"))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any | None:
+    """Parsed JSON at ``path``, or None when it is missing or unreadable (treated as not done)."""
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+class Staging:
+    """Paths and markers inside ``<out>.tmp-ingest``.
+
+    The work and the collection live under ``run-<id>/``, a fresh random ``id`` per started
+    (not resumed) ingest and recorded in the manifest: a task of an abandoned run that is
+    still finishing on a user's cluster cannot write into a later run's directories.
+    """
+
+    SUFFIX = ".tmp-ingest"
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.root = out.with_name(out.name + self.SUFFIX)
+        self.manifest_path = self.root / "manifest.json"
+        self.run_dir = self.root / "run-unset"
+
+    @property
+    def work(self) -> Path:
+        return self.run_dir / "work"
+
+    @property
+    def collection(self) -> Path:
+        return self.run_dir / "collection"
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self, manifest: dict[str, Any], resume: bool) -> bool:
+        """Prepare the directory; return True when an earlier run is being resumed.
+
+        Without ``resume`` any earlier staging directory is removed. With ``resume`` an
+        existing one must have been made with the same manifest.
+        """
+        manifest = {"version": MANIFEST_VERSION, **manifest}
+        if resume and self.root.exists():
+            old = read_json(self.manifest_path)
+            if old is None or "run" not in old:
+                raise IngestError(
+                    f"cannot resume: {self.root} has no readable manifest.json; "
+                    "run again without resume to start over"
+                )
+            keys = (set(old) | set(manifest)) - {"run"}
+            diff = sorted(k for k in keys if old.get(k) != manifest.get(k))
+            if diff:
+                what = ", ".join(
+                    "input files (paths, sizes or modification times)" if k == "inputs" else k for k in diff
+                )
+                raise IngestError(
+                    f"cannot resume the ingest in {self.root}: it was started with different {what}; "
+                    "run again without resume to start over"
+                )
+            self.run_dir = self.root / f"run-{old['run']}"
+            self.work.mkdir(parents=True, exist_ok=True)
+            self.collection.mkdir(parents=True, exist_ok=True)
+            return True
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        run = uuid.uuid4().hex[:12]
+        self.run_dir = self.root / f"run-{run}"
+        self.work.mkdir(parents=True)
+        self.collection.mkdir()
+        atomic_write_json(self.manifest_path, {**manifest, "run": run})
+        return False
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- markers ------------------------------------------------------------------------
+
+    def stage_done(self, stage: str) -> Any | None:
+        return read_json(self.work / f"{stage}.done")
+
+    def mark_stage(self, stage: str, data: Any = True) -> None:
+        atomic_write_json(self.work / f"{stage}.done", data)
+
+
+def task_marker(work: Path, stage: str, task_id: str) -> Path:
+    """Path of the completion marker of one task."""
+    return work / stage / f"{task_id}.json"
