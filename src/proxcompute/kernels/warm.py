@@ -8,7 +8,7 @@ import numpy as np
 def warm() -> None:
     """Call each kernel on tiny inputs, filling numba's cache for this machine."""
     from proxcompute import kernels
-    from proxcompute.kernels import healpix_nested
+    from proxcompute.kernels import crossmatch, healpix_nested
 
     ra = np.array([0.0, 10.0])
     dec = np.array([0.0, 1.0])
@@ -19,6 +19,25 @@ def warm() -> None:
     kernels.radec_to_xyz(ra, dec)
     healpix_nested.radec_to_nested(29, ra, dec)
     healpix_nested.nested_to_radec(5, np.array([0, 1]))
+    healpix_nested.neighbours_nested(5, np.array([0, 1]))
+    index = healpix_nested.radec_to_nested(29, ra, dec)
+    order = np.argsort(index)
+    right = crossmatch.RightBuckets(index[order], ra[order], dec[order], 8)
+    crossmatch.nearest_k(index[order], ra[order], dec[order], right, 1 / 3600, 2)
+    crossmatch.all_pairs(index[order], ra[order], dec[order], right, 1 / 3600)
+    _warm_margin()
+
+
+def _warm_margin() -> None:
+    from proxcompute.kernels import margin
+
+    ring = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.0, 0.8]])
+    starts, lengths = np.array([0, 2]), np.array([2, 2])
+    centers, radii = margin.block_caps(ring, starts, lengths)
+    one = np.array([0], dtype=np.int64)
+    margin.within_distance_mask(ring[:1], one, np.array([0, 2]), np.array([0, 1]), starts, lengths, centers, radii, ring, 1.0)
+    margin.ring_sag_arcsec(ring)
+    margin.polyline_distance_arcsec(ring[:1], ring)
 
 
 if __name__ == "__main__":
