@@ -87,3 +87,12 @@ def test_neighbours_equal_healpy(order):
     got = np.sort(hn.neighbours_nested(order, pix), axis=1)
     expected = np.sort(hp.get_all_neighbours(1 << order, pix, nest=True).T, axis=1)
     assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("order", [0, 1, 3, 7, 13, 20])
+def test_boundaries_equal_healpy(order):
+    rng = np.random.default_rng(order)
+    for pix in [0, 12 * 4**order - 1, *rng.integers(0, 12 * 4**order, 20).tolist()]:
+        for step in (1, 3, 17):
+            expected = hp.boundaries(1 << order, int(pix), step=step, nest=True).T
+            np.testing.assert_allclose(hn.boundaries_xyz(order, pix, step), expected, atol=1e-14)

@@ -353,3 +353,59 @@ def neighbours_nested(order: int, pixels: np.ndarray) -> np.ndarray:
     pix = np.ascontiguousarray(pixels, dtype=np.int64)
     out = np.empty((pix.shape[0], 8), dtype=np.int64)
     return _neighbours(int(order), pix, _NB_XOFFSET, _NB_YOFFSET, _NB_FACEARRAY, _NB_SWAPARRAY, out)
+
+
+@jit
+def _xyf_to_xyz(x, y, face, jrll, jpll, out, k):
+    # healpix_base.cc xyf2loc: face coordinates (x, y in [0, 1]) to a unit vector
+    jr = jrll[face] - x - y
+    if jr < 1.0:
+        nr = jr
+        z = 1.0 - nr * nr / 3.0
+        s = math.sqrt(max(0.0, nr * nr / 3.0 * (2.0 - nr * nr / 3.0)))
+    elif jr > 3.0:
+        nr = 4.0 - jr
+        z = nr * nr / 3.0 - 1.0
+        s = math.sqrt(max(0.0, nr * nr / 3.0 * (2.0 - nr * nr / 3.0)))
+    else:
+        nr = 1.0
+        z = (2.0 - jr) * 2.0 / 3.0
+        s = math.sqrt(max(0.0, (1.0 - z) * (1.0 + z)))
+    tmp = jpll[face] * nr + x - y
+    if tmp < 0.0:
+        tmp += 8.0
+    if tmp >= 8.0:
+        tmp -= 8.0
+    phi = 0.0 if nr < 1e-15 else (0.25 * math.pi * tmp) / nr
+    out[k, 0] = s * math.cos(phi)
+    out[k, 1] = s * math.sin(phi)
+    out[k, 2] = z
+
+
+@jit
+def _boundaries(order, pix, step, jrll, jpll, out):
+    nside = np.int64(1) << order
+    face = pix >> (2 * order)
+    ipf = pix & (nside * nside - 1)
+    ix = _compress_bits(ipf)
+    iy = _compress_bits(ipf >> 1)
+    dc = 0.5 / nside
+    xc = (ix + 0.5) / nside
+    yc = (iy + 0.5) / nside
+    d = 1.0 / (step * nside)
+    for i in range(step):
+        _xyf_to_xyz(xc + dc - i * d, yc + dc, face, jrll, jpll, out, i)
+        _xyf_to_xyz(xc - dc, yc + dc - i * d, face, jrll, jpll, out, i + step)
+        _xyf_to_xyz(xc - dc + i * d, yc - dc, face, jrll, jpll, out, i + 2 * step)
+        _xyf_to_xyz(xc + dc, yc - dc + i * d, face, jrll, jpll, out, i + 3 * step)
+    return out
+
+
+def boundaries_xyz(order: int, pixel: int, step: int) -> np.ndarray:
+    """Unit vectors ``(4 * step, 3)`` around one NESTED pixel, in healpy's ``boundaries`` order."""
+    out = np.empty((4 * int(step), 3))
+    return _boundaries(int(order), np.int64(pixel), int(step), _JRLL_F, _JPLL_F, out)
+
+
+_JRLL_F = _JRLL.astype(np.float64)
+_JPLL_F = _JPLL.astype(np.float64)

@@ -20,6 +20,7 @@ def warm() -> None:
     healpix_nested.radec_to_nested(29, ra, dec)
     healpix_nested.nested_to_radec(5, np.array([0, 1]))
     healpix_nested.neighbours_nested(5, np.array([0, 1]))
+    healpix_nested.boundaries_xyz(5, 1, 4)
     index = healpix_nested.radec_to_nested(29, ra, dec)
     order = np.argsort(index)
     right = crossmatch.RightBuckets(index[order], ra[order], dec[order], 8)

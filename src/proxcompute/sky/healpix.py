@@ -125,8 +125,7 @@ def pixel_boundaries_xyz(order: int, pixel: int, step: int) -> np.ndarray:
     Points run around the pixel in order, so consecutive points (and last -> first) are
     boundary segments ``step`` per edge.
     """
-    xyz = _hp().boundaries(_nside(order), int(pixel), step=int(step), nest=True)
-    return np.ascontiguousarray(np.asarray(xyz, dtype=np.float64).T)
+    return _nested.boundaries_xyz(order, pixel, step)
 
 
 def edge_subpixels(order: int, pixel: int, sub_order: int) -> np.ndarray:
