@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from proxcompute.execute.partition import run_partition
 from proxcompute.execute.reader import SOURCE_READERS
-from proxcompute.ops.crossmatch import align_pixel, match_tables, merge_sorted
+from proxcompute.ops.crossmatch import align_pixel, concat_right, match_tables, pixel_area_deg2
 from proxcompute.ops.expr import Expr
 from proxcompute.ops.filters import filter_by_ranges
 from proxcompute.plan.crossmatch import CrossmatchSource
@@ -45,7 +45,7 @@ def neighbourhood_rows(right: PlanNode, piece: PartitionPixel, radius_deg: float
     reach_arcsec = (max_pixel_radius_deg(piece.order) * 1.01 + radius_deg) * 3600.0
     cone = Cone(float(ra[0]), float(dec[0]), min(reach_arcsec, 180.0 * 3600.0))
     plan = optimize(RegionFilter(right, cone))
-    return merge_sorted([run_partition(plan, p) for p in find_scan(plan).partitions])
+    return concat_right([run_partition(plan, p) for p in find_scan(plan).partitions])
 
 
 def _right_rows(source: CrossmatchSource, piece: PartitionPixel, right_pixel: PartitionPixel | None):
@@ -55,7 +55,7 @@ def _right_rows(source: CrossmatchSource, piece: PartitionPixel, right_pixel: Pa
     tables = [run_partition(side.plan, right_pixel)]
     if right_pixel in side.margin_pixels:
         tables.append(run_partition(side.margin_plan, right_pixel))
-    return merge_sorted(tables)
+    return concat_right(tables)
 
 
 def crossmatch_partition(source: CrossmatchSource, pixel: PartitionPixel, ranges: np.ndarray | None = None) -> pa.Table:
@@ -72,7 +72,8 @@ def crossmatch_partition(source: CrossmatchSource, pixel: PartitionPixel, ranges
         if left_piece.num_rows == 0:
             continue
         right = _right_rows(source, piece, right_pixel)
-        out.append(match_tables(left_piece, right, source.args, source.schema))
+        area = pixel_area_deg2(right_pixel if right_pixel is not None else piece)
+        out.append(match_tables(left_piece, right, source.args, source.schema, area))
     if not out:
         return source.schema.empty_table()
     return pa.concat_tables(out) if len(out) > 1 else out[0]

@@ -115,33 +115,63 @@ class RightBuckets:
 
 
 @jit
-def _find_run(pixels, starts, p):
-    lo = 0
-    hi = pixels.shape[0]
+def _find_run(pixels, starts, p, hint):
+    # galloping search from `hint` (neighbouring pixels sit close in the nested order),
+    # then binary search in the bracket; returns (run start, run end, position)
+    n = pixels.shape[0]
+    if hint < 0:
+        hint = 0
+    if hint >= n:
+        hint = n - 1
+    if pixels[hint] < p:
+        lo = hint + 1
+        step = 1
+        hi = lo
+        while hi < n and pixels[hi] < p:
+            lo = hi + 1
+            hi = hint + step * 2
+            step *= 2
+        if hi > n:
+            hi = n
+    else:
+        hi = hint
+        step = 1
+        lo = hi
+        while lo > 0 and pixels[lo - 1] >= p:
+            hi = lo - 1
+            lo = hint - step * 2
+            step *= 2
+            if lo < 0:
+                lo = 0
     while lo < hi:
         mid = (lo + hi) >> 1
         if pixels[mid] < p:
             lo = mid + 1
         else:
             hi = mid
-    if lo < pixels.shape[0] and pixels[lo] == p:
-        return starts[lo], starts[lo + 1]
-    return 0, 0
+    if lo < n and pixels[lo] == p:
+        return starts[lo], starts[lo + 1], lo
+    return 0, 0, lo
 
 
 @jit
-def _fill_runs(order, p, pixels, starts, runs, nb, xoff, yoff, facearray, swaparray):
+def _fill_runs(order, p, pixels, starts, runs, nb, xoff, yoff, facearray, swaparray, hint):
+    # runs of pixel p and its 8 neighbours; returns p's position (the next hint)
     _hn._neighbours_of(order, p, xoff, yoff, facearray, swaparray, nb)
-    a, b = _find_run(pixels, starts, p)
+    if pixels.shape[0] == 0:
+        runs[:, :] = 0
+        return 0
+    a, b, pos = _find_run(pixels, starts, p, hint)
     runs[0, 0] = a
     runs[0, 1] = b
     for q in range(8):
         if nb[q] >= 0:
-            a, b = _find_run(pixels, starts, nb[q])
+            a, b, _ = _find_run(pixels, starts, nb[q], pos)
         else:
             a, b = 0, 0
         runs[q + 1, 0] = a
         runs[q + 1, 1] = b
+    return pos
 
 
 @jit
@@ -151,13 +181,14 @@ def _nearest_k(lidx, lra, ldec, order, shift, pixels, starts, rxyz, c2max, c2min
     runs = np.zeros((9, 2), dtype=np.int64)
     nb = np.empty(8, dtype=np.int64)
     prev = -1
+    hint = 0
     for i in range(n):
         for q in range(k):
             out_idx[i, q] = -1
             out_d2[i, q] = np.inf
         p = lidx[i] >> shift
         if p != prev:
-            _fill_runs(order, p, pixels, starts, runs, nb, xoff, yoff, facearray, swaparray)
+            hint = _fill_runs(order, p, pixels, starts, runs, nb, xoff, yoff, facearray, swaparray, hint)
             prev = p
         a = lra[i] * (math.pi / 180.0)
         d = ldec[i] * (math.pi / 180.0)
@@ -192,11 +223,12 @@ def _all_pairs(lidx, lra, ldec, order, shift, pixels, starts, rxyz, c2max, c2min
     runs = np.zeros((9, 2), dtype=np.int64)
     nb = np.empty(8, dtype=np.int64)
     prev = -1
+    hint = 0
     m = 0
     for i in range(n):
         p = lidx[i] >> shift
         if p != prev:
-            _fill_runs(order, p, pixels, starts, runs, nb, xoff, yoff, facearray, swaparray)
+            hint = _fill_runs(order, p, pixels, starts, runs, nb, xoff, yoff, facearray, swaparray, hint)
             prev = p
         a = lra[i] * (math.pi / 180.0)
         d = ldec[i] * (math.pi / 180.0)

@@ -23,10 +23,23 @@ def warm() -> None:
     healpix_nested.boundaries_xyz(5, 1, 4)
     index = healpix_nested.radec_to_nested(29, ra, dec)
     order = np.argsort(index)
-    right = crossmatch.RightBuckets(index[order], ra[order], dec[order], 8)
-    crossmatch.nearest_k(index[order], ra[order], dec[order], right, 1 / 3600, 2)
-    crossmatch.all_pairs(index[order], ra[order], dec[order], right, 1 / 3600)
+    # Arrays from Arrow are read-only, which numba compiles separately: warm both kinds.
+    for idx, r, d in ((index[order], ra[order], dec[order]), _readonly(index[order], ra[order], dec[order])):
+        healpix_nested.radec_to_nested(29, r, d)
+        kernels.cone_mask(r, d, 0.0, 0.0, 1.0)
+        right = crossmatch.RightBuckets(idx, r, d, 8)
+        crossmatch.nearest_k(idx, r, d, right, 1 / 3600, 2)
+        crossmatch.all_pairs(idx, r, d, right, 1 / 3600)
     _warm_margin()
+
+
+def _readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    out = []
+    for a in arrays:
+        b = a.copy()
+        b.setflags(write=False)
+        out.append(b)
+    return tuple(out)
 
 
 def _warm_margin() -> None:

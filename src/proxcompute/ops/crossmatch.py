@@ -24,9 +24,10 @@ __all__ = [
     "HOW",
     "CrossmatchArgs",
     "align_pixel",
+    "concat_right",
     "match_tables",
-    "merge_sorted",
     "output_schema",
+    "pixel_area_deg2",
 ]
 
 DIST_COLUMN = "_dist_arcsec"
@@ -93,32 +94,31 @@ def output_schema(left: pa.Schema, right: pa.Schema, args: CrossmatchArgs) -> pa
     return pa.schema(fields)
 
 
-def merge_sorted(tables: list[pa.Table]) -> pa.Table:
-    """Concatenate tables each sorted by ``_healpix_29`` into one sorted table (stable)."""
+def concat_right(tables: list[pa.Table]) -> pa.Table | None:
+    """The right rows of one piece: a partition plus its margin, or a neighbourhood read.
+
+    Not re-sorted here: :func:`match_tables` orders only the three key columns it needs and
+    maps matches back, instead of permuting every column of every right row.
+    """
     tables = [t for t in tables if t.num_rows]
     if not tables:
-        return None  # type: ignore[return-value]
-    if len(tables) == 1:
-        return tables[0]
-    table = pa.concat_tables(tables, promote_options="default")
-    idx = table.column(INDEX_COLUMN).to_numpy()
-    if np.all(idx[1:] >= idx[:-1]):
-        return table
-    return table.take(pa.array(np.argsort(idx, kind="stable")))
+        return None
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
 
 
-def _area_deg2(table: pa.Table) -> float:
-    # area spanned by the right rows, from the spread of their order-29 index (cheap, rough)
-    idx = table.column(INDEX_COLUMN).to_numpy()
-    span = float(idx[-1] - idx[0]) + 1.0
-    return max(span / float(12 * 4**29) * 41252.96, 1e-8)
+def pixel_area_deg2(pixel: PartitionPixel) -> float:
+    """Area of a HEALPix pixel in square degrees."""
+    return 41252.96124941928 / (12 * 4**pixel.order)
 
 
-def match_tables(left: pa.Table, right: pa.Table | None, args: CrossmatchArgs, schema: pa.Schema) -> pa.Table:
+def match_tables(
+    left: pa.Table, right: pa.Table | None, args: CrossmatchArgs, schema: pa.Schema, right_area_deg2: float
+) -> pa.Table:
     """Match ``left`` (sorted by ``_healpix_29``) against ``right`` (sorted too).
 
-    Output rows are in left order, then by separation; their columns follow ``schema``
-    (:func:`output_schema`).
+    ``right_area_deg2`` is the sky area the right rows come from (their partition's pixel):
+    with the row count it sets the density, hence the bucket order. Output rows are in left
+    order, then by separation; their columns follow ``schema`` (:func:`output_schema`).
     """
     n_left = left.num_rows
     if right is None or right.num_rows == 0 or n_left == 0:
@@ -129,7 +129,11 @@ def match_tables(left: pa.Table, right: pa.Table | None, args: CrossmatchArgs, s
     r_index = right.column(INDEX_COLUMN).to_numpy()
     r_ra = right.column(args.right_ra).to_numpy()
     r_dec = right.column(args.right_dec).to_numpy()
-    order = xm.bucket_order_for(args.radius_deg, right.num_rows, _area_deg2(right))
+    perm = None
+    if r_index.size > 1 and np.any(r_index[1:] < r_index[:-1]):  # several sorted runs
+        perm = np.argsort(r_index, kind="stable")
+        r_index, r_ra, r_dec = r_index[perm], r_ra[perm], r_dec[perm]
+    order = xm.bucket_order_for(args.radius_deg, right.num_rows, right_area_deg2)
     buckets = xm.RightBuckets(r_index, r_ra, r_dec, order)
     l_index = left.column(INDEX_COLUMN).to_numpy()
     l_ra = left.column(args.left_ra).to_numpy()
@@ -147,6 +151,8 @@ def match_tables(left: pa.Table, right: pa.Table | None, args: CrossmatchArgs, s
         left_idx = rows
         right_idx = idx[rows, cols]
         sep = seps[rows, cols]
+    if perm is not None:
+        right_idx = np.where(right_idx >= 0, perm[np.maximum(right_idx, 0)], -1)
     return _assemble(left, right, left_idx, right_idx, sep, args, schema)
 
 
