@@ -40,18 +40,25 @@ class _LazyKernel:
         self._dispatcher: Any = None
 
     def compile_module(self) -> None:
-        """Replace every lazy kernel of this module by its numba dispatcher."""
+        """Replace every lazy kernel of every loaded kernel module by its numba dispatcher.
+
+        All modules at once, because kernels call kernels of other modules (crossmatch uses
+        ``healpix_nested._neighbours_of``), and numba must find dispatchers there when it
+        types a caller (always on a cache miss). Creating a dispatcher compiles nothing.
+        """
         import numba
 
         with _lock:
             if self._dispatcher is not None:
                 return
-            module = sys.modules[self.__module__]
-            lazies = [v for v in vars(module).values() if isinstance(v, _LazyKernel)]
-            for lazy in lazies:
-                if lazy._dispatcher is None:
-                    lazy._dispatcher = numba.njit(**_OPTIONS)(lazy.py_func)
-                    setattr(module, lazy.__name__, lazy._dispatcher)
+            package = self.__module__.rsplit(".", 1)[0]
+            modules = [m for name, m in list(sys.modules.items()) if name.startswith(package + ".") and m]
+            for module in modules:
+                for lazy in [v for v in vars(module).values() if isinstance(v, _LazyKernel)]:
+                    if lazy._dispatcher is None:
+                        lazy._dispatcher = numba.njit(**_OPTIONS)(lazy.py_func)
+                    if getattr(module, lazy.__name__, None) is lazy:
+                        setattr(module, lazy.__name__, lazy._dispatcher)
 
     def __call__(self, *args: Any) -> Any:
         if self._dispatcher is None:

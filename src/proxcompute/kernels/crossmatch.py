@@ -7,7 +7,7 @@ pixel and its 8 neighbours (neighbours are recomputed only when the left pixel c
 tests candidates by the squared chord between unit vectors. The bucket order is the deepest
 order whose pixels are wide enough that the 9 pixels hold every point within the radius
 (radius <= 0.4 x pixel resolution; the 3x3 block holds it up to 0.6x, see the tests), and
-no deeper than needed for a handful of rows per bucket.
+holding as few rows as possible, so dense clusters cost no more than sparse sky.
 
 Separations are ``2 asin(chord / 2)``: numerically safe at every scale (an arccos of a dot
 product loses ~5 digits at 1"). A pair exactly at the radius is a match
@@ -29,23 +29,24 @@ __all__ = ["RightBuckets", "all_pairs", "bucket_order_for", "nearest_k"]
 INDEX_ORDER = 29
 BUCKET_RADIUS_FACTOR = 0.4
 """The radius may be at most this fraction of the bucket pixels' resolution."""
-ROWS_PER_BUCKET = 8
 
 
 def _resolution_deg(order: int) -> float:
     return math.degrees(math.sqrt(4.0 * math.pi / (12 * 4**order)))
 
 
-def bucket_order_for(radius_deg: float, n_rows: int, area_deg2: float) -> int:
-    """Bucket order: pixels wide enough for ``radius_deg``, about ``ROWS_PER_BUCKET`` rows each."""
+def bucket_order_for(radius_deg: float, n_rows: int = 0, area_deg2: float = 0.0) -> int:
+    """Bucket order: the deepest order whose pixels are still wide enough for ``radius_deg``.
+
+    Deeper is better: lookups cost a galloping search near the previous one, while a
+    coarse bucket in a dense cluster (10^5 rows/deg^2 in a partition averaging 10^2) would
+    hold thousands of candidates. ``n_rows`` and ``area_deg2`` are accepted for callers
+    that know them but are not needed.
+    """
     order = 0
     while order < INDEX_ORDER and radius_deg <= BUCKET_RADIUS_FACTOR * _resolution_deg(order + 1):
         order += 1
-    density = n_rows / max(area_deg2, 1e-12)
-    dens_order = 0
-    while dens_order < INDEX_ORDER and density * _resolution_deg(dens_order) ** 2 > ROWS_PER_BUCKET:
-        dens_order += 1
-    return min(order, dens_order)
+    return order
 
 
 @jit
