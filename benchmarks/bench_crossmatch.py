@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,38 @@ RESULT_TAG = "@@XM "
 
 # ------------------------------------------------------------------ worker (fresh process)
 
+class _PeakRSS:
+    """Peak resident memory of this process, sampled from /proc every 5 ms.
+
+    (``ru_maxrss`` survives ``execve`` on Linux, so a worker started by a big parent would
+    report the parent's peak.)
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import os
+
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not self._stop.is_set():
+            with open("/proc/self/statm") as fh:
+                self.peak = max(self.peak, int(fh.read().split()[1]) * page)
+            self._stop.wait(0.005)
+
+    def gib(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 1024**3
+
+
 def _worker(tool: str, left: str, right: str, repeat: int, out_ids: str | None) -> dict:
+    rss = _PeakRSS()
     t0 = time.perf_counter()
     times = []
     if tool == "proxcompute-write":  # scale run: stream matches to a catalog, never collect them
@@ -54,8 +84,7 @@ def _worker(tool: str, left: str, right: str, repeat: int, out_ids: str | None) 
         elapsed = time.perf_counter() - t
         n = len(written)
         shutil.rmtree(out, ignore_errors=True)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-        return {"fresh_s": elapsed, "warm_s": None, "rows": n, "peak_rss_gib": rss}
+        return {"fresh_s": elapsed, "warm_s": None, "rows": n, "peak_rss_gib": rss.gib()}
     if tool == "proxcompute":
         import proxcompute as pc
 
@@ -85,13 +114,8 @@ def _worker(tool: str, left: str, right: str, repeat: int, out_ids: str | None) 
             first = time.perf_counter() - t0
     if out_ids:
         np.savez(out_ids, left=df[id_left].to_numpy(np.int64), right=df[id_right].to_numpy(np.int64))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     return {"fresh_s": first, "warm_s": statistics.median(times[1:]) if repeat > 1 else None,
-            "rows": len(df), "peak_rss_gib": rss + _children_rss()}
-
-
-def _children_rss() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+            "rows": len(df), "peak_rss_gib": rss.gib()}
 
 
 def _run_worker(tool: str, left: Path, right: Path, repeat: int, out_ids: Path | None = None) -> dict:

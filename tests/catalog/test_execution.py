@@ -67,22 +67,22 @@ def test_head_of_filtered(cat, sky_df):
     assert len(cat.head(0)) == 0
 
 
-def test_big_plans_run_through_dask(stored_cat, monkeypatch):
-    """Many partitions -> Dask threads; the result equals the in-process path."""
-    import dask
+def test_big_plans_run_on_a_thread_pool(stored_cat, monkeypatch):
+    """Many partitions and no client -> a local thread pool; equal to the in-process path."""
+    import threading
 
-    seen = []
-    real = dask.compute
+    threads = set()
+    real = execute.run.run_partition
 
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("scheduler"))
-        return real(*args, **kwargs)
+    def spy(plan, pixel):
+        threads.add(threading.current_thread().name)
+        return real(plan, pixel)
 
-    monkeypatch.setattr(dask, "compute", spy)
+    monkeypatch.setattr(execute.run, "run_partition", spy)
     q = stored_cat.where("mag < 19.5")
     assert len(q.partitions) > execute.IN_PROCESS_MAX_PARTITIONS
     df = q.compute()
-    assert seen == ["threads"]
+    assert threads and all(t.startswith("proxcompute") for t in threads)
     monkeypatch.setattr(execute.run, "IN_PROCESS_MAX_PARTITIONS", 10_000)
     assert df.equals(q.compute())
     assert q.count() == len(df)

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 
-__all__ = ["dask_progress", "progress_bar", "progress_enabled"]
+__all__ = ["progress_bar", "progress_enabled"]
 
 
 def progress_enabled() -> bool:
@@ -35,21 +35,3 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
     ) as prog:
         task = prog.add_task(description, total=total)
         yield lambda n=1: prog.advance(task, n)
-
-
-@contextlib.contextmanager
-def dask_progress(description: str, total: int, enabled: bool = True) -> Iterator[None]:
-    """A rich progress bar advanced by Dask's local (threaded) scheduler as tasks finish."""
-    with progress_bar(description, total=total, enabled=enabled) as advance:
-        if not (enabled and progress_enabled()):
-            yield
-            return
-        from dask.callbacks import Callback
-
-        class _Advance(Callback):
-            def _posttask(self, key, result, dsk, state, worker_id):
-                if isinstance(key, str) and key.startswith("proxcompute-") and "-fn-" not in key:
-                    advance(1)
-
-        with _Advance():
-            yield
