@@ -16,8 +16,13 @@ def progress_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; draws a rich progress bar on stderr when enabled."""
+def progress_bar(
+    description: str, total: int, enabled: bool = True, transient: bool = False
+) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; draws a rich progress bar on stderr when enabled.
+
+    ``transient`` bars disappear when done (for query steps; ingest stages stay visible).
+    """
     if not (enabled and progress_enabled()):
         yield lambda n=1: None
         return
@@ -31,7 +36,7 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        transient=False,
+        transient=transient,
     ) as prog:
         task = prog.add_task(description, total=total)
         yield lambda n=1: prog.advance(task, n)

@@ -84,7 +84,7 @@ def map_partitions(
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="proxcompute") as pool:
             futures = {pool.submit(job, p): i for i, p in enumerate(pixels)}
             results: list[Any] = [None] * len(pixels)
-            with progress_bar(description, total=len(futures), enabled=show) as advance:
+            with progress_bar(description, total=len(futures), enabled=show, transient=True) as advance:
                 try:
                     for fut in as_completed(futures):
                         results[futures[fut]] = fut.result()
@@ -102,7 +102,7 @@ def map_partitions(
     task = dask.delayed(job, pure=False, name=f"proxcompute-{label}-fn-{tag}")
     parts = [task(item, dask_key_name=f"proxcompute-{label}-{tag}-{i}") for i, item in enumerate(items)]
     futures = client.compute(parts)
-    with progress_bar(description, total=len(futures), enabled=show) as advance:
+    with progress_bar(description, total=len(futures), enabled=show, transient=True) as advance:
         for _ in dask_as_completed(futures, loop=client.loop):
             advance(1)
     return list(client.gather(futures))
