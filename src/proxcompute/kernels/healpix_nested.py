@@ -74,21 +74,7 @@ def _loc2pix(order, z, phi):
         ix = jm & (nside - 1)
         iy = nside - (jp & (nside - 1)) - 1
     else:
-        ntt = min(3, np.int64(tt))
-        tp = tt - ntt
-        tmp = nside * math.sqrt(3.0 * (1.0 - za))
-        jp = np.int64(tp * tmp)
-        jm = np.int64((1.0 - tp) * tmp)
-        jp = min(jp, nside - 1)
-        jm = min(jm, nside - 1)
-        if z >= 0:
-            face = ntt
-            ix = nside - jm - 1
-            iy = nside - jp - 1
-        else:
-            face = ntt + 8
-            ix = jp
-            iy = jm
+        return _loc2pix_polar(order, z, 1.0 - za, phi)
     return (face << (2 * order)) + _spread_bits(ix) + (_spread_bits(iy) << 1)
 
 
