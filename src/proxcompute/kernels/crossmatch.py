@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from proxcompute.kernels import healpix_nested as _hn
+from proxcompute.kernels import spherical as _spherical
 from proxcompute.kernels._jit import jit
 
 __all__ = ["RightBuckets", "all_pairs", "bucket_order_for", "nearest_k"]
@@ -47,20 +48,6 @@ def bucket_order_for(radius_deg: float, n_rows: int = 0, area_deg2: float = 0.0)
     while order < INDEX_ORDER and radius_deg <= BUCKET_RADIUS_FACTOR * _resolution_deg(order + 1):
         order += 1
     return order
-
-
-@jit
-def _xyz(ra, dec):
-    n = ra.shape[0]
-    out = np.empty((n, 3))
-    for i in range(n):
-        a = ra[i] * (math.pi / 180.0)
-        d = dec[i] * (math.pi / 180.0)
-        cd = math.cos(d)
-        out[i, 0] = cd * math.cos(a)
-        out[i, 1] = cd * math.sin(a)
-        out[i, 2] = math.sin(d)
-    return out
 
 
 @jit
@@ -109,7 +96,7 @@ class RightBuckets:
         self.shift = 2 * (INDEX_ORDER - self.order)
         self.size = idx.shape[0]
         self.pixels, self.starts = _runs(idx, self.shift)
-        self.xyz = _xyz(np.ascontiguousarray(ra_deg, dtype=np.float64), np.ascontiguousarray(dec_deg, dtype=np.float64))
+        self.xyz = _spherical.radec_to_xyz(ra_deg, dec_deg)
 
     def max_radius_deg(self) -> float:
         return BUCKET_RADIUS_FACTOR * _resolution_deg(self.order)
