@@ -30,7 +30,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_foundation.py
+	$(BIN)/python benchmarks/bench_foundation.py --markdown bench-data/foundation.md
+	$(BIN)/python benchmarks/bench_crossmatch.py --markdown bench-data/crossmatch.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
