@@ -20,6 +20,15 @@ app = typer.Typer(
 )
 
 
+def _add_cluster_commands() -> None:
+    from proxcompute.cluster.cli import cluster_app
+
+    app.add_typer(cluster_app, name="cluster", help="Cluster profiles: list them, show one (and its job script).")
+
+
+_add_cluster_commands()
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
