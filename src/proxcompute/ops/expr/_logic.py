@@ -48,10 +48,12 @@ class Compare(Expr):
 
 
 @dataclass(frozen=True)
-class And(Expr):
-    """Conjunction of two or more boolean terms (Kleene logic)."""
+class _Junction(Expr):
+    """Two or more boolean terms combined by one Kleene function (subclasses name it)."""
 
     terms: tuple[Expr, ...]
+    _function: ClassVar[str]
+    _word: ClassVar[str]
 
     @property
     def kind(self) -> str:
@@ -61,48 +63,37 @@ class And(Expr):
         return frozenset().union(*(t.columns() for t in self.terms))
 
     def evaluate(self, table: pa.Table) -> Any:
+        combine = getattr(pc, self._function)
         out = self.terms[0].evaluate(table)
         for t in self.terms[1:]:
-            out = pc.and_kleene(out, t.evaluate(table))
+            out = combine(out, t.evaluate(table))
         return out
 
     def to_arrow(self) -> pc.Expression:
+        combine = getattr(pc, self._function)
         out = self.terms[0].to_arrow()
         for t in self.terms[1:]:
-            out = pc.and_kleene(out, t.to_arrow())
+            out = combine(out, t.to_arrow())
         return out
 
     def __str__(self) -> str:
-        return " and ".join(wrap(t) for t in self.terms)
+        return f" {self._word} ".join(wrap(t) for t in self.terms)
 
 
 @dataclass(frozen=True)
-class Or(Expr):
+class And(_Junction):
+    """Conjunction of two or more boolean terms (Kleene logic)."""
+
+    _function: ClassVar[str] = "and_kleene"
+    _word: ClassVar[str] = "and"
+
+
+@dataclass(frozen=True)
+class Or(_Junction):
     """Disjunction of two or more boolean terms (Kleene logic)."""
 
-    terms: tuple[Expr, ...]
-
-    @property
-    def kind(self) -> str:
-        return "bool"
-
-    def columns(self) -> frozenset[str]:
-        return frozenset().union(*(t.columns() for t in self.terms))
-
-    def evaluate(self, table: pa.Table) -> Any:
-        out = self.terms[0].evaluate(table)
-        for t in self.terms[1:]:
-            out = pc.or_kleene(out, t.evaluate(table))
-        return out
-
-    def to_arrow(self) -> pc.Expression:
-        out = self.terms[0].to_arrow()
-        for t in self.terms[1:]:
-            out = pc.or_kleene(out, t.to_arrow())
-        return out
-
-    def __str__(self) -> str:
-        return " or ".join(wrap(t) for t in self.terms)
+    _function: ClassVar[str] = "or_kleene"
+    _word: ClassVar[str] = "or"
 
 
 @dataclass(frozen=True)
