@@ -1,0 +1,92 @@
+"""A real single-node SLURM, installed and started by clusters/slurm/setup_slurm.sh.
+
+Runs where the machine allows it (root and apt-get: CI does); skipped with the reason
+elsewhere. A crossmatch runs on workers that SLURM starts as batch jobs through the
+``slurm`` backend, and closing the cluster leaves no job in ``squeue``.
+"""
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import proxcompute as pc
+from proxcompute.cluster import load_profile, start_cluster
+from proxcompute.synthetic import generate_catalog
+
+SLURM_DIR = Path(__file__).resolve().parents[2] / "clusters" / "slurm"
+PROFILE = """
+proxcompute:
+  cluster:
+    slurm-test:
+      backend: slurm
+      workers: 2
+      cores: 1
+      processes: 1
+      memory: 1GiB
+      walltime: "00:10:00"
+      partition: short
+      limits:
+        partitions:
+          short: {{max_memory: 8GiB, max_walltime: "00:30:00", max_cores: 2}}
+      jobqueue:
+        interface: lo
+        log_directory: {logs}
+"""
+
+
+def _why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to install and start slurmctld/slurmd/munge"
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        return "needs apt-get (Debian) to install SLURM"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = _why_not()
+    if reason:
+        pytest.skip(f"SLURM tests skipped: {reason}")
+    started = time.perf_counter()
+    proc = subprocess.run(["bash", str(SLURM_DIR / "setup_slurm.sh")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    print(f"SLURM up in {time.perf_counter() - started:.1f} s: {proc.stdout.strip()}")
+    yield
+    subprocess.run(["bash", str(SLURM_DIR / "stop_slurm.sh")], capture_output=True, text=True, timeout=120)
+
+
+def _jobs() -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i %j %T"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def test_crossmatch_on_slurm_workers_and_no_jobs_left(slurm, tmp_path, monkeypatch):
+    profile = tmp_path / "slurm-test.yaml"
+    profile.write_text(PROFILE.format(logs=tmp_path / "logs"))
+    monkeypatch.setenv("PROXCOMPUTE_CLUSTERS", str(profile))
+    survey = pc.from_dataframe(generate_catalog(60_000, seed=3), name="survey", max_rows=4_000)
+    survey = survey.to_catalog(tmp_path / "survey")
+    targets = generate_catalog(6_000, seed=4).rename(columns={"id": "tid"})
+    matched = pc.crossmatch(targets, survey, radius_arcsec=600.0, ensure_margin=True)
+    expected = matched.compute()
+    assert len(expected) > 100
+
+    spec = load_profile("slurm-test")
+    started = time.perf_counter()
+    with start_cluster(spec) as client:
+        client.wait_for_workers(2, timeout=120)
+        up = time.perf_counter() - started
+        assert len(_jobs()) == 2  # one batch job per worker
+        got = matched.compute(client=client)
+        assert sorted(zip(got.tid_targets, got.id_survey, strict=True)) == sorted(
+            zip(expected.tid_targets, expected.id_survey, strict=True)
+        )
+    print(f"2 SLURM workers up in {up:.1f} s")
+    deadline = time.time() + 30
+    while _jobs() and time.time() < deadline:
+        time.sleep(0.2)
+    assert _jobs() == []
