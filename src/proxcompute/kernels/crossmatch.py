@@ -163,6 +163,22 @@ def _fill_runs(order, p, pixels, starts, runs, nb, xoff, yoff, facearray, swapar
 
 
 @jit
+def _unit(ra_deg, dec_deg):
+    a = ra_deg * (math.pi / 180.0)
+    d = dec_deg * (math.pi / 180.0)
+    cd = math.cos(d)
+    return cd * math.cos(a), cd * math.sin(a), math.sin(d)
+
+
+@jit
+def _chord2_to(rxyz, j, x, y, z):
+    dx = rxyz[j, 0] - x
+    dy = rxyz[j, 1] - y
+    dz = rxyz[j, 2] - z
+    return dx * dx + dy * dy + dz * dz
+
+
+@jit
 def _nearest_k(lidx, lra, ldec, order, shift, pixels, starts, rxyz, c2max, c2min, k,
                xoff, yoff, facearray, swaparray, out_idx, out_d2):
     n = lra.shape[0]
@@ -178,18 +194,10 @@ def _nearest_k(lidx, lra, ldec, order, shift, pixels, starts, rxyz, c2max, c2min
         if p != prev:
             hint = _fill_runs(order, p, pixels, starts, runs, nb, xoff, yoff, facearray, swaparray, hint)
             prev = p
-        a = lra[i] * (math.pi / 180.0)
-        d = ldec[i] * (math.pi / 180.0)
-        cd = math.cos(d)
-        x = cd * math.cos(a)
-        y = cd * math.sin(a)
-        z = math.sin(d)
+        x, y, z = _unit(lra[i], ldec[i])
         for r in range(9):
             for j in range(runs[r, 0], runs[r, 1]):
-                dx = rxyz[j, 0] - x
-                dy = rxyz[j, 1] - y
-                dz = rxyz[j, 2] - z
-                d2 = dx * dx + dy * dy + dz * dz
+                d2 = _chord2_to(rxyz, j, x, y, z)
                 if d2 > c2max or d2 < c2min:
                     continue
                 last = out_d2[i, k - 1]
@@ -218,18 +226,10 @@ def _all_pairs(lidx, lra, ldec, order, shift, pixels, starts, rxyz, c2max, c2min
         if p != prev:
             hint = _fill_runs(order, p, pixels, starts, runs, nb, xoff, yoff, facearray, swaparray, hint)
             prev = p
-        a = lra[i] * (math.pi / 180.0)
-        d = ldec[i] * (math.pi / 180.0)
-        cd = math.cos(d)
-        x = cd * math.cos(a)
-        y = cd * math.sin(a)
-        z = math.sin(d)
+        x, y, z = _unit(lra[i], ldec[i])
         for r in range(9):
             for j in range(runs[r, 0], runs[r, 1]):
-                dx = rxyz[j, 0] - x
-                dy = rxyz[j, 1] - y
-                dz = rxyz[j, 2] - z
-                d2 = dx * dx + dy * dy + dz * dz
+                d2 = _chord2_to(rxyz, j, x, y, z)
                 if d2 > c2max or d2 < c2min:
                     continue
                 if not count_only:
