@@ -19,6 +19,7 @@ __all__ = [
     "InvalidRegionError",
     "PlanError",
     "ProxError",
+    "SqlError",
     "StorageError",
 ]
 
@@ -86,3 +87,23 @@ class ColumnNotFoundError(PlanError, KeyError):
 
     def __reduce__(self):  # picklable across Dask workers
         return (type(self), (self.column, self.available, self.what))
+
+
+class SqlError(PlanError):
+    """An SQL/ADQL query that cannot run, with the phase that refused it and where.
+
+    ``phase`` is one of ``syntax``, ``unknown table``, ``unknown column``, ``unknown function``,
+    ``unsupported``, ``forbidden``, ``type`` or ``limit``; ``line`` and ``column`` (1-based) point
+    into the query text when the problem has a position.
+    """
+
+    def __init__(self, phase: str, message: str, line: int | None = None, column: int | None = None) -> None:
+        self.phase = phase
+        self.message = message
+        self.line = line
+        self.column = column
+        where = f" at line {line}, column {column}" if line is not None and column is not None else ""
+        super().__init__(f"SQL {phase} error{where}: {message}")
+
+    def __reduce__(self):  # picklable across Dask workers
+        return (type(self), (self.phase, self.message, self.line, self.column))

@@ -1,0 +1,199 @@
+"""ADQL text -> a sqlglot AST that is a single, read-only query built from known parts.
+
+Three checks, each raising :class:`~proxcompute.errors.SqlError` with the phase and the
+line/column of the offending token:
+
+1. syntax (sqlglot's parser, in the :class:`~proxcompute.sql.dialect.ADQL` dialect);
+2. the root is one query (``SELECT``, ``WITH``, set operations), never a write, a command
+   or a bare expression (``DUFF QUERY`` parses as an alias in lenient SQL: refused here);
+3. every node is of an allowed kind and every function is a known one, so file-reading
+   table functions (``read_csv``), ``COPY``, ``ATTACH`` and friends cannot get through.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from proxcompute.errors import SqlError
+from proxcompute.sql.dialect import ADQL
+
+__all__ = ["ADQL_FUNCTIONS", "parse_query", "position"]
+
+ADQL_FUNCTIONS = frozenset(
+    {
+        "POINT",
+        "CIRCLE",
+        "BOX",
+        "POLYGON",
+        "DISTANCE",
+        "COORD1",
+        "COORD2",
+        "COORDSYS",
+        "INTERSECTS",
+        "IVO_HEALPIX_INDEX",
+    }
+)
+"""ADQL functions sqlglot does not know (``CONTAINS`` it parses as :class:`exp.Contains`)."""
+
+_ALLOWED_FUNCS = (
+    exp.Abs, exp.Ceil, exp.Floor, exp.Round, exp.Trunc, exp.Sqrt, exp.Exp, exp.Ln, exp.Log, exp.Pow,
+    exp.Mod, exp.Sin, exp.Cos, exp.Tan, exp.Cot, exp.Asin, exp.Acos, exp.Atan, exp.Atan2,
+    exp.Degrees, exp.Radians, exp.Pi, exp.Rand, exp.Sign, exp.Lower, exp.Upper, exp.Length,
+    exp.Trim, exp.Substring, exp.Coalesce, exp.Nullif, exp.Greatest, exp.Least, exp.Cast,
+    exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max, exp.Stddev, exp.Variance, exp.Contains,
+    exp.If, exp.Concat,
+)  # fmt: skip
+
+_ALLOWED_NODES = (
+    exp.Select, exp.Union, exp.Intersect, exp.Except, exp.From, exp.Join, exp.Where, exp.Group,
+    exp.Having, exp.Order, exp.Ordered, exp.Limit, exp.Offset, exp.Distinct, exp.Alias,
+    exp.TableAlias, exp.Table, exp.Subquery, exp.With, exp.CTE, exp.Column, exp.Identifier,
+    exp.Star, exp.Literal, exp.Null, exp.Boolean, exp.Paren, exp.Add, exp.Sub, exp.Mul, exp.Div,
+    exp.DPipe, exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.And, exp.Or, exp.Not,
+    exp.Is, exp.In, exp.Between, exp.Like, exp.ILike, exp.Neg, exp.Case, exp.DataType,
+    exp.Tuple, exp.Anonymous, exp.Var, exp.Dot,
+)  # fmt: skip
+
+_WRITES = {
+    exp.Insert: "INSERT",
+    exp.Update: "UPDATE",
+    exp.Delete: "DELETE",
+    exp.Drop: "DROP",
+    exp.Create: "CREATE",
+    exp.Copy: "COPY",
+    exp.Alter: "ALTER",
+    exp.Merge: "MERGE",
+    exp.Command: "command",
+    exp.Set: "SET",
+    exp.Use: "USE",
+    exp.Pragma: "PRAGMA",
+    exp.Transaction: "transaction",
+}
+
+
+def position(node: exp.Expression | None) -> tuple[int | None, int | None]:
+    """1-based ``(line, column)`` of the start of ``node`` in the query text, if known."""
+    while node is not None:
+        for candidate in (node, node.args.get("this")):
+            meta = getattr(candidate, "meta", None) if isinstance(candidate, exp.Expression) else None
+            if meta and "line" in meta:
+                width = meta.get("end", 0) - meta.get("start", 0) + 1
+                return meta["line"], max(1, meta["col"] - width + 1)
+        node = next((c for c in node.iter_expressions()), None)
+    return None, None
+
+
+def _error(phase: str, message: str, node: exp.Expression | None = None) -> SqlError:
+    line, col = position(node)
+    return SqlError(phase, message, line, col)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_cached(text: str) -> exp.Expression:
+    try:
+        statements = [s for s in sqlglot.parse(text, dialect=ADQL) if s is not None]
+    except ParseError as exc:
+        err = exc.errors[0] if exc.errors else {}
+        highlight = err.get("highlight") or ""
+        line, col = err.get("line"), err.get("col")
+        if col is not None and highlight and "\n" not in highlight:
+            col = max(1, col - len(highlight) + 1)
+        desc = err.get("description") or str(exc)
+        if desc.startswith("Invalid expression / Unexpected token"):
+            desc = f"unexpected {highlight!r}" if highlight else "unexpected end of query"
+        elif desc.startswith("Required keyword"):
+            desc = f"incomplete expression near {highlight!r}"
+        elif highlight:
+            desc = f"{desc} (near {highlight!r})"
+        raise SqlError("syntax", desc, line, col) from None
+    except TokenError as exc:
+        message = str(exc)
+        if "'" in text and text.count("'") % 2:
+            message = "unterminated string literal (a ' without its closing ')"
+        raise SqlError("syntax", message) from None
+    if not statements:
+        raise SqlError("syntax", "the query is empty")
+    if len(statements) > 1:
+        raise _error("syntax", f"one query expected, found {len(statements)} statements", statements[1])
+    root = statements[0]
+    for kind, word in _WRITES.items():
+        if isinstance(root, kind):
+            raise SqlError(
+                "forbidden",
+                f"only read queries (SELECT) can run; {word} statements are refused",
+                *_first_token(text),
+            )
+    if not isinstance(root, exp.Query):
+        first = text.strip().split()[0] if text.strip() else ""
+        raise SqlError(
+            "syntax", f"a query must begin with SELECT or WITH, not {first!r}", *_first_token(text)
+        )
+    _check_nodes(root)
+    return root
+
+
+def _first_token(text: str) -> tuple[int, int]:
+    for i, line in enumerate(text.splitlines(), 1):
+        stripped = line.lstrip()
+        if stripped:
+            return i, len(line) - len(stripped) + 1
+    return 1, 1
+
+
+def _check_nodes(root: exp.Expression) -> None:
+    known = sorted(
+        {c.__name__.upper() for c in _ALLOWED_FUNCS} | ADQL_FUNCTIONS | {"LOG10", "TRUNCATE", "POWER"}
+    )
+    for node in root.walk():
+        if isinstance(node, exp.Anonymous):
+            name = str(node.name).upper()
+            if name not in ADQL_FUNCTIONS:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f". Did you mean {close[0]}()?" if close else ""
+                raise _error("unknown function", f"unknown function {node.name}(){hint}", node)
+        elif isinstance(node, exp.Table):
+            if not isinstance(node.this, exp.Identifier):
+                raise _error(
+                    "forbidden", "only catalog names may appear in FROM, not functions or files", node
+                )
+            if any(ch in node.name for ch in "/\\") or node.name.startswith("."):
+                raise _error("unknown table", f"{node.name!r} is not a table name", node)
+        elif isinstance(node, exp.Window):
+            raise _error("unsupported", "window functions (OVER ...) are not supported", node)
+        elif isinstance(node, _ALLOWED_NODES) or isinstance(node, _ALLOWED_FUNCS):
+            continue
+        elif isinstance(node, exp.Func):
+            name = node.sql_name() if hasattr(node, "sql_name") else type(node).__name__
+            raise _error("unknown function", f"function {name}() is not available in queries", node)
+        else:
+            word = node.key.upper()
+            raise _error(
+                "unsupported", f"{word} is not supported in queries ({node.sql(dialect=ADQL)[:60]})", node
+            )
+
+
+def parse_query(text: str) -> exp.Query:
+    """Parse and check one ADQL query; returns a fresh copy of its AST.
+
+    Raises
+    ------
+    SqlError
+        With ``phase`` ``syntax``, ``forbidden``, ``unknown function`` or ``unsupported``.
+
+    Examples
+    --------
+    >>> parse_query("SELECT TOP 3 ra FROM gaia").args["limit"].expression.name
+    '3'
+    >>> parse_query("DUFF QUERY")
+    Traceback (most recent call last):
+    ...
+    proxcompute.errors.SqlError: SQL syntax error at line 1, column 1: a query must begin with SELECT or WITH, not 'DUFF'
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise SqlError("syntax", "the query is empty")
+    return _parse_cached(text).copy()

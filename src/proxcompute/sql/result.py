@@ -1,0 +1,260 @@
+"""The lazy result of an SQL query: nothing runs until ``compute``/``to_arrow``/``to_catalog``."""
+
+from __future__ import annotations
+
+import html
+import os
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from proxcompute import execute
+from proxcompute.catalog import Catalog, from_dataframe
+from proxcompute.errors import SqlError
+from proxcompute.execute.partition import PartitionJob, run_partition
+from proxcompute.plan import PlanNode, find_scan, optimize
+from proxcompute.sql.compile import PART, PARTIALS, SqlPlan
+from proxcompute.sql.engine import run_sql
+from proxcompute.storage import PartitionPixel
+
+__all__ = ["SqlResult", "SqlTruncatedWarning"]
+
+STREAM_CHUNK_PARTITIONS = 8
+"""Partitions computed together when streaming results in storage order."""
+
+
+class SqlTruncatedWarning(UserWarning):
+    """A result was cut at ``maxrec`` rows (the TAP OVERFLOW condition)."""
+
+
+def sql_partition(plan: PlanNode, pixel: PartitionPixel, sql: str) -> pa.Table:
+    """Run ``sql`` over the rows of ``plan`` in one partition (one Dask task)."""
+    return run_sql(sql, {PART: run_partition(plan, pixel)})
+
+
+class SqlResult:
+    """A compiled query, ready to run.
+
+    Returned by :func:`proxcompute.sql`. ``compute()`` gives pandas, ``to_arrow()`` Arrow,
+    ``iter_batches()`` streams, ``to_catalog(path)`` writes a catalog and ``explain()``
+    shows the plan. After a run, :attr:`overflow` says whether ``maxrec`` cut the result.
+    """
+
+    def __init__(self, plan: SqlPlan, *, maxrec: int | None = None) -> None:
+        if maxrec is not None and (isinstance(maxrec, bool) or int(maxrec) != maxrec or maxrec < 0):
+            raise SqlError("limit", f"maxrec must be a whole number >= 0, got {maxrec!r}")
+        self._plan = plan
+        self.maxrec = None if maxrec is None else int(maxrec)
+        self.overflow: bool | None = None
+
+    # -- metadata --------------------------------------------------------------------------
+
+    @property
+    def query(self) -> str:
+        """The query text."""
+        return self._plan.text
+
+    @property
+    def mode(self) -> str:
+        """How the query runs: ``catalog``, ``rows``, ``aggregate``, ``two-level`` or ``gather``."""
+        return self._plan.mode
+
+    @property
+    def catalog(self) -> Catalog | None:
+        """The lazy input catalog (regions, predicates and projection pushed down), if any."""
+        return self._plan.catalog
+
+    @property
+    def partitions(self) -> list[PartitionPixel]:
+        """Partitions the query reads (for distributed modes)."""
+        if self._plan.catalog is None:
+            return []
+        return list(find_scan(optimize(self._plan.catalog.plan)).partitions)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _want(self) -> int | None:
+        """Rows to produce (after OFFSET): TOP/LIMIT, or maxrec + 1 to detect overflow."""
+        p = self._plan
+        cap = None if self.maxrec is None else self.maxrec + 1
+        if p.limit is None:
+            return cap
+        return p.limit if cap is None else min(p.limit, cap)
+
+    def to_arrow(self, client: Any = None) -> pa.Table:
+        """Run the query; the whole result as one Arrow table."""
+        table = self._run(client)
+        return self._cap(table)
+
+    def compute(self, client: Any = None) -> pd.DataFrame:
+        """Run the query; the result as a pandas DataFrame.
+
+        Parameters
+        ----------
+        client
+            A ``distributed.Client`` to run on; by default small queries run in-process and
+            bigger ones on the current client or local threads.
+        """
+        return self.to_arrow(client).to_pandas()
+
+    to_pandas = compute
+
+    def iter_batches(self, client: Any = None) -> Iterator[pa.RecordBatch]:
+        """The result as Arrow record batches, in order; row-by-row queries stream partitions."""
+        p = self._plan
+        if p.mode != "rows" or p.final_sql is not None or self._want() is not None:
+            yield from self.to_arrow(client).to_batches()
+            return
+        self.overflow = False
+        optimized = optimize(p.catalog.plan)
+        pixels = list(find_scan(optimized).partitions)
+        job = PartitionJob(sql_partition, optimized, (p.partition_sql,))
+        emitted = False
+        for start in range(0, len(pixels), STREAM_CHUNK_PARTITIONS):
+            chunk = pixels[start : start + STREAM_CHUNK_PARTITIONS]
+            for table in execute.map_partitions(job, chunk, client=client, label="sql"):
+                table = self._named(table)
+                if table.num_rows:
+                    emitted = True
+                    yield from table.to_batches()
+        if not emitted:
+            yield from self._named(pa.table({}, schema=p.partial_schema)).to_batches() or []
+
+    def _run(self, client: Any) -> pa.Table:
+        p = self._plan
+        if p.mode == "gather":
+            tables = {k: execute.compute_table(c.plan, client=client) for k, c in p.gather.items()}
+            return run_sql(p.final_sql, tables)
+        if p.mode == "catalog":
+            want = self._want()
+            if want is not None:
+                table = execute.head(p.catalog.plan, want + p.offset).slice(p.offset)
+            else:
+                table = execute.compute_table(p.catalog.plan, client=client).slice(p.offset)
+            return self._named(table)
+        if p.count_only:
+            n = p.catalog.count(client=client)
+            return pa.table({p.output_names[0]: pa.array([n], type=pa.int64())})
+        optimized = optimize(p.catalog.plan)
+        pixels = list(find_scan(optimized).partitions)
+        job = PartitionJob(sql_partition, optimized, (p.partition_sql,))
+        if p.mode == "rows" and p.final_sql is None and self._want() is not None:
+            need = self._want() + p.offset
+            pieces, found = [], 0
+            for start in range(0, len(pixels), STREAM_CHUNK_PARTITIONS):
+                chunk = pixels[start : start + STREAM_CHUNK_PARTITIONS]
+                for t in execute.map_partitions(job, chunk, client=client, label="sql"):
+                    pieces.append(t)
+                    found += t.num_rows
+                if found >= need:
+                    break
+            table = self._concat(pieces).slice(p.offset, self._want())
+            return self._named(table)
+        partials = self._concat(execute.map_partitions(job, pixels, client=client, label="sql"))
+        if p.final_sql is None:
+            return self._named(partials)
+        return self._named(run_sql(p.final_sql, {PARTIALS: partials}))
+
+    def _concat(self, tables: list[pa.Table]) -> pa.Table:
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return self._plan.partial_schema.empty_table()
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+
+    def _named(self, table: pa.Table) -> pa.Table:
+        p = self._plan
+        if p.mode == "catalog" and p.rename:
+            return table.rename_columns([p.rename.get(c, c) for c in table.column_names])
+        if p.mode == "rows" and p.final_sql is None and table.num_columns > len(p.output_names):
+            table = table.select(list(range(len(p.output_names))))
+        return table
+
+    def _cap(self, table: pa.Table) -> pa.Table:
+        if self.maxrec is None:
+            self.overflow = False
+            return table
+        self.overflow = table.num_rows > self.maxrec
+        if self.overflow:
+            warnings.warn(
+                f"the result was truncated at maxrec={self.maxrec} rows", SqlTruncatedWarning, stacklevel=3
+            )
+            return table.slice(0, self.maxrec)
+        return table
+
+    def to_catalog(
+        self,
+        path: str | os.PathLike,
+        *,
+        name: str | None = None,
+        overwrite: bool = False,
+        client: Any = None,
+    ) -> Catalog:
+        """Write the result as a new HEALPix-partitioned catalog (atomically) and open it.
+
+        A query answered by its input catalog (columns of one catalog, with regions and
+        simple predicates) is written partition by partition without collecting it. Other
+        results are collected, then partitioned; they need ``ra`` and ``dec`` columns (or the
+        input's coordinate column names).
+        """
+        p = self._plan
+        if p.mode == "catalog" and not p.rename and p.limit is None and self.maxrec is None and not p.offset:
+            return p.catalog.to_catalog(path, name=name, overwrite=overwrite, client=client)
+        table = self.to_arrow(client)
+        cols = table.column_names
+        ra, dec = "ra", "dec"
+        if p.catalog is not None and p.catalog.ra_column in cols and p.catalog.dec_column in cols:
+            ra, dec = p.catalog.ra_column, p.catalog.dec_column
+        if ra not in cols or dec not in cols:
+            raise SqlError(
+                "unsupported",
+                f"a result written as a catalog needs coordinate columns {ra!r} and {dec!r}; "
+                f"the result has {', '.join(cols)}",
+            )
+        df = table.drop_columns([c for c in cols if c == "_healpix_29"]).to_pandas()
+        cat = from_dataframe(df, name=name or "result", ra_column=ra, dec_column=dec)
+        return cat.to_catalog(path, name=name or "result", overwrite=overwrite, client=client)
+
+    # -- explaining --------------------------------------------------------------------------
+
+    def explain(self) -> str:
+        """How the query runs: the input catalog's plan, the per-partition SQL and the merge."""
+        p = self._plan
+        lines = [f"query: {' '.join(p.text.split())}", f"mode: {p.mode} ({_MODES[p.mode]})"]
+        lines += [f"pushed: {n}" for n in p.notes]
+        if p.catalog is not None:
+            lines.append("input:")
+            lines += ["  " + line for line in str(p.catalog.explain()).splitlines()]
+        if p.count_only:
+            lines.append("count: from the input catalog (no rows are materialized)")
+        elif p.partition_sql is not None:
+            lines.append(f"per partition (DuckDB over Arrow): {p.partition_sql}")
+        for key, cat in p.gather.items():
+            lines.append(f"gathered as {key}: {cat.name} [{', '.join(cat.columns)}]")
+        if p.final_sql is not None:
+            lines.append(f"final (DuckDB): {p.final_sql}")
+        if p.mode == "catalog" and p.limit is not None:
+            lines.append(f"limit: first {p.limit} rows in storage order (offset {p.offset})")
+        if self.maxrec is not None:
+            lines.append(f"maxrec: {self.maxrec}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<SqlResult mode={self.mode} partitions={len(self.partitions)}>\n{self.explain()}"
+
+    def _repr_html_(self) -> str:
+        return (
+            f"<div><b>SQL query</b> <code>{html.escape(' '.join(self.query.split()))}</code>"
+            f"<pre>{html.escape(self.explain())}</pre></div>"
+        )
+
+
+_MODES = {
+    "catalog": "the input catalog's rows are the answer",
+    "rows": "per-partition SQL, merged in storage order or by a final ORDER BY/DISTINCT",
+    "aggregate": "partial aggregates per partition, final aggregate on the driver",
+    "two-level": "per-partition filter and projection, then the query on their union",
+    "gather": "the named catalogs in one DuckDB (not distributed)",
+}
