@@ -21,12 +21,14 @@ EXPECTED = [
     "PlanError",
     "Polygon",
     "ProxError",
+    "SqlError",
     "StorageError",
     "crossmatch",
     "from_dataframe",
     "generate_catalog",
     "ingest",
     "open_catalog",
+    "sql",
 ]
 
 

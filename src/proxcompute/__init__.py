@@ -4,6 +4,7 @@ Public API (imported lazily, so ``import proxcompute`` stays fast and never impo
 until a computation needs it):
 
 - :func:`open_catalog`, :func:`from_dataframe`, :class:`Catalog`: lazy catalogs;
+- :func:`sql`: ADQL/SQL over catalogs, compiled to the same plans;
 - :func:`ingest`: raw tables to a HATS-compatible catalog with margin;
 - :class:`Cone`, :class:`Box`, :class:`Polygon`: search regions;
 - :class:`ProxError` and its subclasses: every error a user can cause.
@@ -30,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidCoordinatesError": "proxcompute.errors",
     "InvalidRegionError": "proxcompute.errors",
     "PlanError": "proxcompute.errors",
+    "SqlError": "proxcompute.errors",
     "Polygon": "proxcompute.sky",
     "ProxError": "proxcompute.errors",
     "StorageError": "proxcompute.errors",
@@ -38,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "generate_catalog": "proxcompute.synthetic",
     "ingest": "proxcompute.ingest",
     "open_catalog": "proxcompute.catalog",
+    "sql": "proxcompute.sql",
 }
 
 __all__ = [
@@ -56,12 +59,14 @@ __all__ = [
     "PlanError",
     "Polygon",
     "ProxError",
+    "SqlError",
     "StorageError",
     "crossmatch",
     "from_dataframe",
     "generate_catalog",
     "ingest",
     "open_catalog",
+    "sql",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)
 

@@ -23,7 +23,9 @@ app = typer.Typer(
 def _add_cluster_commands() -> None:
     from proxcompute.cluster.cli import cluster_app
 
-    app.add_typer(cluster_app, name="cluster", help="Cluster profiles: list them, show one (and its job script).")
+    app.add_typer(
+        cluster_app, name="cluster", help="Cluster profiles: list them, show one (and its job script)."
+    )
 
 
 _add_cluster_commands()
@@ -37,13 +39,19 @@ def _console(stderr: bool = False):
 
 @app.command()
 def ingest(
-    inputs: Annotated[list[str], typer.Argument(help="Parquet/CSV/FITS/VOTable files, directories or globs.")],
+    inputs: Annotated[
+        list[str], typer.Argument(help="Parquet/CSV/FITS/VOTable files, directories or globs.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output catalog (collection) directory.")],
-    name: Annotated[str | None, typer.Option(help="Catalog name (default: the output directory's name).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Catalog name (default: the output directory's name).")
+    ] = None,
     ra_column: Annotated[str, typer.Option(help="Right ascension column (degrees).")] = "ra",
     dec_column: Annotated[str, typer.Option(help="Declination column (degrees).")] = "dec",
     max_rows: Annotated[int, typer.Option(help="Most rows in one partition.")] = 1_000_000,
-    margin_arcsec: Annotated[float, typer.Option(help="Margin width for edge-correct crossmatch (0: none).")] = 10.0,
+    margin_arcsec: Annotated[
+        float, typer.Option(help="Margin width for edge-correct crossmatch (0: none).")
+    ] = 10.0,
     workers: Annotated[int | None, typer.Option(help="Local Dask workers (default: one per core).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted ingest.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
@@ -87,7 +95,9 @@ def info(
 
     con = _console()
     con.print(f"[bold]{summary['name']}[/bold]  {summary['path']}")
-    con.print(f"rows: {summary['rows']:,}   partitions: {summary['partitions']}   ra/dec: {summary['ra_column']}/{summary['dec_column']}")
+    con.print(
+        f"rows: {summary['rows']:,}   partitions: {summary['partitions']}   ra/dec: {summary['ra_column']}/{summary['dec_column']}"
+    )
     if summary["margin"]:
         m = summary["margin"]
         con.print(f"margin: {m['name']} ({m['threshold_arcsec']:g} arcsec, {m['rows']:,} rows)")
@@ -193,7 +203,9 @@ def _open_side(path: Path, what: str):
 
             df = Table.read(path).to_pandas()
         else:
-            raise ProxError(f"{what} {path}: expected a catalog directory or a .parquet/.csv/.fits/.vot table")
+            raise ProxError(
+                f"{what} {path}: expected a catalog directory or a .parquet/.csv/.fits/.vot table"
+            )
     except ProxError:
         raise
     except Exception as exc:  # unreadable user file: name it
@@ -211,9 +223,14 @@ def crossmatch(
     how: Annotated[str, typer.Option(help="nearest | all | left")] = "nearest",
     min_radius_arcsec: Annotated[float, typer.Option(help="Smallest separation of a match, arcsec.")] = 0.0,
     ensure_margin: Annotated[
-        bool, typer.Option("--ensure-margin", help="Read neighbouring partitions if the right margin is too narrow.")
+        bool,
+        typer.Option(
+            "--ensure-margin", help="Read neighbouring partitions if the right margin is too narrow."
+        ),
     ] = False,
-    workers: Annotated[int | None, typer.Option(help="Local Dask workers (default: threads in this process).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Local Dask workers (default: threads in this process).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Crossmatch two catalogs (or a table file and a catalog); write a catalog or a file."""
@@ -243,6 +260,96 @@ def crossmatch(
     _console().print(f"{n:,} matches written to {out}")
 
 
+_SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".vot": "votable",
+                   ".votable": "votable", ".xml": "votable"}  # fmt: skip
+
+
+def _parse_catalog_options(values: list[str]) -> dict[str, str]:
+    catalogs: dict[str, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ProxError(f"--catalog takes NAME=PATH, got {value!r}")
+        catalogs[name.strip()] = path.strip()
+    return catalogs
+
+
+@app.command("sql")
+def sql_command(
+    query: Annotated[str, typer.Argument(help="An ADQL/SQL query (use - to read it from stdin).")],
+    catalog_root: Annotated[
+        Path | None, typer.Option("--catalog-root", help="Every catalog under DIR is available by name.")
+    ] = None,
+    catalog: Annotated[
+        list[str] | None,
+        typer.Option("--catalog", help="NAME=PATH: make one catalog available (repeatable)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the result to FILE (format from suffix).")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="csv, tsv, parquet or votable (default: from --out, else a table)."),
+    ] = None,
+    maxrec: Annotated[
+        int | None, typer.Option("--maxrec", help="Return at most N rows (and say if cut).")
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Print the plan instead of running the query.")
+    ] = False,
+) -> None:
+    """Run an ADQL/SQL query over catalogs; print a preview or write CSV/TSV/Parquet/VOTable."""
+    import os
+    import warnings
+
+    from proxcompute.sql import SqlTruncatedWarning, sql
+
+    if query == "-":
+        query = sys.stdin.read()
+    catalogs = _parse_catalog_options(catalog or [])
+    if catalog_root is None and not catalogs:
+        raise ProxError("name the catalogs a query may use: --catalog-root DIR and/or --catalog NAME=PATH")
+    result = sql(query, catalogs, catalog_root=catalog_root, maxrec=maxrec)
+    con = _console()
+    if explain:
+        con.print(result.explain(), markup=False)
+        return
+    if out is not None and fmt is None:
+        fmt = _SUFFIX_FORMATS.get(out.suffix.lower())
+        if fmt is None:
+            raise ProxError(f"cannot tell the format of {out.name!r}: pass --format csv|tsv|parquet|votable")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SqlTruncatedWarning)
+        if fmt is None:
+            df = result.compute()
+            con.print(f"{len(df):,} rows")
+            if len(df):
+                con.print(df.head(20).to_string(index=False), markup=False)
+            if len(df) > 20:
+                con.print(f"... ({len(df) - 20:,} more; write them all with --out FILE)")
+        else:
+            from proxcompute.formats import normalize_format, write_table
+
+            fmt = normalize_format(fmt)
+            table = result.to_arrow()
+            if out is None:
+                rows = write_table(
+                    table, table.schema, sys.stdout.buffer, fmt, overflow=bool(result.overflow)
+                )
+                sys.stdout.buffer.flush()
+            else:
+                tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+                try:
+                    with open(tmp, "wb") as fh:
+                        rows = write_table(table, table.schema, fh, fmt, overflow=bool(result.overflow))
+                    os.replace(tmp, out)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                _console(stderr=True).print(f"{rows:,} rows written to {out}")
+    if result.overflow:
+        _console(stderr=True).print(f"note: the result was truncated at --maxrec {maxrec} rows")
+
+
 @app.command()
 def demo(
     rows: Annotated[int, typer.Option(help="Rows in the synthetic catalog.")] = 3_000_000,
@@ -265,12 +372,32 @@ def main(argv: list[str] | None = None) -> int:
     except ProxError as exc:
         from rich.markup import escape
 
-        _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err = _console(stderr=True)
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        _print_query_caret(err, exc, argv)
         return 1
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted (an ingest can be continued with --resume)")
         return 130
     return 0
+
+
+def _print_query_caret(console, exc: ProxError, argv: list[str] | None) -> None:
+    """For an SQL error with a position, show the query line and a caret under the column."""
+    from proxcompute.errors import SqlError
+
+    if not isinstance(exc, SqlError) or exc.line is None or exc.column is None:
+        return
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "sql" not in args:
+        return
+    rest = [a for a in args[args.index("sql") + 1 :] if not a.startswith("-")]
+    if not rest:
+        return
+    lines = rest[0].splitlines()
+    if 1 <= exc.line <= len(lines):
+        console.print("  " + lines[exc.line - 1], markup=False, highlight=False, soft_wrap=True)
+        console.print("  " + " " * (exc.column - 1) + "^", markup=False, highlight=False)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ into region filters and positional joins into crossmatches (:mod:`~proxcompute.s
 from __future__ import annotations
 
 import os
+import sys
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,3 +73,17 @@ def sql(
     else:
         registry = CatalogRegistry(catalogs, catalog_root=catalog_root)
     return SqlResult(compile_query(query, registry), maxrec=maxrec)
+
+
+class _CallableModule(types.ModuleType):
+    """``proxcompute.sql`` is both this package and the :func:`sql` function.
+
+    Importing a subpackage sets it as an attribute of its parent, so ``proxcompute.sql``
+    may be this module rather than the function; calling it calls :func:`sql` either way.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SqlResult:
+        return sql(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

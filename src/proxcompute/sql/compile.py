@@ -151,6 +151,7 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
     join_radius: float | None = None
     join_pair: tuple[int, int] | None = None
     notes: list[str] = []
+    consumed_conjuncts: list[exp.Expression] = []
     for conj in conjuncts:
         test = spatial_test(conj)
         if test is not None:
@@ -159,6 +160,7 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
                 region = to_region(test.shape)
                 if region is not None:
                     regions[owner].append(region)
+                    consumed_conjuncts.append(conj)
                     notes.append(f"{inputs[owner].alias}: {test.node.sql()} -> region {region}")
                     continue
                 if test.shape.kind == "CIRCLE" and len(inputs) == 2 and join_pair is None:
@@ -168,18 +170,21 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
                         if radius <= 0:
                             raise SqlError("type", "a join radius must be > 0", *position(test.node))
                         join_pair, join_radius = (owner, centre), radius
+                        consumed_conjuncts.append(conj)
                         continue
         pushed = _to_predicate(conj, resolved, inputs)
         if pushed is not None:
             predicates[pushed[0]].append(pushed[1])
+            consumed_conjuncts.append(conj)
             continue
         residual.append(conj)
     if len(inputs) == 2 and join_pair is None:
         return None  # not a positional join: run it as a general join
 
+    consumed = {id(c) for conj in consumed_conjuncts for c in conj.find_all(exp.Column)}
     needed: list[list[str]] = [[] for _ in inputs]
-    for i, c in resolved.columns.values():
-        if c not in needed[i]:
+    for key, (i, c) in resolved.columns.items():
+        if key not in consumed and c not in needed[i]:
             needed[i].append(c)
     cats = []
     for i, inp in enumerate(inputs):
@@ -188,14 +193,11 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
             cat = cat.search(region)
         for pred in predicates[i]:
             cat = cat.where(str(pred))
-        cols = list(needed[i])
         if len(inputs) == 2:
+            cols = list(needed[i])
             for c in (INDEX_COLUMN, cat.ra_column, cat.dec_column):
                 if c not in cols:
                     cols.append(c)
-        if cols and len(inputs) == 1:
-            cat = cat[cols]
-        elif len(inputs) == 2:
             cat = cat[cols]
         cats.append(cat)
 
@@ -220,7 +222,7 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
             f'{inputs[a].alias} x {inputs[b].alias}: positional join within {join_radius * 3600:g}" -> '
             f"crossmatch (all pairs), partitioned like {inputs[left].alias!r}"
         )
-    return _finish(text, select, inputs, resolved, colmap, catalog, residual, notes)
+    return _finish(text, select, inputs, resolved, colmap, catalog, residual, notes, needed[0])
 
 
 def _rows_estimate(cat: Catalog) -> int:
@@ -335,6 +337,7 @@ def _finish(
     catalog: Catalog,
     residual: list[exp.Expression],
     notes: list[str],
+    needed: list[str],
 ) -> SqlPlan:
     limit = _int_arg(select.args.get("limit"), "TOP/LIMIT")
     offset = _int_arg(select.args.get("offset"), "OFFSET") or 0
