@@ -400,8 +400,9 @@ def _finish(
         desc = bool(o.args.get("desc"))
         order_keys.append((rewrite(o.this) if j is None else items[j].copy(), desc, j))
 
+    projected = catalog[needed or [INDEX_COLUMN]] if len(inputs) == 1 else catalog
     plan = SqlPlan(
-        text=text, mode="rows", catalog=catalog, limit=limit, offset=offset, output_names=names, notes=notes
+        text=text, mode="rows", catalog=projected, limit=limit, offset=offset, output_names=names, notes=notes
     )
     has_agg = any(isinstance(n, exp.AggFunc) for e in items + ([having] if having else []) for n in e.walk())
     has_agg |= any(isinstance(n, exp.AggFunc) for k, _, _ in order_keys for n in k.walk())

@@ -1,7 +1,7 @@
 """DuckDB over Arrow: the per-partition and final SQL engine.
 
-One connection per thread (creating one costs ~20 ms; a query on a warm one ~1 ms), with
-one thread each (Dask already runs one task per core), file-system access disabled and the
+Connections come from a small pool (creating one costs ~20 ms; a query on a warm one
+~1 ms) and serve one thread at a time, with one thread each (Dask already runs one task per core), file-system access disabled and the
 configuration locked, so a query can only see the Arrow tables registered for it. The
 ADQL geometry macros and the ``ivo_healpix_index`` UDF (our numba kernel) are defined on
 every connection.
@@ -9,9 +9,12 @@ every connection.
 
 from __future__ import annotations
 
+import atexit
+import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +24,9 @@ from proxcompute.sql.geometry import MACROS
 
 __all__ = ["run_sql"]
 
-_local = threading.local()
+_pool: list = []
+_pool_lock = threading.Lock()
+POOL_SIZE = max(4, 2 * (os.cpu_count() or 1))
 
 
 def _healpix_index(order: pa.Array, ra: pa.Array, dec: pa.Array) -> pa.Array:
@@ -39,23 +44,35 @@ def _healpix_index(order: pa.Array, ra: pa.Array, dec: pa.Array) -> pa.Array:
     return pa.array(out, mask=~ok)
 
 
-def connection():
-    """This thread's DuckDB connection (created on first use)."""
-    con = getattr(_local, "con", None)
-    if con is None:
-        import duckdb
-        from duckdb.sqltypes import BIGINT, DOUBLE
+def _new_connection():
+    import duckdb
+    from duckdb.sqltypes import BIGINT, DOUBLE
 
-        con = duckdb.connect(config={"threads": 1})
-        for macro in MACROS:
-            con.execute(macro)
-        con.create_function(
-            "ivo_healpix_index", _healpix_index, [BIGINT, DOUBLE, DOUBLE], BIGINT, type="arrow"
-        )
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-        _local.con = con
+    con = duckdb.connect(config={"threads": 1})
+    for macro in MACROS:
+        con.execute(macro)
+    con.create_function("ivo_healpix_index", _healpix_index, [BIGINT, DOUBLE, DOUBLE], BIGINT, type="arrow")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
     return con
+
+
+@contextmanager
+def connection() -> Iterator:
+    """A pooled DuckDB connection for the calling thread's exclusive use."""
+    with _pool_lock:
+        con = _pool.pop() if _pool else None
+    if con is None:
+        con = _new_connection()
+    try:
+        yield con
+    finally:
+        with _pool_lock:
+            if len(_pool) < POOL_SIZE:
+                _pool.append(con)
+                con = None
+        if con is not None:
+            con.close()
 
 
 _LINE = re.compile(r"\n\s*LINE \d+:.*", re.S)
@@ -83,19 +100,26 @@ def _phase(exc: Exception) -> str:
 
 def run_sql(sql: str, tables: Mapping[str, pa.Table]) -> pa.Table:
     """Run ``sql`` with ``tables`` registered under their names; returns an Arrow table."""
-    con = connection()
-    names = list(tables)
-    try:
-        for name in names:
-            con.register(name, tables[name])
-        return con.sql(sql).to_arrow_table()
-    except Exception as exc:
-        if type(exc).__module__.startswith(("duckdb", "_duckdb")):
-            raise SqlError(_phase(exc), engine_message(exc)) from None
-        raise
-    finally:
-        for name in names:
-            try:
-                con.unregister(name)
-            except Exception:  # pragma: no cover - nothing to unregister
-                pass
+    with connection() as con:
+        names = list(tables)
+        try:
+            for name in names:
+                con.register(name, tables[name])
+            return con.sql(sql).to_arrow_table()
+        except Exception as exc:
+            if type(exc).__module__.startswith(("duckdb", "_duckdb")):
+                raise SqlError(_phase(exc), engine_message(exc)) from None
+            raise
+        finally:
+            for name in names:
+                try:
+                    con.unregister(name)
+                except Exception:  # pragma: no cover - nothing to unregister
+                    pass
+
+
+@atexit.register
+def _close_pool() -> None:  # closes cleanly instead of leaking UDF references at exit
+    with _pool_lock:
+        while _pool:
+            _pool.pop().close()

@@ -77,15 +77,22 @@ _WRITES = {
 
 
 def position(node: exp.Expression | None) -> tuple[int | None, int | None]:
-    """1-based ``(line, column)`` of the start of ``node`` in the query text, if known."""
-    while node is not None:
-        for candidate in (node, node.args.get("this")):
-            meta = getattr(candidate, "meta", None) if isinstance(candidate, exp.Expression) else None
-            if meta and "line" in meta:
-                width = meta.get("end", 0) - meta.get("start", 0) + 1
-                return meta["line"], max(1, meta["col"] - width + 1)
-        node = next((c for c in node.iter_expressions()), None)
-    return None, None
+    """1-based ``(line, column)`` where ``node`` starts in the query text, if known.
+
+    The earliest token of the subtree that sqlglot located, so ``survey.gaai`` points at
+    ``survey`` and ``g.magg`` at ``g``.
+    """
+    if node is None:
+        return None, None
+    best = None
+    for n in node.walk():
+        meta = getattr(n, "meta", None)
+        if meta and "line" in meta and "start" in meta:
+            width = meta.get("end", meta["start"]) - meta["start"] + 1
+            key = (meta["start"], meta["line"], max(1, meta["col"] - width + 1))
+            if best is None or key < best:
+                best = key
+    return (best[1], best[2]) if best else (None, None)
 
 
 def _error(phase: str, message: str, node: exp.Expression | None = None) -> SqlError:
