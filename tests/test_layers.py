@@ -14,6 +14,7 @@ LAYERS = {
     "sky": 2,
     "storage": 3,
     "synthetic": 3,
+    "formats": 3,
     "ops": 4,
     "plan": 5,
     "execute": 6,
@@ -26,7 +27,7 @@ LAYERS = {
     "demo": 10,
     "__init__": 11,
 }
-PURE = {"kernels", "sky", "storage", "ops", "plan"}
+PURE = {"kernels", "sky", "storage", "ops", "plan", "formats"}
 
 
 def _package_of(path: Path) -> str:

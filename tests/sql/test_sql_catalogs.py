@@ -105,7 +105,7 @@ def test_iter_batches_streams_the_same_rows(root):
     ],
 )
 def test_to_catalog_writes_a_queryable_catalog(root, tmp_path, query):
-    base, df, _ = root
+    base, _df, _ = root
     res = proxcompute.sql(query, catalog_root=base)
     cat = res.to_catalog(tmp_path / "out", name="bright")
     assert cat.name == "bright"
@@ -135,7 +135,7 @@ def test_cli_preview(root, capsys):
 
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".vot"])
 def test_cli_writes_each_format(root, tmp_path, suffix, capsys):
-    base, df, _ = root
+    base, _df, _ = root
     out = tmp_path / f"res{suffix}"
     q = "SELECT id, ra, dec FROM gaia WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 45, 30, 3))"
     assert main(["sql", q, "--catalog-root", str(base), "--out", str(out)]) == 0
