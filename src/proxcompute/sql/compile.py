@@ -595,7 +595,11 @@ def _compile_gather(text: str, root: exp.Query, registry: CatalogRegistry) -> Sq
     ctes = {c.alias.lower() for c in root.find_all(exp.CTE)}
     tables = [t for t in root.find_all(exp.Table) if t.name.lower() not in ctes or t.args.get("db")]
     referenced = {c.name.lower() for c in root.find_all(exp.Column)}
-    star = any(isinstance(n, exp.Star) for n in root.walk())
+    star = any(
+        isinstance(n, exp.Star) or (isinstance(n, exp.Column) and isinstance(n.this, exp.Star))
+        for sel in root.find_all(exp.Select)
+        for n in sel.expressions
+    )
     gather: dict[str, Catalog] = {}
     seen: dict[int, str] = {}
     total = 0
