@@ -34,8 +34,9 @@ from sqlglot import exp
 from proxcompute.catalog import Catalog
 from proxcompute.errors import SqlError
 from proxcompute.ops.expr import Column, Compare, Expr, IsIn, Literal, kind_of
+from proxcompute.plan import Scan, StoredSource
 from proxcompute.sky import INDEX_COLUMN
-from proxcompute.sql.engine import run_sql
+from proxcompute.sql.engine import FILE_PLACEHOLDER, run_sql
 from proxcompute.sql.geometry import const_value, spatial_test, to_region, translate_geometry
 from proxcompute.sql.parse import parse_query, position
 from proxcompute.sql.registry import CatalogRegistry
@@ -69,6 +70,10 @@ class SqlPlan:
     partial_schema: pa.Schema | None = None
     notes: list[str] = field(default_factory=list)
     count_only: bool = False
+    direct_root: str | None = None
+    """Catalog directory whose partition files DuckDB reads itself (``direct_sql``)."""
+    direct_sql: str | None = None
+    """``partition_sql`` with the pushed predicates, over the partition file instead of ``__part``."""
 
 
 def _q(name: str) -> exp.Identifier:
@@ -152,6 +157,7 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
     join_pair: tuple[int, int] | None = None
     notes: list[str] = []
     consumed_conjuncts: list[exp.Expression] = []
+    pushed_conjuncts: list[exp.Expression] = []
     for conj in conjuncts:
         test = spatial_test(conj)
         if test is not None:
@@ -176,6 +182,7 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
         if pushed is not None:
             predicates[pushed[0]].append(pushed[1])
             consumed_conjuncts.append(conj)
+            pushed_conjuncts.append(conj)
             continue
         residual.append(conj)
     if len(inputs) == 2 and join_pair is None:
@@ -222,7 +229,28 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
             f'{inputs[a].alias} x {inputs[b].alias}: positional join within {join_radius * 3600:g}" -> '
             f"crossmatch (all pairs), partitioned like {inputs[left].alias!r}"
         )
-    return _finish(text, select, inputs, resolved, colmap, catalog, residual, notes, needed[0])
+    direct = None
+    source = inputs[0].catalog.plan.source
+    if (
+        len(inputs) == 1
+        and not regions[0]
+        and isinstance(source, StoredSource)
+        and _is_bare(inputs[0].catalog)
+    ):
+        direct = (str(source.root), pushed_conjuncts)
+    return _finish(text, select, inputs, resolved, colmap, catalog, residual, notes, needed[0], direct)
+
+
+def _is_bare(cat: Catalog) -> bool:
+    """A catalog exactly as opened (no searches or filters added in Python)."""
+    plan = cat.plan
+    return isinstance(plan, Scan) and (
+        plan.columns,
+        plan.regions,
+        plan.predicate,
+        plan.pixels,
+        plan.ranges,
+    ) == (None, (), None, None, None)
 
 
 def _rows_estimate(cat: Catalog) -> int:
@@ -338,6 +366,7 @@ def _finish(
     residual: list[exp.Expression],
     notes: list[str],
     needed: list[str],
+    direct: tuple[str, list[exp.Expression]] | None = None,
 ) -> SqlPlan:
     limit = _int_arg(select.args.get("limit"), "TOP/LIMIT")
     offset = _int_arg(select.args.get("offset"), "OFFSET") or 0
@@ -371,6 +400,7 @@ def _finish(
     where = None
     if residual:
         where = exp.and_(*[rewrite(c) for c in residual])
+    pushed_where = [rewrite(c) for c in direct[1]] if direct else []
     group = [rewrite(g) for g in (select.args["group"].expressions if select.args.get("group") else [])]
     having = rewrite(select.args["having"].this) if select.args.get("having") else None
     order = list(select.args["order"].expressions) if select.args.get("order") else []
@@ -404,6 +434,13 @@ def _finish(
     plan = SqlPlan(
         text=text, mode="rows", catalog=projected, limit=limit, offset=offset, output_names=names, notes=notes
     )
+    snapshot = (
+        [e.copy() for e in items],
+        [g.copy() for g in group],
+        having.copy() if having is not None else None,
+        [(k.copy(), d, j) for k, d, j in order_keys],
+        where.copy() if where is not None else None,
+    )
     has_agg = any(isinstance(n, exp.AggFunc) for e in items + ([having] if having else []) for n in e.walk())
     has_agg |= any(isinstance(n, exp.AggFunc) for k, _, _ in order_keys for n in k.walk())
     if has_agg or group:
@@ -421,8 +458,31 @@ def _finish(
         plan.rename = {c: n for c, n in zip(cols, names, strict=True) if c != n}
     else:
         _plan_rows(plan, items, names, where, order_keys, distinct)
+    if direct is not None and plan.mode != "catalog":
+        # DuckDB reads the partition files itself (3x faster than Arrow + DuckDB for scans),
+        # with the pushed-down predicates back in its WHERE
+        plan.direct_root = direct[0]
+        if pushed_where:
+            s_items, s_group, s_having, s_order, s_where = snapshot
+            everything = exp.and_(*([s_where] if s_where is not None else []), *pushed_where)
+            again = SqlPlan(text=text, mode=plan.mode, catalog=projected, limit=limit, offset=offset)
+            {"aggregate": _plan_aggregate, "two-level": _plan_two_level}.get(plan.mode, _plan_rows)(
+                again,
+                *_builder_args(plan.mode, s_items, names, everything, s_group, s_having, s_order, distinct),
+            )
+            plan.direct_sql = again.partition_sql
+        else:
+            plan.direct_sql = plan.partition_sql
+        plan.direct_sql = plan.direct_sql.replace(f'FROM "{PART}"', f'FROM "{FILE_PLACEHOLDER}"')
+        plan.count_only = False
     _bind(plan)
     return plan
+
+
+def _builder_args(mode, items, names, where, group, having, order_keys, distinct):
+    if mode in ("aggregate", "two-level"):
+        return items, names, where, group, having, order_keys, distinct
+    return items, names, where, order_keys, distinct
 
 
 def _select_sql(

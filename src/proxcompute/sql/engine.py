@@ -24,7 +24,7 @@ from proxcompute.sql.geometry import MACROS
 
 __all__ = ["run_sql"]
 
-_pool: list = []
+_pool: dict[str | None, list] = {}
 _pool_lock = threading.Lock()
 POOL_SIZE = max(4, 2 * (os.cpu_count() or 1))
 
@@ -44,7 +44,7 @@ def _healpix_index(order: pa.Array, ra: pa.Array, dec: pa.Array) -> pa.Array:
     return pa.array(out, mask=~ok)
 
 
-def _new_connection():
+def _new_connection(readable_dir: str | None):
     import duckdb
     from duckdb.sqltypes import BIGINT, DOUBLE
 
@@ -52,24 +52,32 @@ def _new_connection():
     for macro in MACROS:
         con.execute(macro)
     con.create_function("ivo_healpix_index", _healpix_index, [BIGINT, DOUBLE, DOUBLE], BIGINT, type="arrow")
+    if readable_dir is not None:
+        con.execute("SET allowed_directories = [$1]", [readable_dir.rstrip("/") + "/"])
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
 
 
 @contextmanager
-def connection() -> Iterator:
-    """A pooled DuckDB connection for the calling thread's exclusive use."""
+def connection(readable_dir: str | None = None) -> Iterator:
+    """A pooled DuckDB connection for the calling thread's exclusive use.
+
+    With ``readable_dir``, the connection may read files under that directory (a catalog's
+    partition files) and nothing else; without, it reads no files at all.
+    """
     with _pool_lock:
-        con = _pool.pop() if _pool else None
+        free = _pool.get(readable_dir)
+        con = free.pop() if free else None
     if con is None:
-        con = _new_connection()
+        con = _new_connection(readable_dir)
     try:
         yield con
     finally:
         with _pool_lock:
-            if len(_pool) < POOL_SIZE:
-                _pool.append(con)
+            free = _pool.setdefault(readable_dir, [])
+            if len(free) < POOL_SIZE:
+                free.append(con)
                 con = None
         if con is not None:
             con.close()
@@ -121,5 +129,28 @@ def run_sql(sql: str, tables: Mapping[str, pa.Table]) -> pa.Table:
 @atexit.register
 def _close_pool() -> None:  # closes cleanly instead of leaking UDF references at exit
     with _pool_lock:
-        while _pool:
-            _pool.pop().close()
+        for free in _pool.values():
+            while free:
+                free.pop().close()
+
+
+FILE_PLACEHOLDER = "__file__"
+"""Table name in direct SQL that stands for ``read_parquet('<partition file>')``."""
+
+
+def run_sql_on_file(sql: str, path: str, root: str) -> pa.Table:
+    """Run ``sql`` with :data:`FILE_PLACEHOLDER` reading one Parquet file under ``root``."""
+    from proxcompute.errors import CorruptPartitionError
+
+    literal = "'" + str(path).replace("'", "''") + "'"
+    text = sql.replace(f'"{FILE_PLACEHOLDER}"', f"read_parquet({literal}, hive_partitioning = false)")
+    with connection(os.path.realpath(root)) as con:
+        try:
+            return con.sql(text).to_arrow_table()
+        except Exception as exc:
+            if not type(exc).__module__.startswith(("duckdb", "_duckdb")):
+                raise
+            message = engine_message(exc)
+            if "IO" in type(exc).__name__ or "parquet" in message.lower() or "magic" in message.lower():
+                raise CorruptPartitionError(str(path), message) from None
+            raise SqlError(_phase(exc), message) from None

@@ -17,7 +17,7 @@ from proxcompute.errors import SqlError
 from proxcompute.execute.partition import PartitionJob, run_partition
 from proxcompute.plan import PlanNode, find_scan, optimize
 from proxcompute.sql.compile import PART, PARTIALS, SqlPlan
-from proxcompute.sql.engine import run_sql
+from proxcompute.sql.engine import run_sql, run_sql_on_file
 from proxcompute.storage import PartitionPixel
 
 __all__ = ["SqlResult", "SqlTruncatedWarning"]
@@ -33,6 +33,13 @@ class SqlTruncatedWarning(UserWarning):
 def sql_partition(plan: PlanNode, pixel: PartitionPixel, sql: str) -> pa.Table:
     """Run ``sql`` over the rows of ``plan`` in one partition (one Dask task)."""
     return run_sql(sql, {PART: run_partition(plan, pixel)})
+
+
+def sql_file_partition(plan: PlanNode, pixel: PartitionPixel, sql: str) -> pa.Table:
+    """Run ``sql`` with DuckDB reading the partition's Parquet file itself (one Dask task)."""
+    src = plan.source
+    path = os.path.realpath(src.partition_path(pixel))
+    return run_sql_on_file(sql, path, os.path.realpath(src.root))
 
 
 class SqlResult:
@@ -109,9 +116,7 @@ class SqlResult:
             yield from self.to_arrow(client).to_batches()
             return
         self.overflow = False
-        optimized = optimize(p.catalog.plan)
-        pixels = list(find_scan(optimized).partitions)
-        job = PartitionJob(sql_partition, optimized, (p.partition_sql,))
+        job, pixels = self._job()
         emitted = False
         for start in range(0, len(pixels), STREAM_CHUNK_PARTITIONS):
             chunk = pixels[start : start + STREAM_CHUNK_PARTITIONS]
@@ -138,9 +143,7 @@ class SqlResult:
         if p.count_only:
             n = p.catalog.count(client=client)
             return pa.table({p.output_names[0]: pa.array([n], type=pa.int64())})
-        optimized = optimize(p.catalog.plan)
-        pixels = list(find_scan(optimized).partitions)
-        job = PartitionJob(sql_partition, optimized, (p.partition_sql,))
+        job, pixels = self._job()
         if p.mode == "rows" and p.final_sql is None and self._want() is not None:
             need = self._want() + p.offset
             pieces, found = [], 0
@@ -158,6 +161,14 @@ class SqlResult:
             return self._named(partials)
         return self._named(run_sql(p.final_sql, {PARTIALS: partials}))
 
+    def _job(self) -> tuple[PartitionJob, list[PartitionPixel]]:
+        p = self._plan
+        optimized = optimize(p.catalog.plan)
+        pixels = list(find_scan(optimized).partitions)
+        if p.direct_sql is not None:
+            return PartitionJob(sql_file_partition, optimized, (p.direct_sql,)), pixels
+        return PartitionJob(sql_partition, optimized, (p.partition_sql,)), pixels
+
     def _concat(self, tables: list[pa.Table]) -> pa.Table:
         tables = [t for t in tables if t.num_rows]
         if not tables:
@@ -173,6 +184,7 @@ class SqlResult:
         return table
 
     def _cap(self, table: pa.Table) -> pa.Table:
+        table = _plain_integers(table)
         if self.maxrec is None:
             self.overflow = False
             return table
@@ -229,6 +241,8 @@ class SqlResult:
             lines += ["  " + line for line in str(p.catalog.explain()).splitlines()]
         if p.count_only:
             lines.append("count: from the input catalog (no rows are materialized)")
+        elif p.direct_sql is not None:
+            lines.append(f"per partition (DuckDB reading the partition file): {p.direct_sql}")
         elif p.partition_sql is not None:
             lines.append(f"per partition (DuckDB over Arrow): {p.partition_sql}")
         for key, cat in p.gather.items():
@@ -249,6 +263,17 @@ class SqlResult:
             f"<div><b>SQL query</b> <code>{html.escape(' '.join(self.query.split()))}</code>"
             f"<pre>{html.escape(self.explain())}</pre></div>"
         )
+
+
+def _plain_integers(table: pa.Table) -> pa.Table:
+    """DuckDB sums integers as HUGEINT (Arrow decimal128(38, 0)); give int64 back when it fits."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_decimal(f.type) and f.type.scale == 0:
+            try:
+                table = table.set_column(i, f.name, table.column(i).cast(pa.int64()))
+            except pa.ArrowInvalid:  # larger than int64: keep the exact decimal
+                pass
+    return table
 
 
 _MODES = {
