@@ -151,6 +151,8 @@ def run_sql_on_file(sql: str, path: str, root: str) -> pa.Table:
             if not type(exc).__module__.startswith(("duckdb", "_duckdb")):
                 raise
             message = engine_message(exc)
+            if "Permission" in type(exc).__name__:
+                raise SqlError("forbidden", message) from None
             if "IO" in type(exc).__name__ or "parquet" in message.lower() or "magic" in message.lower():
                 raise CorruptPartitionError(str(path), message) from None
             raise SqlError(_phase(exc), message) from None
