@@ -224,7 +224,8 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
         for c in inputs[left].columns:
             colmap[(left, c)] = c if c == INDEX_COLUMN else f"{c}_{LEFT_SUFFIX}"
         for c in inputs[right].columns:
-            colmap[(right, c)] = f"{c}_{RIGHT_SUFFIX}"
+            if c != INDEX_COLUMN:
+                colmap[(right, c)] = f"{c}_{RIGHT_SUFFIX}"
         notes.append(
             f'{inputs[a].alias} x {inputs[b].alias}: positional join within {join_radius * 3600:g}" -> '
             f"crossmatch (all pairs), partitioned like {inputs[left].alias!r}"
@@ -273,6 +274,8 @@ def _expand_stars(select: exp.Select, inputs: list[Input]) -> None:
             continue
         for i in chosen:
             for c in inputs[i].columns:
+                if len(inputs) > 1 and c == INDEX_COLUMN:
+                    continue  # ambiguous in a join (the result keeps the left row's index)
                 items.append(exp.Column(this=_q(c), table=_q(inputs[i].alias) if len(inputs) > 1 else None))
     select.set("expressions", items)
 
@@ -387,7 +390,14 @@ def _finish(
     def rewrite(node: exp.Expression) -> exp.Expression:
         def fix(n: exp.Expression) -> exp.Expression:
             if isinstance(n, exp.Column) and id(n) in resolved.columns:
-                return _col(colmap[resolved.columns[id(n)]])
+                target = resolved.columns[id(n)]
+                if target not in colmap:
+                    raise SqlError(
+                        "unsupported",
+                        f"{n.sql()}: a positional join keeps only the {target[1]} of the table its result is partitioned by",
+                        *position(n),
+                    )
+                return _col(colmap[target])
             return n
 
         return translate_geometry(node.transform(fix, copy=False))
