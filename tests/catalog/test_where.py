@@ -99,3 +99,17 @@ def test_predicate_skips_row_groups(tmp_path):
     read, total = int(summary.split(", ")[1].split(" of ")[0]), int(summary.split(" of ")[2].split()[0])
     assert read < total
     assert cat.where("dec > 75").count() == int((cat.compute()["dec"] > 75).sum())
+
+
+def test_null_rows_are_dropped_even_when_every_other_row_passes():
+    """A partition whose non-null rows all pass still loses its null rows (SQL semantics)."""
+    import pandas as pd
+
+    from proxcompute.catalog import from_dataframe
+
+    df = pd.DataFrame(
+        {"ra": [10.0, 10.1, 10.2], "dec": [5.0, 5.1, 5.2], "band": pd.array([2, None, 3], dtype="Int64")}
+    )
+    cat = from_dataframe(df, name="nulls")
+    assert cat.where("band > 1").count() == 2
+    assert len(cat.where("band > 1").compute()) == 2

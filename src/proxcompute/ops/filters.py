@@ -74,7 +74,7 @@ def apply_filters(
             table = table.filter(pa.array(mask))
     if predicate is not None and table.num_rows:
         mask = predicate.mask(table)
-        if pc.all(mask).as_py() is not True:
+        if mask.null_count or pc.all(mask).as_py() is not True:
             table = table.filter(mask, null_selection_behavior="drop")
     if columns is not None and list(columns) != table.column_names:
         table = table.select(list(columns))
