@@ -1,0 +1,15 @@
+"""Streaming writers of query results: VOTable 1.4 (BINARY2, BINARY, TABLEDATA), CSV, TSV, Parquet.
+
+A pure layer over pyarrow and numpy: results arrive as Arrow record batches and are written
+to a binary file-like object one batch at a time.
+
+>>> import io, pyarrow as pa
+>>> t = pa.table({"id": [1, 2], "mag": [20.5, None]})
+>>> write_table(t, t.schema, io.BytesIO(), "votable")
+2
+"""
+
+from ._write import FORMATS, MEDIA_TYPES, normalize_format, write_table
+from .votable import write_votable_error
+
+__all__ = ["FORMATS", "MEDIA_TYPES", "normalize_format", "write_table", "write_votable_error"]
