@@ -25,6 +25,7 @@ A single-catalog query (or a positional join of two catalogs) becomes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +37,10 @@ from proxcompute.errors import SqlError
 from proxcompute.ops.expr import Column, Compare, Expr, IsIn, Literal, kind_of
 from proxcompute.plan import Scan, StoredSource
 from proxcompute.sky import INDEX_COLUMN
+from proxcompute.sql.dialect import ADQL
 from proxcompute.sql.engine import FILE_PLACEHOLDER, run_sql
 from proxcompute.sql.geometry import const_value, spatial_test, to_region, translate_geometry
-from proxcompute.sql.parse import parse_query, position
+from proxcompute.sql.parse import line_col, parse_query, position
 from proxcompute.sql.registry import CatalogRegistry
 from proxcompute.sql.resolve import Input, Resolved, resolve_columns, resolve_table
 
@@ -46,6 +48,9 @@ __all__ = ["GATHER_MAX_ROWS", "SqlPlan", "compile_query"]
 
 GATHER_MAX_ROWS = 20_000_000
 """Largest number of catalog rows a query that cannot be distributed may bring into one process."""
+
+MAX_ROWS_LIMIT = 10**15
+"""Largest TOP/LIMIT/OFFSET accepted."""
 
 PART = "__part"
 PARTIALS = "__partials"
@@ -72,6 +77,8 @@ class SqlPlan:
     count_only: bool = False
     direct_root: str | None = None
     """Catalog directory whose partition files DuckDB reads itself (``direct_sql``)."""
+    pieces: list[tuple[str, int | None, int | None]] = field(default_factory=list)
+    """Row-wise pieces of the query (select items, WHERE terms) as SQL with their positions."""
     direct_sql: str | None = None
     """``partition_sql`` with the pushed predicates, over the partition file instead of ``__part``."""
 
@@ -100,7 +107,10 @@ def _int_arg(node: exp.Expression | None, what: str) -> int | None:
     value = node.args.get("expression")
     v = const_value(value) if value is not None else None
     if v is None or v < 0 or v != int(v):
-        raise SqlError("syntax", f"{what} must be a non-negative whole number", *position(node))
+        raise SqlError("syntax", f"{what} must be a non-negative whole number", *position(value or node))
+    if v > MAX_ROWS_LIMIT:
+        raise SqlError("limit", f"{what} {v:.0f} is larger than the most rows a query may ask for "
+                       f"({MAX_ROWS_LIMIT:,})", *position(value or node))  # fmt: skip
     return int(v)
 
 
@@ -139,6 +149,7 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
         kind = (join.args.get("kind") or "").upper()
         if side or kind not in ("", "INNER", "CROSS") or join.args.get("using"):
             return None
+    _check_select_shape(select)
     inputs = [resolve_table(source.this, registry)] + [resolve_table(j.this, registry) for j in joins]
     if len(inputs) == 2 and inputs[0].alias.lower() == inputs[1].alias.lower():
         raise SqlError(
@@ -252,6 +263,21 @@ def _is_bare(cat: Catalog) -> bool:
         plan.pixels,
         plan.ranges,
     ) == (None, (), None, None, None)
+
+
+def _check_select_shape(select: exp.Select) -> None:
+    """Refuse what sqlglot parses but we would otherwise silently drop."""
+    if not select.expressions:
+        raise SqlError("syntax", "SELECT needs at least one column or expression before FROM", 1, 1)
+    for node in select.walk():
+        if isinstance(node, exp.Star) and any(
+            node.args.get(k) for k in ("except", "replace", "rename", "except_")
+        ):
+            raise SqlError("unsupported", "SELECT * EXCLUDE/REPLACE/RENAME is not ADQL", *position(select))
+        if isinstance(node, exp.TableAlias) and node.args.get("columns"):
+            raise SqlError(
+                "unsupported", "column alias lists (AS t(a, b)) are not supported", *position(node)
+            )
 
 
 def _rows_estimate(cat: Catalog) -> int:
@@ -397,7 +423,10 @@ def _finish(
                         f"{n.sql()}: a positional join keeps only the {target[1]} of the table its result is partitioned by",
                         *position(n),
                     )
-                return _col(colmap[target])
+                new = _col(colmap[target])
+                new.this.meta.update(n.this.meta)
+                new.meta["catalog_column"] = True
+                return new
             return n
 
         return translate_geometry(node.transform(fix, copy=False))
@@ -437,8 +466,8 @@ def _finish(
     order_keys: list[tuple[exp.Expression, bool, int | None]] = []
     for o in order:
         j = by_output(o.this)
-        desc = bool(o.args.get("desc"))
-        order_keys.append((rewrite(o.this) if j is None else items[j].copy(), desc, j))
+        direction = (bool(o.args.get("desc")), bool(o.args.get("nulls_first")))
+        order_keys.append((rewrite(o.this) if j is None else items[j].copy(), direction, j))
 
     projected = catalog[needed or [INDEX_COLUMN]] if len(inputs) == 1 else catalog
     plan = SqlPlan(
@@ -485,6 +514,12 @@ def _finish(
             plan.direct_sql = plan.partition_sql
         plan.direct_sql = plan.direct_sql.replace(f'FROM "{PART}"', f'FROM "{FILE_PLACEHOLDER}"')
         plan.count_only = False
+    s_items, s_group, s_having, _, s_where = snapshot
+    plan.pieces = [
+        (e.sql(dialect="duckdb"), *locate(text, e))
+        for e in [*s_items, *_flatten_and(s_where), *s_group]
+        if not any(isinstance(n, exp.AggFunc) for n in e.walk())
+    ]
     _bind(plan)
     return plan
 
@@ -519,7 +554,7 @@ def _select_sql(
     if having is not None:
         sel = sel.having(having)
     if order:
-        sel = sel.order_by(*[exp.Ordered(this=k, desc=d, nulls_first=d) for k, d in order])
+        sel = sel.order_by(*[exp.Ordered(this=k, desc=d[0], nulls_first=d[1]) for k, d in order])
     if limit is not None:
         sel = sel.limit(limit)
     if offset:
@@ -535,7 +570,9 @@ def _plan_rows(plan, items, names, where, order_keys, distinct) -> None:
             final_order.append((_col(names[j]), desc))
         elif distinct:
             raise SqlError(
-                "unsupported", "with SELECT DISTINCT, ORDER BY must use columns of the select list"
+                "unsupported",
+                "with SELECT DISTINCT, ORDER BY must use columns of the select list",
+                *position(key),
             )
         else:
             hidden.append(key.copy())
@@ -620,6 +657,16 @@ def _plan_aggregate(plan, items, names, where, group, having, order_keys, distin
     final_items = [to_final(e) for e in items]
     final_having = to_final(having) if having is not None else None
     final_order = [(_col(names[j]) if j is not None else to_final(k), d) for k, d, j in order_keys]
+    lowered = {n.lower() for n in names}
+    for e in final_items + ([final_having] if final_having is not None else []) + [k for k, _ in final_order]:
+        for col in e.find_all(exp.Column):
+            if col.meta.get("catalog_column") or (
+                not col.name.startswith(("__g", "__a")) and col.name.lower() not in lowered
+            ):
+                raise SqlError(
+                    "type", f"column {col.name!r} must appear in GROUP BY or inside an aggregate function",
+                    *position(col),
+                )  # fmt: skip
     plan.final_sql = _select_sql(
         final_items, names, source=PARTIALS, group=[_col(f"__g{i}") for i in range(len(group))] or None,
         having=final_having, order=final_order or None, limit=plan.limit, offset=plan.offset,
@@ -648,11 +695,18 @@ def _plan_two_level(plan, items, names, where, group, having, order_keys, distin
 
 
 def _bind(plan: SqlPlan) -> None:
-    """Run the SQL on empty inputs: type errors surface now, and the partial schema is known."""
+    """Run the SQL on empty inputs: type errors surface now, and the partial schema is known.
+
+    On a type error, each piece of the query (select items, WHERE, GROUP BY ...) is bound on
+    its own to find the one at fault and point at it.
+    """
     empty = plan.catalog.schema.empty_table()
     if plan.partition_sql is None:
         return
-    partial = run_sql(plan.partition_sql, {PART: empty})
+    try:
+        partial = run_sql(plan.partition_sql, {PART: empty})
+    except SqlError as exc:
+        raise locate_error(exc, plan.pieces, {PART: empty}) from None
     plan.partial_schema = partial.schema
     if plan.final_sql is not None:
         run_sql(plan.final_sql, {PARTIALS: partial})
@@ -661,10 +715,37 @@ def _bind(plan: SqlPlan) -> None:
 # -- everything else: one DuckDB over the named catalogs ------------------------------------
 
 
+def locate_error(exc: SqlError, pieces: list[tuple[str, int | None, int | None]], tables: dict) -> SqlError:
+    """``exc`` with the position of the query piece that fails on ``tables`` on its own, if any."""
+    if exc.line is not None:
+        return exc
+    for sql, line, col in pieces:
+        try:
+            run_sql(f"SELECT {sql} FROM {PART}", tables)
+        except SqlError as inner:
+            return SqlError(inner.phase, inner.message, line, col)
+    return exc
+
+
+def locate(text: str, node: exp.Expression) -> tuple[int | None, int | None]:
+    """Where ``node`` is in the query: from token positions, else by finding its text."""
+    line, col = position(node)
+    if line is not None:
+        return line, col
+    needle = " ".join(node.sql(dialect=ADQL).split()).lower()
+    flat = text.lower()
+    idx = flat.find(needle)
+    if idx < 0:
+        return None, None
+    return line_col(text, idx)
+
+
 def _compile_gather(text: str, root: exp.Query, registry: CatalogRegistry) -> SqlPlan:
+    for sel in root.find_all(exp.Select):
+        _check_select_shape(sel)
     ctes = {c.alias.lower() for c in root.find_all(exp.CTE)}
     tables = [t for t in root.find_all(exp.Table) if t.name.lower() not in ctes or t.args.get("db")]
-    referenced = {c.name.lower() for c in root.find_all(exp.Column)}
+    referenced = {i.name.lower() for i in root.find_all(exp.Identifier)}  # columns, USING lists, ...
     star = any(
         isinstance(n, exp.Star) or (isinstance(n, exp.Column) and isinstance(n.this, exp.Star))
         for sel in root.find_all(exp.Select)
@@ -702,17 +783,57 @@ def _compile_gather(text: str, root: exp.Query, registry: CatalogRegistry) -> Sq
                 "alias",
                 exp.TableAlias(this=_q(inp.alias) if inp.alias_quoted else exp.to_identifier(inp.alias)),
             )
+    names = _name_outer_select(root)
     out = translate_geometry(root)
     plan = SqlPlan(text=text, mode="gather", gather=gather, final_sql=out.sql(dialect="duckdb"))
     empties = {k: c.schema.empty_table() for k, c in gather.items()}
     try:
         run_sql(plan.final_sql, empties)
     except SqlError as exc:
-        if "not found in FROM clause" in exc.message or "does not have a column" in exc.message:
-            raise SqlError("unknown column", exc.message) from None
+        missing = re.search(
+            r'(?i)column "([^"]+)" (?:not found|referenced that exists|does not exist)', exc.message
+        )
+        if missing or "does not have a column" in exc.message:
+            name = missing.group(1) if missing else ""
+            hit = next((c for c in root.find_all(exp.Column) if c.name.lower() == name.lower()), None)
+            where = position(hit) if hit is not None else (None, None)
+            raise SqlError(
+                "unknown column", f"column {name!r} is not available here ({exc.message})", *where
+            ) from None
         raise
-    plan.output_names = []
+    plan.output_names = names
     return plan
+
+
+def _name_outer_select(root: exp.Query) -> list[str]:
+    """Alias the outermost select list with the names single-table queries would get."""
+    lead = root
+    while isinstance(lead, exp.SetOperation):
+        lead = lead.this
+    if not isinstance(lead, exp.Select) or any(
+        isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+        for e in lead.expressions
+    ):
+        return []
+    names: list[str] = []
+    items = []
+    for i, item in enumerate(lead.expressions):
+        if isinstance(item, exp.Alias):
+            name = item.alias
+        elif isinstance(item, exp.Column):
+            name = item.name
+        elif isinstance(item, exp.Func):
+            name = (item.name if isinstance(item, exp.Anonymous) else item.sql_name()).lower()
+        else:
+            name = f"col{i + 1}"
+        base, k = name, 2
+        while name in names:
+            name = f"{base}_{k}"
+            k += 1
+        names.append(name)
+        items.append(exp.alias_(item.unalias() if isinstance(item, exp.Alias) else item, _q(name)))
+    lead.set("expressions", items)
+    return names
 
 
 def describe_gather(plan: SqlPlan) -> Any:  # pragma: no cover - used by explain

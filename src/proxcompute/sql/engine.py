@@ -87,12 +87,18 @@ _LINE = re.compile(r"\n\s*LINE \d+:.*", re.S)
 
 
 def engine_message(exc: Exception) -> str:
-    """DuckDB's message without its position block (that points into generated SQL)."""
-    text = _LINE.sub("", str(exc)).strip()
+    """DuckDB's first line, without its position block (that points into generated SQL)."""
+    full = str(exc)
+    text = _LINE.sub("", full).strip()
     text = re.sub(r"^[A-Za-z ]+Error: ", "", text)
-    return (
-        text.replace("__adql_distance", "DISTANCE").replace("__adql_in_box", "BOX").replace('"__part".', "")
-    )
+    first = text.splitlines()[0].strip() if text else type(exc).__name__
+    candidates = re.search(r"Candidate bindings: ([^\n]+)", full)
+    if candidates:
+        names = re.findall(r'"(?:[^".]+\.)?([^".]+)"', candidates.group(1))
+        if names:
+            first = first.rstrip("!") + f"; did you mean {names[0]!r}?"
+    first = first.replace("__adql_distance", "DISTANCE").replace("__adql_in_box", "BOX")
+    return re.sub(r'"__(?:part|partials|file__|g\d+)"\.', "", first)
 
 
 def _phase(exc: Exception) -> str:

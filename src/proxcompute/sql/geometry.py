@@ -223,7 +223,11 @@ def to_region(shape: Shape) -> Region | None:
         if shape.kind == "CIRCLE":
             ra, dec, r = values
             if r is None or r <= 0:
-                raise _err("type", f"a CIRCLE radius must be > 0 degrees, got {r:g}", shape.node)
+                raise _err(
+                    "type",
+                    f"the radius of a CIRCLE or DISTANCE test must be > 0 degrees, got {r:g}",
+                    shape.node,
+                )
             return Cone(ra % 360.0, dec, r * 3600.0)
         if shape.kind == "BOX":
             ra, dec, w, h = values

@@ -56,7 +56,7 @@ _ALLOWED_NODES = (
     exp.Star, exp.Literal, exp.Null, exp.Boolean, exp.Paren, exp.Add, exp.Sub, exp.Mul, exp.Div,
     exp.DPipe, exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.And, exp.Or, exp.Not,
     exp.Is, exp.In, exp.Between, exp.Like, exp.ILike, exp.Neg, exp.Case, exp.DataType,
-    exp.Tuple, exp.Anonymous, exp.Var, exp.Dot,
+    exp.Tuple, exp.Anonymous, exp.Var, exp.Dot, exp.Exists,
 )  # fmt: skip
 
 _WRITES = {
@@ -100,8 +100,108 @@ def _error(phase: str, message: str, node: exp.Expression | None = None) -> SqlE
     return SqlError(phase, message, line, col)
 
 
+_FORBIDDEN_WORDS = {
+    "DROP", "INSERT", "UPDATE", "DELETE", "CREATE", "COPY", "ALTER", "ATTACH", "DETACH", "SET",
+    "RESET", "PRAGMA", "INSTALL", "LOAD", "CALL", "EXPORT", "IMPORT", "USE", "BEGIN", "COMMIT",
+    "ROLLBACK", "VACUUM", "CHECKPOINT", "GRANT", "REVOKE", "TRUNCATE", "MERGE", "REPLACE", "UPSERT",
+    "EXECUTE", "PREPARE", "DEALLOCATE", "SUMMARIZE", "DESCRIBE", "SHOW", "EXPLAIN", "ANALYZE",
+}  # fmt: skip
+
+
+def line_col(text: str, offset: int) -> tuple[int, int]:
+    """1-based ``(line, column)`` of a character offset in ``text``."""
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _unterminated_string(text: str) -> int | None:
+    """Offset of the opening quote of an unterminated '...' literal, if there is one."""
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "-" and text.startswith("--", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j + 1
+            continue
+        if ch in "'\"":
+            j = i + 1
+            while True:
+                j = text.find(ch, j)
+                if j < 0:
+                    return i if ch == "'" else None
+                if text.startswith(ch * 2, j):
+                    j += 2
+                    continue
+                break
+            i = j + 1
+            continue
+        i += 1
+    return None
+
+
+def _prescan(text: str) -> None:
+    """Token-level checks that give clearer errors than the parser (or catch what it accepts)."""
+    from sqlglot.tokens import TokenType
+
+    try:
+        tokens = ADQL().tokenize(text)
+    except TokenError:
+        offset = _unterminated_string(text)
+        if offset is not None:
+            raise SqlError(
+                "syntax", "unterminated string literal (a ' without its closing ')", *line_col(text, offset)
+            ) from None
+        raise SqlError("syntax", "the query cannot be split into words (unbalanced quotes?)") from None
+    if not tokens:
+        raise SqlError("syntax", "the query is empty")
+    first = tokens[0]
+    word = first.text.upper()
+    if word in _FORBIDDEN_WORDS:
+        raise SqlError(
+            "forbidden", f"only read queries (SELECT) can run; {word} statements are refused",
+            *line_col(text, first.start),
+        )  # fmt: skip
+    if first.token_type not in (TokenType.SELECT, TokenType.WITH, TokenType.L_PAREN):
+        close = difflib.get_close_matches(word, ["SELECT", "WITH"], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise SqlError(
+            "syntax",
+            f"a query must begin with SELECT or WITH, not {first.text!r}{hint}",
+            *line_col(text, first.start),
+        )
+    for k, tok in enumerate(tokens):
+        nxt = tokens[k + 1] if k + 1 < len(tokens) else None
+        if (
+            tok.token_type == TokenType.SEMICOLON
+            and nxt is not None
+            and nxt.token_type != TokenType.SEMICOLON
+        ):
+            raise SqlError(
+                "syntax", "one query expected, but another statement follows ';'", *line_col(text, nxt.start)
+            )
+        if tok.token_type == TokenType.COMMA and nxt is not None and nxt.token_type == TokenType.FROM:
+            raise SqlError(
+                "syntax", "a comma before FROM: the select list ends with ','", *line_col(text, tok.start)
+            )
+        if tok.token_type in (TokenType.ORDER_BY, TokenType.GROUP_BY):
+            continue
+        if tok.text.upper() in ("ORDER", "GROUP") and (nxt is None or nxt.text.upper() != "BY"):
+            raise SqlError("syntax", f"{tok.text.upper()} must be followed by BY", *line_col(text, tok.start))
+        if tok.token_type in (TokenType.FROM, TokenType.JOIN) and nxt is not None and k + 2 < len(tokens):
+            after = tokens[k + 2]
+            if after.token_type == TokenType.L_PAREN and nxt.token_type not in (
+                TokenType.L_PAREN,
+                TokenType.SELECT,
+            ):
+                raise SqlError(
+                    "forbidden", f"only catalog names may appear in FROM, not functions or files ({nxt.text}(...))",
+                    *line_col(text, nxt.start),
+                )  # fmt: skip
+
+
 @functools.lru_cache(maxsize=512)
 def _parse_cached(text: str) -> exp.Expression:
+    _prescan(text)
     try:
         statements = [s for s in sqlglot.parse(text, dialect=ADQL) if s is not None]
     except ParseError as exc:

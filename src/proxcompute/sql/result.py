@@ -16,7 +16,7 @@ from proxcompute.catalog import Catalog, from_dataframe
 from proxcompute.errors import SqlError
 from proxcompute.execute.partition import PartitionJob, run_partition
 from proxcompute.plan import PlanNode, find_scan, optimize
-from proxcompute.sql.compile import PART, PARTIALS, SqlPlan
+from proxcompute.sql.compile import PART, PARTIALS, SqlPlan, locate_error
 from proxcompute.sql.engine import run_sql, run_sql_on_file
 from proxcompute.storage import PartitionPixel
 
@@ -30,16 +30,29 @@ class SqlTruncatedWarning(UserWarning):
     """A result was cut at ``maxrec`` rows (the TAP OVERFLOW condition)."""
 
 
-def sql_partition(plan: PlanNode, pixel: PartitionPixel, sql: str) -> pa.Table:
-    """Run ``sql`` over the rows of ``plan`` in one partition (one Dask task)."""
-    return run_sql(sql, {PART: run_partition(plan, pixel)})
+def sql_partition(plan: PlanNode, pixel: PartitionPixel, sql: str, pieces: tuple = ()) -> pa.Table:
+    """Run ``sql`` over the rows of ``plan`` in one partition (one Dask task).
+
+    An error that depends on the data (``CAST('x' AS DOUBLE)``) is located by running each
+    piece of the query on the same rows.
+    """
+    table = run_partition(plan, pixel)
+    try:
+        return run_sql(sql, {PART: table})
+    except SqlError as exc:
+        raise locate_error(exc, list(pieces), {PART: table}) from None
 
 
-def sql_file_partition(plan: PlanNode, pixel: PartitionPixel, sql: str) -> pa.Table:
+def sql_file_partition(plan: PlanNode, pixel: PartitionPixel, sql: str, pieces: tuple = ()) -> pa.Table:
     """Run ``sql`` with DuckDB reading the partition's Parquet file itself (one Dask task)."""
     src = plan.source
     path = os.path.realpath(src.partition_path(pixel))
-    return run_sql_on_file(sql, path, os.path.realpath(src.root))
+    try:
+        return run_sql_on_file(sql, path, os.path.realpath(src.root))
+    except SqlError as exc:
+        if exc.line is not None or not pieces:
+            raise
+        raise locate_error(exc, list(pieces), {PART: run_partition(plan, pixel)}) from None
 
 
 class SqlResult:
@@ -165,9 +178,10 @@ class SqlResult:
         p = self._plan
         optimized = optimize(p.catalog.plan)
         pixels = list(find_scan(optimized).partitions)
+        pieces = tuple(p.pieces)
         if p.direct_sql is not None:
-            return PartitionJob(sql_file_partition, optimized, (p.direct_sql,)), pixels
-        return PartitionJob(sql_partition, optimized, (p.partition_sql,)), pixels
+            return PartitionJob(sql_file_partition, optimized, (p.direct_sql, pieces)), pixels
+        return PartitionJob(sql_partition, optimized, (p.partition_sql, pieces)), pixels
 
     def _concat(self, tables: list[pa.Table]) -> pa.Table:
         tables = [t for t in tables if t.num_rows]
