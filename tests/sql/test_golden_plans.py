@@ -57,7 +57,8 @@ def summary(res) -> str:
     if p.catalog is not None:
         lines += ["input:"] + ["  " + line for line in render_tree(p.catalog.plan).splitlines()]
     for key, cat in p.gather.items():
-        lines.append(f"gathered {key}: {cat.name} [{', '.join(cat.columns)}]")
+        cols = cat.column_names if hasattr(cat, "column_names") else cat.columns
+        lines.append(f"gathered {key}: {getattr(cat, 'name', 'table')} [{', '.join(cols)}]")
     if p.count_only:
         lines.append("count: from the input catalog")
     elif p.partition_sql:

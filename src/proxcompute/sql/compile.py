@@ -151,6 +151,8 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
             return None
     _check_select_shape(select)
     inputs = [resolve_table(source.this, registry)] + [resolve_table(j.this, registry) for j in joins]
+    if any(isinstance(inp.catalog, pa.Table) for inp in inputs):
+        return None  # plain tables (TAP_SCHEMA, uploads without coordinates) run in one DuckDB
     if len(inputs) == 2 and inputs[0].alias.lower() == inputs[1].alias.lower():
         raise SqlError(
             "syntax", f"two tables are called {inputs[0].alias!r}: give them aliases", *position(joins[0])
@@ -760,10 +762,13 @@ def _compile_gather(text: str, root: exp.Query, registry: CatalogRegistry) -> Sq
         if key not in seen:
             seen[key] = f"__g{len(seen)}"
             cat = inp.catalog
-            cols = list(cat.columns) if star else [c for c in cat.columns if c.lower() in referenced]
-            cat = cat[cols or [INDEX_COLUMN]]
-            gather[seen[key]] = cat
-            n = _rows_estimate(inp.catalog)
+            if isinstance(cat, pa.Table):
+                gather[seen[key]] = cat
+                n = cat.num_rows
+            else:
+                cols = list(cat.columns) if star else [c for c in cat.columns if c.lower() in referenced]
+                gather[seen[key]] = cat[cols or [INDEX_COLUMN]]
+                n = _rows_estimate(inp.catalog)
             total += n
             if total > GATHER_MAX_ROWS:
                 raise SqlError(
@@ -786,7 +791,7 @@ def _compile_gather(text: str, root: exp.Query, registry: CatalogRegistry) -> Sq
     names = _name_outer_select(root)
     out = translate_geometry(root)
     plan = SqlPlan(text=text, mode="gather", gather=gather, final_sql=out.sql(dialect="duckdb"))
-    empties = {k: c.schema.empty_table() for k, c in gather.items()}
+    empties = {k: (c.schema.empty_table()) for k, c in gather.items()}
     try:
         run_sql(plan.final_sql, empties)
     except SqlError as exc:

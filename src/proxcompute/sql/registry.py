@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from proxcompute.catalog import Catalog, from_dataframe, open_catalog
 from proxcompute.errors import SqlError
 from proxcompute.storage.layout import COLLECTION_PROPERTIES, PROPERTIES
@@ -46,7 +48,8 @@ class CatalogRegistry:
     catalogs
         ``{name: catalog}`` where a catalog is a :class:`~proxcompute.Catalog`, a path to a
         catalog or collection, or an in-memory table (pandas DataFrame, astropy Table). A name
-        may carry a schema: ``"survey.gaia"``.
+        may carry a schema: ``"survey.gaia"``. A table without ``ra``/``dec`` columns (or an
+        Arrow table) is a plain table: queries over it run in one process.
     catalog_root
         A directory: every catalog or collection under it is available.
     """
@@ -99,7 +102,7 @@ class CatalogRegistry:
             )
         return hits[0] if hits else None
 
-    def open(self, ref: TableRef) -> Catalog:
+    def open(self, ref: TableRef) -> Catalog | pa.Table:
         """The catalog for ``ref`` (opened once per registry)."""
         key = id(ref.opener)
         if key not in self._opened:
@@ -118,11 +121,14 @@ def _path_opener(path: Path) -> Callable[[], Catalog]:
     return lambda: open_catalog(path)
 
 
-def _value_opener(value: Any, name: str) -> Callable[[], Catalog]:
-    if isinstance(value, Catalog):
+def _value_opener(value: Any, name: str) -> Callable[[], Catalog | pa.Table]:
+    if isinstance(value, (Catalog, pa.Table)):
         return lambda: value
     if isinstance(value, (str, os.PathLike)):
         return _path_opener(Path(value))
+    columns = [str(c).lower() for c in getattr(value, "columns", getattr(value, "colnames", []))]
+    if "ra" not in columns or "dec" not in columns:  # no sky coordinates: a plain table
+        return lambda: pa.Table.from_pandas(value, preserve_index=False) if hasattr(value, "iloc") else pa.table(value)
     return lambda: from_dataframe(value, name=name)
 
 

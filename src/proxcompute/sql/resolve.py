@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 from sqlglot import exp
 
 from proxcompute.catalog import Catalog
@@ -66,7 +67,8 @@ def resolve_table(node: exp.Table, registry: CatalogRegistry) -> Input:
     else:
         alias, alias_quoted = name, quoted
     catalog = registry.open(ref)
-    return Input(alias, alias_quoted, ref, catalog, node, list(catalog.columns))
+    columns = list(catalog.column_names if isinstance(catalog, pa.Table) else catalog.columns)
+    return Input(alias, alias_quoted, ref, catalog, node, columns)
 
 
 @dataclass

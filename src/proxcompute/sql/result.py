@@ -144,7 +144,10 @@ class SqlResult:
     def _run(self, client: Any) -> pa.Table:
         p = self._plan
         if p.mode == "gather":
-            tables = {k: execute.compute_table(c.plan, client=client) for k, c in p.gather.items()}
+            tables = {
+                k: c if isinstance(c, pa.Table) else execute.compute_table(c.plan, client=client)
+                for k, c in p.gather.items()
+            }
             return run_sql(p.final_sql, tables)
         if p.mode == "catalog":
             want = self._want()
@@ -260,7 +263,10 @@ class SqlResult:
         elif p.partition_sql is not None:
             lines.append(f"per partition (DuckDB over Arrow): {p.partition_sql}")
         for key, cat in p.gather.items():
-            lines.append(f"gathered as {key}: {cat.name} [{', '.join(cat.columns)}]")
+            if isinstance(cat, pa.Table):
+                lines.append(f"gathered as {key}: a table of {cat.num_rows:,} rows [{', '.join(cat.column_names)}]")
+            else:
+                lines.append(f"gathered as {key}: {cat.name} [{', '.join(cat.columns)}]")
         if p.final_sql is not None:
             lines.append(f"final (DuckDB): {p.final_sql}")
         if p.mode == "catalog" and p.limit is not None:
