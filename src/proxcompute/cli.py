@@ -351,6 +351,49 @@ def sql_command(
 
 
 @app.command()
+def serve(
+    catalog_root: Annotated[Path, typer.Option("--catalog-root", help="Serve every catalog under DIR.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Job store URL (default: SQLite under --data-dir).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Results, uploads and MyDB (default: ROOT/.proxcompute-service).")
+    ] = None,
+    tokens: Annotated[
+        Path | None, typer.Option("--tokens", help="YAML file mapping bearer tokens to user names.")
+    ] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster profile jobs run on.")] = None,
+) -> None:
+    """Serve the catalogs over IVOA TAP 1.1 (sync and async/UWS) at http://HOST:PORT/tap."""
+    from proxcompute.service import ServiceConfig, create_app
+
+    token_map: dict[str, str] = {}
+    if tokens is not None:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(tokens.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ProxError(f"cannot read the tokens file {tokens}: {exc}") from None
+        if not isinstance(loaded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()):
+            raise ProxError(f"{tokens} must map token strings to user names")
+        token_map = loaded
+    if not catalog_root.is_dir():
+        raise ProxError(f"--catalog-root {catalog_root} is not a directory")
+    try:
+        config = ServiceConfig(catalog_root, data_dir=data_dir, db_url=db, tokens=token_map, cluster=cluster)
+    except ValueError as exc:
+        raise ProxError(str(exc)) from None
+    import uvicorn
+
+    app_ = create_app(config)
+    _console(stderr=True).print(f"serving {catalog_root} at http://{host}:{port}{config.base_path}")
+    uvicorn.run(app_, host=host, port=port, server_header=False, log_level="warning")
+
+
+@app.command()
 def demo(
     rows: Annotated[int, typer.Option(help="Rows in the synthetic catalog.")] = 3_000_000,
     workdir: Annotated[Path, typer.Option(help="Where to write the demo data.")] = Path("demo-data"),

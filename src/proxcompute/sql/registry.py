@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,8 @@ class CatalogRegistry:
         self, catalogs: Mapping[str, Any] | None = None, *, catalog_root: str | os.PathLike | None = None
     ):
         self._refs: list[TableRef] = []
-        self._opened: dict[int, Catalog] = {}
+        self._opened: dict[Callable, Catalog | pa.Table] = {}
+        self._parent: CatalogRegistry | None = None
         self.root = Path(catalog_root) if catalog_root is not None else None
         if self.root is not None:
             if not self.root.is_dir():
@@ -69,6 +71,20 @@ class CatalogRegistry:
         for key, value in (catalogs or {}).items():
             schema, _, name = str(key).rpartition(".")
             self._refs.append(TableRef(name, schema or None, _value_opener(value, name)))
+
+    _lock = threading.Lock()
+
+    def extended(self, catalogs: Mapping[str, Any]) -> CatalogRegistry:
+        """A registry with these names too (e.g. ``TAP_UPLOAD.t``); opened catalogs are shared."""
+        new = object.__new__(CatalogRegistry)
+        new.root = self.root
+        new._opened = {}
+        new._parent = self
+        new._refs = list(self._refs)
+        for key, value in catalogs.items():
+            schema, _, name = str(key).rpartition(".")
+            new._refs.append(TableRef(name, schema or None, _value_opener(value, name)))
+        return new
 
     def __repr__(self) -> str:
         return f"CatalogRegistry({', '.join(self.names())})"
@@ -104,10 +120,13 @@ class CatalogRegistry:
 
     def open(self, ref: TableRef) -> Catalog | pa.Table:
         """The catalog for ``ref`` (opened once per registry)."""
-        key = id(ref.opener)
-        if key not in self._opened:
-            self._opened[key] = ref.opener()
-        return self._opened[key]
+        parent = getattr(self, "_parent", None)
+        if parent is not None and ref in parent._refs:
+            return parent.open(ref)
+        with self._lock:
+            if ref.opener not in self._opened:  # keyed by the opener itself: ids of dead ones get reused
+                self._opened[ref.opener] = ref.opener()
+            return self._opened[ref.opener]
 
     def suggest(self, name: str) -> str | None:
         """The closest known name, for "did you mean" hints."""

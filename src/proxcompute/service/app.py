@@ -1,0 +1,233 @@
+"""The TAP service as an ASGI app: ``create_app(ServiceConfig(...))``, served by uvicorn.
+
+Routes under ``config.base_path`` (default ``/tap``): ``sync``, ``async`` (UWS 1.1),
+``capabilities``, ``availability``, ``tables``, ``tables/{name}``, ``examples`` and an HTML
+landing page. Every error a client can cause is a VOTable error document with the message in
+the INFO element's text (what pyvo shows) and the right HTTP status.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import tempfile
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from proxcompute import __version__
+from proxcompute.errors import ProxError
+from proxcompute.formats import write_votable_error
+from proxcompute.service.config import ServiceConfig
+from proxcompute.service.examples import examples_document
+from proxcompute.service.params import TapRequestError, read_params
+from proxcompute.service.query import parse_query_spec, run_query
+from proxcompute.service.vosi import (
+    availability_document,
+    capabilities_document,
+    describe_tables,
+    table_document,
+    tables_document,
+    tap_schema_tables,
+)
+from proxcompute.sql import CatalogRegistry
+
+__all__ = ["ServiceState", "create_app", "error_response"]
+
+log = logging.getLogger(__name__)
+SERVER = f"proxcompute/{__version__} (IVOA TAP 1.1; UWS 1.1)"
+XML = "text/xml; charset=utf-8"
+SPOOL_BYTES = 64 << 20
+
+
+class ServiceState:
+    """What the routes share: configuration, the catalog registry and its descriptions."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        config.ensure_dirs()
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-scan the catalog root (new catalogs appear; TAP_SCHEMA follows)."""
+        base = CatalogRegistry(catalog_root=self.config.catalog_root)
+        self.tables = describe_tables(base)
+        self.registry = base.extended(tap_schema_tables(self.tables))
+
+    def user(self, request: Request) -> str | None:
+        """The user a bearer token names (None: anonymous); a bad token is an error."""
+        auth = request.headers.get("authorization", "")
+        if not auth:
+            return None
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or token.strip() not in self.config.tokens:
+            raise AuthError("the bearer token is not valid")
+        return self.config.tokens[token.strip()]
+
+
+class AuthError(ProxError):
+    """A request with a bad credential (HTTP 401)."""
+
+
+def error_response(message: str, status: int = 400) -> Response:
+    """A DALI error document (``QUERY_STATUS=ERROR`` with the message as the INFO text)."""
+    import io
+
+    buf = io.BytesIO()
+    write_votable_error(buf, message)
+    return Response(buf.getvalue(), status_code=status, media_type="application/x-votable+xml")
+
+
+def _status_for(exc: Exception) -> int:
+    if isinstance(exc, AuthError):
+        return 401
+    if isinstance(exc, ProxError):
+        return 400
+    return 500
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ProxError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+class ServerHeader:
+    """Pure ASGI middleware: a ``Server`` header naming the VO software (taplint W-CAP-SVRV)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
+                headers.append((b"server", SERVER.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+def base_url(request: Request, state: ServiceState) -> str:
+    """The TAP base URL as the client reached it (scheme, host and port of the request)."""
+    root = str(request.base_url).rstrip("/")
+    return root + state.config.base_path
+
+
+def create_app(config: ServiceConfig) -> Starlette:
+    """The ASGI application for ``config`` (jobs run on background threads of this process)."""
+    state = ServiceState(config)
+
+    async def landing(request: Request) -> Response:
+        base = base_url(request, state)
+        rows = "".join(
+            f"<tr><td><code>{html.escape(t.name)}</code></td><td>{html.escape(t.description)}</td>"
+            f"<td>{len(t.columns)}</td></tr>"
+            for t in state.tables
+        )
+        page = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'/><title>proxcompute TAP</title></head><body>"
+            f"<h1>proxcompute TAP service</h1><p>TAP base URL: <code>{html.escape(base)}</code> "
+            "(use it in pyvo, TOPCAT or STILTS). "
+            f"<a href='{base}/capabilities'>capabilities</a> · <a href='{base}/tables'>tables</a> · "
+            f"<a href='{base}/examples'>examples</a> · <a href='{base}/async'>jobs</a></p>"
+            f"<table border='1'><tr><th>table</th><th>description</th><th>columns</th></tr>{rows}</table>"
+            "<pre>import pyvo\n"
+            f"tap = pyvo.dal.TAPService({html.escape(repr(base))})\n"
+            "tap.search(\"SELECT TOP 10 * FROM TAP_SCHEMA.tables\").to_table()</pre></body></html>"
+        )
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    async def capabilities(request: Request) -> Response:
+        doc = capabilities_document(
+            base_url(request, state),
+            default_maxrec=config.default_maxrec,
+            hard_maxrec=config.hard_maxrec,
+            upload_limit=config.upload_limit_bytes,
+            retention_seconds=config.retention_seconds,
+            execution_duration=config.queues[config.default_queue],
+            tokens=bool(config.tokens),
+        )
+        return Response(doc, media_type=XML)
+
+    async def availability(request: Request) -> Response:
+        return Response(availability_document(), media_type=XML)
+
+    async def tables(request: Request) -> Response:
+        return Response(tables_document(state.tables), media_type=XML)
+
+    async def one_table(request: Request) -> Response:
+        name = request.path_params["name"]
+        from proxcompute.service.vosi import _tap_schema_self_description
+
+        for t in state.tables + _tap_schema_self_description():
+            if t.name.lower() == name.lower():
+                return Response(table_document(t), media_type=XML)
+        return PlainTextResponse(f"no table {name!r}", status_code=404)
+
+    async def examples(request: Request) -> Response:
+        return Response(examples_document(state.tables), media_type="application/xhtml+xml")
+
+    async def sync(request: Request) -> Response:
+        try:
+            state.user(request)
+            params = await read_params(request, upload_limit_bytes=config.upload_limit_bytes)
+            spec = await run_in_threadpool(
+                parse_query_spec,
+                params,
+                default_maxrec=config.default_maxrec,
+                hard_maxrec=config.hard_maxrec,
+                upload_limit=config.upload_limit_bytes,
+            )
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, dir=config.results_dir)
+            try:
+                await run_in_threadpool(run_query, spec, state.registry, spool)
+            except BaseException:
+                spool.close()
+                raise
+        except Exception as exc:  # every failure becomes a VOTable error document
+            if not isinstance(exc, (ProxError, TapRequestError)):
+                log.exception("sync query failed")
+            return error_response(_message(exc), _status_for(exc))
+        size = spool.tell()
+        spool.seek(0)
+
+        def chunks():
+            try:
+                while block := spool.read(1 << 20):
+                    yield block
+            finally:
+                spool.close()
+
+        return StreamingResponse(chunks(), media_type=spec.mime, headers={"content-length": str(size)})
+
+    routes = [
+        Route(config.base_path, landing),
+        Route(config.base_path + "/", landing),
+        Route(config.base_path + "/sync", sync, methods=["GET", "POST"]),
+        Route(config.base_path + "/capabilities", capabilities),
+        Route(config.base_path + "/availability", availability),
+        Route(config.base_path + "/tables", tables),
+        Route(config.base_path + "/tables/{name}", one_table),
+        Route(config.base_path + "/examples", examples),
+    ]
+    try:
+        from proxcompute.service.async_routes import async_routes
+    except ImportError:  # pragma: no cover - async routes not built yet
+        async_routes = None
+    app = Starlette(routes=routes, middleware=[Middleware(ServerHeader)])
+    app.state.tap = state
+    if async_routes is not None:
+        for route in async_routes(state):
+            app.router.routes.append(route)
+    return app

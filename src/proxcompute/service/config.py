@@ -1,0 +1,66 @@
+"""Service settings: where catalogs and job data live, limits, queues, users."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ServiceConfig"]
+
+
+@dataclass
+class ServiceConfig:
+    """Everything ``proxcompute serve`` can be told; the defaults need no configuration.
+
+    Parameters
+    ----------
+    catalog_root
+        Directory whose catalogs are served (``ROOT/survey/gaia`` is ``survey.gaia``).
+    data_dir
+        Job database (SQLite by default), results, uploads and MyDB tables; default
+        ``<catalog_root>/.proxcompute-service``.
+    db_url
+        SQLAlchemy URL of the job store, e.g. ``postgresql+psycopg://user@host/db``.
+    """
+
+    catalog_root: Path
+    data_dir: Path | None = None
+    db_url: str | None = None
+    base_path: str = "/tap"
+    default_maxrec: int = 100_000
+    hard_maxrec: int = 100_000_000
+    upload_limit_bytes: int = 100_000_000
+    queues: dict[str, int] = field(default_factory=lambda: {"short": 600, "long": 86_400})
+    """Queue name -> execution duration (seconds) of its jobs."""
+    default_queue: str = "short"
+    retention_seconds: int = 7 * 86_400
+    sync_timeout_seconds: int = 600
+    tokens: dict[str, str] = field(default_factory=dict)
+    """Bearer token -> user name."""
+    max_active_jobs: int = 10
+    mydb_quota_bytes: int = 1 << 30
+    cluster: str | None = None
+
+    def __post_init__(self) -> None:
+        self.catalog_root = Path(self.catalog_root).resolve()
+        if self.data_dir is None:
+            self.data_dir = self.catalog_root / ".proxcompute-service"
+        self.data_dir = Path(self.data_dir).resolve()
+        if self.db_url is None:
+            self.db_url = f"sqlite:///{self.data_dir / 'jobs.sqlite'}"
+        self.base_path = "/" + self.base_path.strip("/")
+        if self.default_queue not in self.queues:
+            raise ValueError(f"default queue {self.default_queue!r} is not one of {sorted(self.queues)}")
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+    @property
+    def mydb_dir(self) -> Path:
+        return self.data_dir / "mydb"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.data_dir, self.results_dir, self.mydb_dir):
+            os.makedirs(d, exist_ok=True)

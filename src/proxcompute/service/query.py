@@ -1,0 +1,203 @@
+"""Running one TAP query (sync or async): parameters -> SQL result -> a document in a format."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import re
+import socket
+import threading
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+
+from proxcompute.catalog import from_dataframe
+from proxcompute.errors import InputError, ProxError, SqlError
+from proxcompute.formats import MEDIA_TYPES, normalize_format, write_table
+from proxcompute.service.params import TapParams, TapRequestError
+from proxcompute.sql import CatalogRegistry, SqlResult, sql
+
+__all__ = ["QuerySpec", "content_type", "load_upload", "parse_query_spec", "run_query"]
+
+LANGS = {"ADQL", "ADQL-2.0", "ADQL-2.1"}
+UPLOAD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@dataclass
+class QuerySpec:
+    """A validated TAP query request."""
+
+    query: str
+    fmt: str
+    mime: str
+    maxrec: int
+    uploads: dict[str, Any] = field(default_factory=dict)
+    """``TAP_UPLOAD.<name>`` -> a Catalog (with coordinates) or an Arrow table."""
+
+
+def content_type(fmt: str, requested: str | None) -> str:
+    """Answer with exactly the media type the client named; else ours for the format."""
+    if requested and "/" in requested:
+        return requested
+    return MEDIA_TYPES[fmt]
+
+
+def parse_query_spec(params: TapParams, *, default_maxrec: int, hard_maxrec: int, upload_limit: int) -> QuerySpec:
+    """Check LANG, QUERY, RESPONSEFORMAT/FORMAT, MAXREC and UPLOAD; raise :class:`TapRequestError`."""
+    request = params.get("REQUEST")
+    if request is not None and request not in ("doQuery",):
+        raise TapRequestError(f"REQUEST={request} is not supported (use REQUEST=doQuery)")
+    lang = params.get("LANG")
+    if lang is None:
+        raise TapRequestError("LANG is missing (use LANG=ADQL)")
+    if lang.upper() not in LANGS:
+        raise TapRequestError(f"LANG={lang} is not supported; use one of ADQL, ADQL-2.0, ADQL-2.1")
+    query = params.get("QUERY")
+    if not query or not query.strip():
+        raise TapRequestError("QUERY is missing or empty")
+    requested = params.get("RESPONSEFORMAT") or params.get("FORMAT")
+    try:
+        fmt = normalize_format(requested or "votable")
+    except InputError as exc:
+        raise TapRequestError(str(exc)) from None
+    raw = params.get("MAXREC")
+    if raw is None:
+        maxrec = default_maxrec
+    else:
+        try:
+            maxrec = int(raw)
+        except ValueError:
+            raise TapRequestError(f"MAXREC={raw!r} is not a whole number") from None
+        if maxrec < 0:
+            raise TapRequestError(f"MAXREC={raw} must be >= 0")
+        maxrec = min(maxrec, hard_maxrec)
+    uploads = {}
+    for item in params.all("UPLOAD"):
+        for spec in filter(None, (p.strip() for p in item.split(";"))):
+            name, sep, source = spec.partition(",")
+            name = name.strip()
+            if not sep or not UPLOAD_NAME.match(name):
+                raise TapRequestError(f"UPLOAD={spec!r}: expected name,param:part or name,http(s)://... with a name "
+                                      "of letters, digits and _")  # fmt: skip
+            uploads[f"TAP_UPLOAD.{name}"] = load_upload(name, source.strip(), params, upload_limit)
+    return QuerySpec(query, fmt, content_type(fmt, requested), maxrec, uploads)
+
+
+def load_upload(name: str, source: str, params: TapParams, limit: int) -> Any:
+    """An uploaded table (VOTable, CSV, Parquet or FITS) as a Catalog when it has coordinates."""
+    if source.startswith("param:"):
+        part = source[len("param:") :]
+        data = params.parts.get(part)
+        if data is None:
+            raise TapRequestError(f"UPLOAD {name}: no multipart part named {part!r} in the request")
+    elif source.startswith(("http://", "https://")):
+        data = _fetch(source, limit)
+    else:
+        raise TapRequestError(f"UPLOAD {name}: the source must be param:<part> or an http(s) URL, got {source!r}")
+    if len(data) > limit:
+        raise TapRequestError(f"UPLOAD {name} has {len(data):,} bytes; the limit is {limit:,}")
+    df = _read_table_bytes(name, data)
+    cols = {str(c).lower(): str(c) for c in df.columns}
+    ra = next((cols[c] for c in ("ra", "raj2000", "ra_icrs", "_raj2000") if c in cols), None)
+    dec = next((cols[c] for c in ("dec", "dej2000", "de_icrs", "_dej2000", "decj2000") if c in cols), None)
+    if ra and dec:
+        try:
+            return from_dataframe(df, name=name, ra_column=ra, dec_column=dec)
+        except ProxError as exc:
+            raise TapRequestError(f"UPLOAD {name}: {exc}") from None
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def _read_table_bytes(name: str, data: bytes):
+    import pandas as pd
+
+    head = data[:512].lstrip()
+    try:
+        if head.startswith(b"PAR1") or data[-4:] == b"PAR1":
+            return pd.read_parquet(io.BytesIO(data))
+        if head.startswith(b"SIMPLE  ="):
+            from astropy.table import Table
+
+            return Table.read(io.BytesIO(data), format="fits").to_pandas()
+        if head.startswith(b"<") or b"<VOTABLE" in head.upper():
+            from astropy.io.votable import parse_single_table
+
+            return parse_single_table(io.BytesIO(data)).to_table().to_pandas()
+        return pd.read_csv(io.BytesIO(data))
+    except Exception as exc:  # any parse failure is the uploader's problem: name it
+        raise TapRequestError(f"UPLOAD {name}: cannot read the table ({type(exc).__name__}: {exc})") from None
+
+
+def _fetch(url: str, limit: int) -> bytes:
+    """GET an upload URL, refusing loopback/private/link-local hosts and oversize bodies."""
+    import httpx
+
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        raise TapRequestError(f"UPLOAD URL host {host!r} cannot be resolved") from None
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0])
+        if addr.is_loopback or addr.is_private or addr.is_link_local or addr.is_reserved or addr.is_multicast:
+            raise TapRequestError(f"UPLOAD URL {url!r} points at a local or private address; refused")
+    chunks, size = [], 0
+    try:
+        with httpx.stream("GET", url, timeout=30.0, follow_redirects=False) as response:
+            if response.status_code != 200:
+                raise TapRequestError(f"UPLOAD URL {url!r} answered HTTP {response.status_code}")
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise TapRequestError(f"UPLOAD URL {url!r} is larger than the upload limit of {limit:,} bytes")
+                chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise TapRequestError(f"UPLOAD URL {url!r} cannot be fetched: {exc}") from None
+    return b"".join(chunks)
+
+
+def compile_spec(spec: QuerySpec, registry: CatalogRegistry) -> SqlResult:
+    """The lazy SQL result for a request (uploads visible as ``TAP_UPLOAD.<name>``)."""
+    if spec.uploads:
+        registry = registry.extended(spec.uploads)
+    return sql(spec.query, registry, maxrec=max(spec.maxrec, 0))
+
+
+def run_query(
+    spec: QuerySpec,
+    registry: CatalogRegistry,
+    out: BinaryIO,
+    *,
+    client: Any = None,
+    cancel: threading.Event | None = None,
+    infos: Mapping[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[int, bool]:
+    """Run a request and write its document to ``out``; returns ``(rows, overflow)``.
+
+    ``MAXREC=0`` writes the metadata only. Raises :class:`SqlError` (and other
+    :class:`ProxError`) for user errors.
+    """
+    import warnings
+
+    from proxcompute.sql import SqlTruncatedWarning
+
+    result = compile_spec(spec, registry)
+    if progress is not None:
+        progress(0, max(1, len(result.partitions)))
+    if cancel is not None and cancel.is_set():
+        raise SqlError("execution", "the job was aborted")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SqlTruncatedWarning)
+        table = result.to_arrow(client)
+    if progress is not None:
+        progress(max(1, len(result.partitions)), max(1, len(result.partitions)))
+    if cancel is not None and cancel.is_set():
+        raise SqlError("execution", "the job was aborted")
+    overflow = bool(result.overflow) and spec.maxrec > 0
+    extra = [("QUERY", spec.query), *(infos or {}).items()]
+    rows = write_table(table, table.schema, out, spec.fmt, overflow=overflow, infos=extra)
+    return rows, overflow
