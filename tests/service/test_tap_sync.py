@@ -190,3 +190,60 @@ def test_every_example_runs(tap):
 def test_server_header_names_the_software(served):
     r = httpx.get(served[0] + "/capabilities")
     assert r.headers["server"].startswith("proxcompute/")
+
+
+def test_inline_upload_joins_through_the_crossmatch(tap, served):
+    _, _, df = served
+    pick = df.sample(300, random_state=4)
+    targets = Table({"tid": np.arange(300), "ra": pick["ra"].to_numpy() + 1 / 3600, "dec": pick["dec"].to_numpy()})
+    q = (
+        "SELECT t.tid, g.id, DISTANCE(POINT('ICRS', t.ra, t.dec), POINT('ICRS', g.ra, g.dec)) AS d "
+        "FROM TAP_UPLOAD.targets AS t JOIN survey.gaia AS g "
+        "ON 1 = CONTAINS(POINT('ICRS', t.ra, t.dec), CIRCLE('ICRS', g.ra, g.dec, 3.0/3600))"
+    )
+    out = tap.search(q, uploads={"targets": targets}).to_table()
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord, search_around_sky
+
+    tc = SkyCoord(targets["ra"], targets["dec"], unit="deg")
+    gc = SkyCoord(df["ra"].to_numpy(), df["dec"].to_numpy(), unit="deg")
+    it, ig, _, _ = search_around_sky(tc, gc, 3 * u.arcsec)
+    want = set(zip(np.asarray(targets["tid"])[it].tolist(), df["id"].to_numpy()[ig].tolist(), strict=True))
+    assert len(want) >= 300
+    assert set(zip(np.asarray(out["tid"]).tolist(), np.asarray(out["id"]).tolist(), strict=True)) == want
+
+
+def test_upload_without_coordinates_is_a_plain_table(tap):
+    t = Table({"k": [1, 2, 3], "name": ["a", "b", "c"]})
+    out = tap.search("SELECT name FROM TAP_UPLOAD.lookup WHERE k >= 2 ORDER BY k", uploads={"lookup": t}).to_table()
+    assert list(out["name"]) == ["b", "c"]
+
+
+@pytest.mark.parametrize(
+    "upload, text",
+    [
+        ("t,param:missing", "no multipart part"),
+        ("bad-name,param:x", "expected name,param:part"),
+        ("t,http://127.0.0.1:1/x.vot", "local or private"),
+        ("t,ftp://example.org/x", "or an http(s) URL"),
+    ],
+)
+def test_bad_uploads_are_refused(served, upload, text):
+    r = httpx.post(served[0] + "/sync", data={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.t", "UPLOAD": upload})
+    assert r.status_code == 400 and text in r.text
+
+
+def test_malformed_upload_is_named(served):
+    files = {"t": ("t", b"<VOTABLE><broken", "application/octet-stream")}
+    r = httpx.post(served[0] + "/sync", data={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.t",
+                                              "UPLOAD": "t,param:t"}, files=files)  # fmt: skip
+    assert r.status_code == 400 and "UPLOAD t: cannot read the table" in r.text
+
+
+def test_astroquery_tapplus_sync(served):
+    from astroquery.utils.tap.core import TapPlus
+
+    tap = TapPlus(url=served[0], verbose=False)
+    job = tap.launch_job("SELECT TOP 5 id, ra, dec FROM survey.gaia ORDER BY id")
+    table = job.get_results()
+    assert len(table) == 5 and list(table["id"]) == sorted(table["id"])
