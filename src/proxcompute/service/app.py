@@ -30,6 +30,7 @@ from proxcompute.service.query import parse_query_spec, run_query
 from proxcompute.service.vosi import (
     availability_document,
     capabilities_document,
+    column_metadata,
     describe_tables,
     table_document,
     tables_document,
@@ -191,7 +192,8 @@ def create_app(config: ServiceConfig) -> Starlette:
             )
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, dir=config.results_dir)
             try:
-                await run_in_threadpool(run_query, spec, state.registry, spool)
+                meta = column_metadata(state.tables, spec.query)
+                await run_in_threadpool(lambda: run_query(spec, state.registry, spool, column_meta=meta))
             except BaseException:
                 spool.close()
                 raise

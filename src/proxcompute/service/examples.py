@@ -29,11 +29,11 @@ def examples(tables: list[TableInfo]) -> list[tuple[str, str, str, str]]:
          f"FROM {t}\nWHERE DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 45.0, 30.0)) < 0.5\nORDER BY {mag}",
          t),
         ("count-by-band", "Sources per degree of declination",
-         f"SELECT FLOOR(dec) AS band, COUNT(*) AS n, AVG({mag}) AS mean_{mag}\nFROM {t}\nGROUP BY FLOOR(dec)\n"
+         f"SELECT FLOOR(dec) AS band, COUNT(*) AS n, AVG({mag}) AS mean_{mag}\nFROM {t}\nGROUP BY band\n"
          "ORDER BY band",
          t),
         ("healpix-density", "Density on HEALPix order 5 pixels",
-         f"SELECT ivo_healpix_index(5, ra, dec) AS hpx5, COUNT(*) AS n\nFROM {t}\nGROUP BY ivo_healpix_index(5, ra, dec)",
+         f"SELECT ivo_healpix_index(5, ra, dec) AS hpx5, COUNT(*) AS n\nFROM {t}\nGROUP BY hpx5",
          t),
         ("self-pairs", "Close pairs within 2 arcsec in a 1 degree field (a positional join runs as a crossmatch)",
          f"SELECT a.ra, a.dec, b.ra AS ra2, b.dec AS dec2,\n"
@@ -60,6 +60,6 @@ def examples_document(tables: list[TableInfo], service_name: str = "proxcompute 
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<html xmlns="http://www.w3.org/1999/xhtml" lang="en">'
         f"<head><title>{escape(service_name)}: examples</title></head>"
-        f'<body vocab="ivo://ivoa.net/std/DALI-examples#"><h1>{escape(service_name)}: examples</h1>{divs}'
+        f'<body vocab="http://www.ivoa.net/rdf/examples#"><h1>{escape(service_name)}: examples</h1>{divs}'
         "</body></html>"
     ).encode()

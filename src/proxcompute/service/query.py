@@ -175,6 +175,7 @@ def run_query(
     cancel: threading.Event | None = None,
     infos: Mapping[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    column_meta: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[int, bool]:
     """Run a request and write its document to ``out``; returns ``(rows, overflow)``.
 
@@ -199,5 +200,5 @@ def run_query(
         raise SqlError("execution", "the job was aborted")
     overflow = bool(result.overflow) and spec.maxrec > 0
     extra = [("QUERY", spec.query), *(infos or {}).items()]
-    rows = write_table(table, table.schema, out, spec.fmt, overflow=overflow, infos=extra)
+    rows = write_table(table, table.schema, out, spec.fmt, overflow=overflow, infos=extra, column_meta=column_meta)
     return rows, overflow

@@ -16,6 +16,7 @@ from proxcompute.sql import CatalogRegistry
 
 __all__ = [
     "ColumnInfo",
+    "column_metadata",
     "TableInfo",
     "availability_document",
     "capabilities_document",
@@ -28,6 +29,24 @@ __all__ = [
 TAP_SCHEMA = "TAP_SCHEMA"
 UDF_FORM = "ivo_healpix_index(hpxOrder INTEGER, ra DOUBLE PRECISION, dec DOUBLE PRECISION) -> BIGINT"
 GEOMETRY_FEATURES = ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2")
+
+
+ADQL_RESERVED = {"SIZE", "DATE", "TIME", "TIMESTAMP", "VALUE", "USER", "POSITION", "SECTION", "TABLE", "ORDER",
+                 "GROUP", "SELECT", "FROM", "WHERE", "KEY", "TOP", "DISTANCE", "POINT", "BOX", "CIRCLE", "AREA",
+                 "REGION", "LEVEL", "ZONE", "FIRST", "LAST", "ABSOLUTE", "DOMAIN", "COUNT", "SUM", "MIN", "MAX",
+                 "AVG", "MODULE", "NAMES", "NATIONAL", "OUTPUT", "PAD", "PARTIAL", "PRECISION", "PRIOR", "PUBLIC",
+                 "READ", "REAL", "RELATIVE", "ROWS", "SCHEMA", "SESSION", "SPACE", "TRANSLATION", "UNKNOWN",
+                 "USAGE", "VIEW", "WORK", "WRITE", "DESC", "ASC", "END", "CASE", "CAST", "CHAR", "CHARACTER",
+                 "COLUMN", "CONNECT", "CURRENT", "DAY", "HOUR", "MINUTE", "SECOND", "MONTH", "YEAR", "INTERVAL"}
+"""Words a column name cannot be used as without double quotes (SQL-92 reserved + ADQL's own)."""
+
+
+def adql_name(name: str) -> str:
+    """``name`` as written in ADQL: delimited when it is reserved or not a regular identifier."""
+    regular = name[:1].isalpha() and all(ch.isalnum() or ch == "_" for ch in name) and name.isascii()
+    if regular and name.upper() not in ADQL_RESERVED:
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -106,7 +125,7 @@ def describe_tables(registry: CatalogRegistry) -> list[TableInfo]:
                 desc = "declination (ICRS)"
             cols.append(
                 ColumnInfo(
-                    f.name, datatype, arraysize, xtype, unit, ucd, desc,
+                    adql_name(f.name), datatype, arraysize, xtype, unit, ucd, desc,
                     indexed=f.name in ("_healpix_29", ra, dec), principal=f.name != "_healpix_29",
                 )
             )  # fmt: skip
@@ -114,6 +133,21 @@ def describe_tables(registry: CatalogRegistry) -> list[TableInfo]:
         desc = f"{ref.qualified}: {rows:,} rows" if rows >= 0 else ref.qualified
         out.append(TableInfo(ref.schema or "default", ref.qualified, desc, tuple(cols)))
     return sorted(out, key=lambda t: (t.schema, t.name))
+
+
+def column_metadata(tables: list[TableInfo], query: str) -> dict[str, dict[str, str]]:
+    """Units, UCDs and descriptions for result columns named like a column of a queried table."""
+    text = query.lower()
+    meta: dict[str, dict[str, str]] = {}
+    for t in tables:
+        if t.name.lower() not in text and t.name.split(".")[-1].lower() not in text:
+            continue
+        for c in t.columns:
+            name = c.name.strip('"')
+            entry = {k: v for k, v in (("unit", c.unit), ("ucd", c.ucd), ("description", c.description)) if v}
+            if entry:
+                meta.setdefault(name, entry)
+    return meta
 
 
 def tap_schema_tables(tables: list[TableInfo]) -> dict[str, pa.Table]:
@@ -124,7 +158,7 @@ def tap_schema_tables(tables: list[TableInfo]) -> dict[str, pa.Table]:
     out = {
         "TAP_SCHEMA.schemas": pa.table(
             {
-                "schema_name": schemas,
+                "schema_name": pa.array(schemas, pa.string()),
                 "utype": pa.nulls(len(schemas), pa.string()),
                 "description": [f"tables of schema {s}" for s in schemas],
                 "schema_index": pa.array(range(len(schemas)), pa.int32()),
@@ -142,37 +176,59 @@ def tap_schema_tables(tables: list[TableInfo]) -> dict[str, pa.Table]:
         ),
     }
     rows = [(t, c, i) for t in everything for i, c in enumerate(t.columns)]
+    s = pa.string()
     out["TAP_SCHEMA.columns"] = pa.table(
         {
-            "table_name": [t.name for t, _, _ in rows],
-            "column_name": [c.name for _, c, _ in rows],
-            "datatype": [c.datatype for _, c, _ in rows],
-            "arraysize": [c.arraysize for _, c, _ in rows],
-            "xtype": [c.xtype for _, c, _ in rows],
+            "table_name": pa.array([t.name for t, _, _ in rows], s),
+            "column_name": pa.array([c.name for _, c, _ in rows], s),
+            "datatype": pa.array([c.datatype for _, c, _ in rows], s),
+            "arraysize": pa.array([c.arraysize for _, c, _ in rows], s),
+            "xtype": pa.array([c.xtype for _, c, _ in rows], s),
             "size": pa.nulls(len(rows), pa.int32()),
-            "description": [c.description for _, c, _ in rows],
-            "utype": pa.nulls(len(rows), pa.string()),
-            "unit": [c.unit for _, c, _ in rows],
-            "ucd": [c.ucd for _, c, _ in rows],
+            "description": pa.array([c.description for _, c, _ in rows], s),
+            "utype": pa.nulls(len(rows), s),
+            "unit": pa.array([c.unit for _, c, _ in rows], s),
+            "ucd": pa.array([c.ucd for _, c, _ in rows], s),
             "indexed": pa.array([int(c.indexed) for _, c, _ in rows], pa.int32()),
             "principal": pa.array([int(c.principal) for _, c, _ in rows], pa.int32()),
             "std": pa.array([int(t.schema == TAP_SCHEMA) for t, _, _ in rows], pa.int32()),
             "column_index": pa.array([i for _, _, i in rows], pa.int32()),
         }
     )
+    keys = TAP_SCHEMA_KEYS
     out["TAP_SCHEMA.keys"] = pa.table(
-        {n: pa.array([], pa.string()) for n in ("key_id", "from_table", "target_table", "description", "utype")}
+        {
+            "key_id": pa.array([k[0] for k in keys], s),
+            "from_table": pa.array([k[1] for k in keys], s),
+            "target_table": pa.array([k[3] for k in keys], s),
+            "description": pa.array([f"{k[1]}.{k[2]} refers to {k[3]}.{k[4]}" for k in keys], s),
+            "utype": pa.nulls(len(keys), s),
+        }
     )
     out["TAP_SCHEMA.key_columns"] = pa.table(
-        {n: pa.array([], pa.string()) for n in ("key_id", "from_column", "target_column")}
+        {
+            "key_id": pa.array([k[0] for k in keys], s),
+            "from_column": pa.array([k[2] for k in keys], s),
+            "target_column": pa.array([k[4] for k in keys], s),
+        }
     )
     return out
+
+
+TAP_SCHEMA_KEYS = (
+    ("tap_schema_1", "TAP_SCHEMA.tables", "schema_name", "TAP_SCHEMA.schemas", "schema_name"),
+    ("tap_schema_2", "TAP_SCHEMA.columns", "table_name", "TAP_SCHEMA.tables", "table_name"),
+    ("tap_schema_3", "TAP_SCHEMA.keys", "from_table", "TAP_SCHEMA.tables", "table_name"),
+    ("tap_schema_4", "TAP_SCHEMA.keys", "target_table", "TAP_SCHEMA.tables", "table_name"),
+    ("tap_schema_5", "TAP_SCHEMA.key_columns", "key_id", "TAP_SCHEMA.keys", "key_id"),
+)
+"""``(key_id, from_table, from_column, target_table, target_column)`` of TAP_SCHEMA's own links."""
 
 
 def _tap_schema_self_description() -> list[TableInfo]:
     def col(name: str, datatype: str, description: str) -> ColumnInfo:
         arraysize = "*" if datatype == "unicodeChar" else None
-        return ColumnInfo(name, datatype, arraysize, None, None, None, description, False, True)
+        return ColumnInfo(adql_name(name), datatype, arraysize, None, None, None, description, False, True)
 
     s, i = "unicodeChar", "int"
     spec = {
@@ -218,6 +274,12 @@ def _column_xml(c: ColumnInfo) -> str:
 
 def _table_xml(t: TableInfo, tag: str = "table", namespaces: str = "") -> str:
     cols = "".join(_column_xml(c) for c in t.columns)
+    cols += "".join(
+        f"<foreignKey><targetTable>{escape(target)}</targetTable><fkColumn><fromColumn>{escape(fc)}</fromColumn>"
+        f"<targetColumn>{escape(tc)}</targetColumn></fkColumn></foreignKey>"
+        for _, source, fc, target, tc in TAP_SCHEMA_KEYS
+        if source == t.name
+    )
     return (
         f'<{tag}{namespaces} type="output"><name>{escape(t.name)}</name>'
         f"<description>{escape(t.description)}</description>{cols}</{tag}>"
