@@ -16,10 +16,10 @@ from proxcompute.sql import CatalogRegistry
 
 __all__ = [
     "ColumnInfo",
-    "column_metadata",
     "TableInfo",
     "availability_document",
     "capabilities_document",
+    "column_metadata",
     "describe_tables",
     "table_document",
     "tables_document",
