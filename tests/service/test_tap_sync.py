@@ -1,11 +1,5 @@
 """The TAP service through real clients (pyvo, raw HTTP) against `proxcompute serve` on 127.0.0.1."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
-
 import httpx
 import numpy as np
 import pytest
@@ -15,12 +9,7 @@ from astropy.table import Table
 import proxcompute
 from proxcompute.catalog import from_dataframe
 from proxcompute.synthetic import generate_catalog
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tap_server import running_server
 
 
 @pytest.fixture(scope="module")
@@ -29,31 +18,8 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("taproot")
     df = generate_catalog(50_000, seed=17)
     from_dataframe(df, name="gaia", max_rows=5_000).to_catalog(root / "survey" / "gaia")
-    port = _free_port()
-    env = dict(os.environ, PROXCOMPUTE_PROGRESS="0")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "proxcompute.cli", "serve", "--catalog-root", str(root), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/tap"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/availability", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            proc.kill()
-            pytest.fail(f"the server did not start: {out}")
-        time.sleep(0.2)
-    yield url, root, df
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with running_server(root) as url:
+        yield url, root, df
 
 
 @pytest.fixture(scope="module")
