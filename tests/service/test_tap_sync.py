@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import pyvo
 from astropy.table import Table
+from tap_server import running_server
 
 import proxcompute
 from proxcompute.catalog import from_dataframe
 from proxcompute.synthetic import generate_catalog
-from tap_server import running_server
 
 
 @pytest.fixture(scope="module")
