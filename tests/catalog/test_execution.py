@@ -142,3 +142,25 @@ def test_memory_catalog_ships_per_partition(mem_cat):
     shipped = [pickle.loads(pickle.dumps(job))(pickle.loads(pickle.dumps(i))) for i in items]
     local = [PartitionJob(run_partition, q)(p) for p in mem_cat.partitions]
     assert all(a.equals(b) for a, b in zip(shipped, local, strict=True))
+
+
+def test_task_observer_reports_progress_and_cancels():
+    """A TAP job watches its partition tasks (jobInfo progress) and can stop them (ABORT)."""
+    import pytest
+
+    from proxcompute import execute
+    from proxcompute.catalog import from_dataframe
+    from proxcompute.synthetic import generate_catalog
+
+    cat = from_dataframe(generate_catalog(40_000, seed=1), max_rows=1_000)
+    seen = []
+    with execute.observe(execute.TaskObserver(progress=lambda d, t: seen.append((d, t)))):
+        cat.where("mag < 20").count()
+    n = len(cat.partitions)
+    assert seen[-1] == (n, n) and n > 16
+
+    obs = execute.TaskObserver()
+    obs.progress = lambda d, t: obs.cancel.set() if d >= 3 else None
+    with pytest.raises(execute.Cancelled), execute.observe(obs):
+        cat.where("mag < 20").count()
+    assert 3 <= obs.done < n

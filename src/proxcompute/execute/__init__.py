@@ -7,10 +7,13 @@ from proxcompute.execute.progress import progress_bar
 from proxcompute.execute.reader import clear_footer_cache
 from proxcompute.execute.run import (
     IN_PROCESS_MAX_PARTITIONS,
+    Cancelled,
+    TaskObserver,
     compute_table,
     count,
     head,
     map_partitions,
+    observe,
     to_catalog,
 )
 from proxcompute.execute.scheduler import current_client, local_client
@@ -18,6 +21,8 @@ from proxcompute.execute.tasks import map_tasks
 
 __all__ = [
     "IN_PROCESS_MAX_PARTITIONS",
+    "Cancelled",
+    "TaskObserver",
     "clear_footer_cache",
     "compute_table",
     "count",
@@ -28,6 +33,7 @@ __all__ = [
     "local_client",
     "map_partitions",
     "map_tasks",
+    "observe",
     "progress_bar",
     "to_catalog",
     "to_dask",

@@ -9,15 +9,19 @@ on Dask's threaded scheduler. Only :func:`compute_table` brings rows back to the
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from proxcompute.errors import PlanError
+from proxcompute.errors import PlanError, ProxError
 from proxcompute.execute.partition import (
     PartitionJob,
     concat,
@@ -42,6 +46,9 @@ from proxcompute.storage import CatalogBuilder, PartitionPixel
 
 __all__ = [
     "IN_PROCESS_MAX_PARTITIONS",
+    "Cancelled",
+    "TaskObserver",
+    "observe",
     "compute_table",
     "count",
     "head",
@@ -54,6 +61,55 @@ PROGRESS_MIN_TASKS = 16
 
 IN_PROCESS_MAX_PARTITIONS = 4
 """Plans touching at most this many partitions run in-process, without Dask."""
+
+
+class Cancelled(ProxError):
+    """The computation was cancelled (e.g. a TAP job was aborted)."""
+
+
+@dataclass
+class TaskObserver:
+    """Watches the partition tasks run in this context: progress, and a way to cancel them.
+
+    ``progress(done, total)`` is called as tasks finish, counting every :func:`map_partitions`
+    call made while the observer is active; setting ``cancel`` stops the remaining tasks
+    (local threads are not started, Dask futures are cancelled) and raises :class:`Cancelled`.
+    """
+
+    progress: Callable[[int, int], None] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: int = 0
+    total: int = 0
+
+    def _add(self, n: int) -> None:
+        self.total += n
+        self._report()
+
+    def _advance(self) -> None:
+        self.done += 1
+        self._report()
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if cancellation was requested."""
+        if self.cancel.is_set():
+            raise Cancelled("the computation was cancelled")
+
+
+_observer: ContextVar[TaskObserver | None] = ContextVar("proxcompute_task_observer", default=None)
+
+
+@contextlib.contextmanager
+def observe(observer: TaskObserver) -> Iterator[TaskObserver]:
+    """Report progress to, and take cancellation from, ``observer`` for computations in this block."""
+    token = _observer.set(observer)
+    try:
+        yield observer
+    finally:
+        _observer.reset(token)
 
 
 def map_partitions(
@@ -73,9 +129,19 @@ def map_partitions(
     :class:`~proxcompute.errors.CorruptPartitionError`) are raised unchanged.
     """
     pixels = list(pixels)
+    obs = _observer.get()
+    if obs is not None:
+        obs.check()
+        obs._add(len(pixels))
     client = client if client is not None else current_client()
     if client is None and len(pixels) <= IN_PROCESS_MAX_PARTITIONS:
-        return [job(p) for p in pixels]
+        out = []
+        for p in pixels:
+            out.append(job(p))
+            if obs is not None:
+                obs._advance()
+                obs.check()
+        return out
     description = f"{label} {len(pixels)} partitions"
     show = len(pixels) >= PROGRESS_MIN_TASKS
     if client is None:
@@ -89,6 +155,9 @@ def map_partitions(
                     for fut in as_completed(futures):
                         results[futures[fut]] = fut.result()
                         advance(1)
+                        if obs is not None:
+                            obs._advance()
+                            obs.check()
                 except BaseException:
                     for fut in futures:
                         fut.cancel()
@@ -102,10 +171,17 @@ def map_partitions(
     task = dask.delayed(job, pure=False, name=f"proxcompute-{label}-fn-{tag}")
     parts = [task(item, dask_key_name=f"proxcompute-{label}-{tag}-{i}") for i, item in enumerate(items)]
     futures = client.compute(parts)
-    with progress_bar(description, total=len(futures), enabled=show, transient=True) as advance:
-        for _ in dask_as_completed(futures, loop=client.loop):
-            advance(1)
-    return list(client.gather(futures))
+    try:
+        with progress_bar(description, total=len(futures), enabled=show, transient=True) as advance:
+            for _ in dask_as_completed(futures, loop=client.loop):
+                advance(1)
+                if obs is not None:
+                    obs._advance()
+                    obs.check()
+        return list(client.gather(futures))
+    except BaseException:
+        client.cancel(futures)
+        raise
 
 
 def compute_table(plan: PlanNode, *, client: Any = None, flags: OptFlags | None = None) -> pa.Table:
