@@ -48,11 +48,11 @@ __all__ = [
     "IN_PROCESS_MAX_PARTITIONS",
     "Cancelled",
     "TaskObserver",
-    "observe",
     "compute_table",
     "count",
     "head",
     "map_partitions",
+    "observe",
     "to_catalog",
 ]
 
