@@ -24,7 +24,7 @@ from proxcompute.sql.geometry import MACROS
 
 __all__ = ["run_sql"]
 
-_pool: dict[str | None, list] = {}
+_pool: dict[tuple[str | None, int], list] = {}
 _pool_lock = threading.Lock()
 POOL_SIZE = max(4, 2 * (os.cpu_count() or 1))
 
@@ -44,11 +44,11 @@ def _healpix_index(order: pa.Array, ra: pa.Array, dec: pa.Array) -> pa.Array:
     return pa.array(out, mask=~ok)
 
 
-def _new_connection(readable_dir: str | None):
+def _new_connection(readable_dir: str | None, threads: int = 1):
     import duckdb
     from duckdb.sqltypes import BIGINT, DOUBLE
 
-    con = duckdb.connect(config={"threads": 1})
+    con = duckdb.connect(config={"threads": threads})
     for macro in MACROS:
         con.execute(macro)
     con.create_function("ivo_healpix_index", _healpix_index, [BIGINT, DOUBLE, DOUBLE], BIGINT, type="arrow")
@@ -60,22 +60,22 @@ def _new_connection(readable_dir: str | None):
 
 
 @contextmanager
-def connection(readable_dir: str | None = None) -> Iterator:
+def connection(readable_dir: str | None = None, threads: int = 1) -> Iterator:
     """A pooled DuckDB connection for the calling thread's exclusive use.
 
     With ``readable_dir``, the connection may read files under that directory (a catalog's
     partition files) and nothing else; without, it reads no files at all.
     """
     with _pool_lock:
-        free = _pool.get(readable_dir)
+        free = _pool.get((readable_dir, threads))
         con = free.pop() if free else None
     if con is None:
-        con = _new_connection(readable_dir)
+        con = _new_connection(readable_dir, threads)
     try:
         yield con
     finally:
         with _pool_lock:
-            free = _pool.setdefault(readable_dir, [])
+            free = _pool.setdefault((readable_dir, threads), [])
             if len(free) < POOL_SIZE:
                 free.append(con)
                 con = None
@@ -140,17 +140,26 @@ def _close_pool() -> None:  # closes cleanly instead of leaking UDF references a
                 free.pop().close()
 
 
+class _FileSetError(Exception):
+    """A multi-file scan failed on a file it did not name: retry file by file to name it."""
+
+
 FILE_PLACEHOLDER = "__file__"
 """Table name in direct SQL that stands for ``read_parquet('<partition file>')``."""
 
 
-def run_sql_on_file(sql: str, path: str, root: str) -> pa.Table:
-    """Run ``sql`` with :data:`FILE_PLACEHOLDER` reading one Parquet file under ``root``."""
+def run_sql_on_file(sql: str, path: str | list[str], root: str, *, threads: int = 1) -> pa.Table:
+    """Run ``sql`` with :data:`FILE_PLACEHOLDER` reading Parquet file(s) under ``root``.
+
+    Several files are read as one table, in the order given (DuckDB keeps insertion order),
+    by one query using ``threads`` threads.
+    """
     from proxcompute.errors import CorruptPartitionError
 
-    literal = "'" + str(path).replace("'", "''") + "'"
+    paths = [path] if isinstance(path, str) else list(path)
+    literal = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
     text = sql.replace(f'"{FILE_PLACEHOLDER}"', f"read_parquet({literal}, hive_partitioning = false)")
-    with connection(os.path.realpath(root)) as con:
+    with connection(os.path.realpath(root), threads) as con:
         try:
             return con.sql(text).to_arrow_table()
         except Exception as exc:
@@ -160,5 +169,8 @@ def run_sql_on_file(sql: str, path: str, root: str) -> pa.Table:
             if "Permission" in type(exc).__name__:
                 raise SqlError("forbidden", message) from None
             if "IO" in type(exc).__name__ or "parquet" in message.lower() or "magic" in message.lower():
-                raise CorruptPartitionError(str(path), message) from None
+                named = next((p for p in paths if os.path.basename(p) in message), None)
+                if named is None and len(paths) > 1:
+                    raise _FileSetError(message) from None
+                raise CorruptPartitionError(str(named or paths[0]), message) from None
             raise SqlError(_phase(exc), message) from None

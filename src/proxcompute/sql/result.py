@@ -17,7 +17,7 @@ from proxcompute.errors import SqlError
 from proxcompute.execute.partition import PartitionJob, run_partition
 from proxcompute.plan import PlanNode, find_scan, optimize
 from proxcompute.sql.compile import PART, PARTIALS, SqlPlan, locate_error
-from proxcompute.sql.engine import run_sql, run_sql_on_file
+from proxcompute.sql.engine import _FileSetError, run_sql, run_sql_on_file
 from proxcompute.storage import PartitionPixel
 
 __all__ = ["SqlResult", "SqlTruncatedWarning"]
@@ -160,6 +160,13 @@ class SqlResult:
             n = p.catalog.count(client=client)
             return pa.table({p.output_names[0]: pa.array([n], type=pa.int64())})
         job, pixels = self._job()
+        if p.direct_sql is not None and self._single_scan_ok(client):
+            partials = self._single_scan(pixels)
+            if partials is not None:
+                if p.mode == "rows" and p.final_sql is None:
+                    want = self._want()
+                    return self._named(partials.slice(p.offset, want) if want is not None else partials)
+                return self._named(run_sql(p.final_sql, {PARTIALS: partials}) if p.final_sql else partials)
         if p.mode == "rows" and p.final_sql is None and self._want() is not None:
             need = self._want() + p.offset
             pieces, found = [], 0
@@ -176,6 +183,24 @@ class SqlResult:
         if p.final_sql is None:
             return self._named(partials)
         return self._named(run_sql(p.final_sql, {PARTIALS: partials}))
+
+    def _single_scan_ok(self, client: Any) -> bool:
+        """One multi-threaded DuckDB scan of all the files: no cluster, and not observed by a job."""
+        from proxcompute.execute.run import _observer
+        from proxcompute.execute.scheduler import current_client
+
+        return client is None and current_client() is None and _observer.get() is None
+
+    def _single_scan(self, pixels: list[PartitionPixel]) -> pa.Table | None:
+        p = self._plan
+        src = optimize(p.catalog.plan).source
+        paths = [os.path.realpath(src.partition_path(px)) for px in pixels]
+        if not paths:
+            return None
+        try:
+            return run_sql_on_file(p.direct_sql, paths, os.path.realpath(src.root), threads=os.cpu_count() or 1)
+        except _FileSetError:
+            return None  # the per-partition path names the corrupt file
 
     def _job(self) -> tuple[PartitionJob, list[PartitionPixel]]:
         p = self._plan
