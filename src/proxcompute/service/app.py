@@ -8,6 +8,7 @@ the INFO element's text (what pyvo shows) and the right HTTP status.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import tempfile
@@ -223,13 +224,16 @@ def create_app(config: ServiceConfig) -> Starlette:
         Route(config.base_path + "/tables/{name}", one_table),
         Route(config.base_path + "/examples", examples),
     ]
-    try:
-        from proxcompute.service.async_routes import async_routes
-    except ImportError:  # pragma: no cover - async routes not built yet
-        async_routes = None
-    app = Starlette(routes=routes, middleware=[Middleware(ServerHeader)])
+    from proxcompute.service.async_routes import async_routes
+
+    routes += async_routes(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        state.runner.shutdown(wait=False)  # running jobs end in ERROR "the service shut down ..."
+        state.store.dispose()
+
+    app = Starlette(routes=routes, middleware=[Middleware(ServerHeader)], lifespan=lifespan)
     app.state.tap = state
-    if async_routes is not None:
-        for route in async_routes(state):
-            app.router.routes.append(route)
     return app

@@ -51,6 +51,7 @@ __all__ = [
     "PhaseError",
     "parse_uws_time",
     "remove_job_files",
+    "utcnow",
     "uws_time",
 ]
 
@@ -784,9 +785,7 @@ class JobStore:
 
     # -- blocking wait ------------------------------------------------------------------------
 
-    def wait_for_change(
-        self, job_id: str, owner: str | None, phase: str | None, timeout: float
-    ) -> Job:
+    def wait_for_change(self, job_id: str, owner: str | None, phase: str | None, timeout: float) -> Job:
         """Block until the job's phase differs from ``phase`` or ``timeout`` seconds pass.
 
         Returns at once if the job is already in another phase or in a final phase (UWS
@@ -859,12 +858,12 @@ def _remove_path(path: str | os.PathLike | None) -> None:
         log.warning("could not remove %s: %s", p, exc)
 
 
-def remove_job_files(job: Job, files_root: str | os.PathLike | None = None) -> None:
+def remove_job_files(job: Job, results_dir: str | os.PathLike | None = None) -> None:
     """Remove a job's result and upload files.
 
     Also removes, as a whole, any directory that holds them and is named after the job id
-    (e.g. ``results/<job id>/result.vot``), and ``files_root/<job id>`` if ``files_root`` is
-    given. Missing files are ignored.
+    (e.g. ``results/<job id>/result.vot``), and ``results_dir/<job id>`` if ``results_dir``
+    is given. Missing files are ignored.
     """
     paths = [job.result_path, *job.uploads.values()]
     dirs: set[Path] = set()
@@ -875,8 +874,8 @@ def remove_job_files(job: Job, files_root: str | os.PathLike | None = None) -> N
         parent = Path(p).parent
         if parent.name == job.id:
             dirs.add(parent)
-    if files_root is not None:
-        dirs.add(Path(files_root) / job.id)
+    if results_dir is not None:
+        dirs.add(Path(results_dir) / job.id)
     for d in dirs:
         _remove_path(d)
 
@@ -917,8 +916,11 @@ class JobRunner:
         Threads per queue (default 2 each).
     sweep_seconds : float
         How often to delete jobs past their destruction time.
-    files_root : path, optional
-        If given, ``files_root/<job id>`` is removed with the job (deletion, destruction).
+    results_dir : path, optional
+        If given, ``results_dir/<job id>`` is taken to be the job's private result directory
+        (``execute`` should write there): it is removed once the worker has returned from a
+        job that did not complete (abort, timeout, error, deletion), so partial output never
+        outlives a cancelled job, and with the job on deletion or destruction.
     recover : bool
         Mark jobs left QUEUED/EXECUTING by a previous process ERROR on start. Correct when one
         runner serves the database (one server process), which is the supported set-up.
@@ -932,7 +934,7 @@ class JobRunner:
         queues: dict[str, int],
         workers_per_queue: dict[str, int] | None = None,
         sweep_seconds: float = 5.0,
-        files_root: str | os.PathLike | None = None,
+        results_dir: str | os.PathLike | None = None,
         recover: bool = True,
     ) -> None:
         if not queues:
@@ -942,7 +944,7 @@ class JobRunner:
         self.queues = {q: _check_duration(s) for q, s in queues.items()}
         workers = workers_per_queue or {}
         self.sweep_seconds = float(sweep_seconds)
-        self.files_root = files_root
+        self.results_dir = results_dir
         self._pools = {
             q: ThreadPoolExecutor(max_workers=max(1, int(workers.get(q, 2))), thread_name_prefix=f"uws-{q}")
             for q in self.queues
@@ -1029,7 +1031,7 @@ class JobRunner:
                 self.store.transition(job_id, ABORTED, owner=owner)
         self._cancel(job_id)
         job = self.store.delete(job_id, owner)
-        remove_job_files(job, self.files_root)
+        remove_job_files(job, self.results_dir)
         return job
 
     def sweep(self, now: datetime | None = None) -> list[str]:
@@ -1044,7 +1046,7 @@ class JobRunner:
                 gone_job = self.store.delete(job.id, job.owner, remove_files=False)
             except JobNotFound:
                 continue
-            remove_job_files(gone_job, self.files_root)
+            remove_job_files(gone_job, self.results_dir)
             gone.append(job.id)
         if gone:
             log.info("destroyed %d expired job(s)", len(gone))
@@ -1095,10 +1097,14 @@ class JobRunner:
 
     def _timeout_message(self, run: _Running) -> str:
         msg = f"execution time limit of {run.limit} s exceeded (queue {run.queue!r})"
-        longer = [(s, q) for q, s in self.queues.items() if s == 0 or s > run.limit]
-        if longer:
-            best = min(longer, key=lambda sq: (sq[0] == 0, sq[0]))[1]
-            msg += f"; resubmit with QUEUE={best}"
+        queue_limit = self.queues.get(run.queue, 0)
+        if queue_limit and run.limit >= queue_limit:  # the queue's limit is what stopped it
+            longer = [(s, q) for q, s in self.queues.items() if s == 0 or s > run.limit]
+            if longer:
+                best = min(longer, key=lambda sq: (sq[0] == 0, sq[0]))[1]
+                msg += f"; resubmit with QUEUE={best}"
+        else:  # the job's own executionDuration did
+            msg += "; resubmit with a larger EXECUTIONDURATION"
         return msg
 
     def _progress_fn(self, job_id: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
@@ -1145,6 +1151,21 @@ class JobRunner:
                 self.store.fail(job_id, "internal error: the job runner failed; see the server log")
         finally:
             self._forget(job_id)
+            self._discard_unfinished(job_id)
+
+    def _discard_unfinished(self, job_id: str) -> None:
+        """After the worker returned: drop ``results_dir/<id>`` unless the job COMPLETED."""
+        if self.results_dir is None:
+            return
+        try:
+            if self.store.get_any(job_id).phase == COMPLETED:
+                return
+        except JobNotFound:
+            pass
+        except Exception:
+            log.exception("job %s: could not check its phase", job_id)
+            return
+        _remove_path(Path(self.results_dir) / job_id)
 
     def _execute(self, job: Job, cancel: threading.Event) -> None:
         progress, flush = self._progress_fn(job.id)

@@ -36,6 +36,8 @@ class QuerySpec:
     maxrec: int
     uploads: dict[str, Any] = field(default_factory=dict)
     """``TAP_UPLOAD.<name>`` -> a Catalog (with coordinates) or an Arrow table."""
+    upload_meta: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Column name -> VOTable attributes of uploaded ``char`` columns (echoed in results)."""
 
 
 def content_type(fmt: str, requested: str | None) -> str:
@@ -75,6 +77,7 @@ def parse_query_spec(params: TapParams, *, default_maxrec: int, hard_maxrec: int
             raise TapRequestError(f"MAXREC={raw} must be >= 0")
         maxrec = min(maxrec, hard_maxrec)
     uploads = {}
+    upload_meta: dict[str, dict[str, str]] = {}
     for item in params.all("UPLOAD"):
         for spec in filter(None, (p.strip() for p in item.split(";"))):
             name, sep, source = spec.partition(",")
@@ -82,11 +85,13 @@ def parse_query_spec(params: TapParams, *, default_maxrec: int, hard_maxrec: int
             if not sep or not UPLOAD_NAME.match(name):
                 raise TapRequestError(f"UPLOAD={spec!r}: expected name,param:part or name,http(s)://... with a name "
                                       "of letters, digits and _")  # fmt: skip
-            uploads[f"TAP_UPLOAD.{name}"] = load_upload(name, source.strip(), params, upload_limit)
-    return QuerySpec(query, fmt, content_type(fmt, requested), maxrec, uploads)
+            uploads[f"TAP_UPLOAD.{name}"] = load_upload(name, source.strip(), params, upload_limit, upload_meta)
+    return QuerySpec(query, fmt, content_type(fmt, requested), maxrec, uploads, upload_meta)
 
 
-def load_upload(name: str, source: str, params: TapParams, limit: int) -> Any:
+def load_upload(
+    name: str, source: str, params: TapParams, limit: int, meta: dict[str, dict[str, str]] | None = None
+) -> Any:
     """An uploaded table (VOTable, CSV, Parquet or FITS) as a Catalog when it has coordinates."""
     if source.startswith("param:"):
         part = source[len("param:") :]
@@ -99,7 +104,7 @@ def load_upload(name: str, source: str, params: TapParams, limit: int) -> Any:
         raise TapRequestError(f"UPLOAD {name}: the source must be param:<part> or an http(s) URL, got {source!r}")
     if len(data) > limit:
         raise TapRequestError(f"UPLOAD {name} has {len(data):,} bytes; the limit is {limit:,}")
-    df = _read_table_bytes(name, data)
+    df = _read_table_bytes(name, data, meta if meta is not None else {})
     cols = {str(c).lower(): str(c) for c in df.columns}
     ra = next((cols[c] for c in ("ra", "raj2000", "ra_icrs", "_raj2000") if c in cols), None)
     dec = next((cols[c] for c in ("dec", "dej2000", "de_icrs", "_dej2000", "decj2000") if c in cols), None)
@@ -111,7 +116,7 @@ def load_upload(name: str, source: str, params: TapParams, limit: int) -> Any:
     return pa.Table.from_pandas(df, preserve_index=False)
 
 
-def _read_table_bytes(name: str, data: bytes):
+def _read_table_bytes(name: str, data: bytes, meta: dict[str, dict[str, str]]):
     import pandas as pd
 
     head = data[:512].lstrip()
@@ -125,7 +130,16 @@ def _read_table_bytes(name: str, data: bytes):
         if head.startswith(b"<") or b"<VOTABLE" in head.upper():
             from astropy.io.votable import parse_single_table
 
-            return parse_single_table(io.BytesIO(data)).to_table().to_pandas()
+            votable = parse_single_table(io.BytesIO(data))
+            df = votable.to_table().to_pandas()
+            for f in votable.fields:
+                if f.datatype == "char" and f.name in df.columns:
+                    meta.setdefault(f.name, {"datatype": "char"})
+                if (f.xtype or "").lower() == "timestamp" and f.name in df.columns:
+                    parsed = pd.to_datetime(df[f.name].astype("string").str.strip(), errors="coerce", utc=True)
+                    if parsed.notna().sum() == df[f.name].notna().sum():
+                        df[f.name] = parsed.dt.tz_localize(None)
+            return df
         return pd.read_csv(io.BytesIO(data))
     except Exception as exc:  # any parse failure is the uploader's problem: name it
         raise TapRequestError(f"UPLOAD {name}: cannot read the table ({type(exc).__name__}: {exc})") from None
@@ -200,5 +214,8 @@ def run_query(
         raise SqlError("execution", "the job was aborted")
     overflow = bool(result.overflow) and spec.maxrec > 0
     extra = [("QUERY", spec.query), *(infos or {}).items()]
-    rows = write_table(table, table.schema, out, spec.fmt, overflow=overflow, infos=extra, column_meta=column_meta)
+    meta = {k: dict(v) for k, v in spec.upload_meta.items()}
+    for k, v in (column_meta or {}).items():
+        meta.setdefault(k, {}).update(v)
+    rows = write_table(table, table.schema, out, spec.fmt, overflow=overflow, infos=extra, column_meta=meta)
     return rows, overflow

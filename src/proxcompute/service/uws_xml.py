@@ -15,7 +15,15 @@ from xml.sax.saxutils import escape, quoteattr
 
 from proxcompute.service.jobs import COMPLETED, ERROR, Job, uws_time
 
-__all__ = ["UWS_NS", "XLINK_NS", "XSI_NS", "job_document", "job_list", "parameters_document", "results_document"]
+__all__ = [
+    "UWS_NS",
+    "XLINK_NS",
+    "XSI_NS",
+    "job_document",
+    "job_list",
+    "parameters_document",
+    "results_document",
+]
 
 UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -79,9 +87,13 @@ def _results(job: Job, job_url: str, indent: str) -> str:
 def _job_info(job: Job) -> str:
     parts = [f"    <queue>{_text(job.queue)}</queue>\n"]
     if job.progress_total is not None:
-        parts.append(f'    <progress done="{int(job.progress_done or 0)}" total="{int(job.progress_total)}"/>\n')
+        parts.append(
+            f'    <progress done="{int(job.progress_done or 0)}" total="{int(job.progress_total)}"/>\n'
+        )
     if job.phase == COMPLETED and job.result_rows is not None:
-        parts.append(f'    <rows overflow="{str(bool(job.overflow)).lower()}">{int(job.result_rows)}</rows>\n')
+        parts.append(
+            f'    <rows overflow="{str(bool(job.overflow)).lower()}">{int(job.result_rows)}</rows>\n'
+        )
     return "  <uws:jobInfo>\n" + "".join(parts) + "  </uws:jobInfo>\n"
 
 
