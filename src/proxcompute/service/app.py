@@ -51,15 +51,32 @@ class ServiceState:
     """What the routes share: configuration, the catalog registry and its descriptions."""
 
     def __init__(self, config: ServiceConfig) -> None:
+        from proxcompute.service.mydb import MyDB
+
         self.config = config
         config.ensure_dirs()
+        self.mydb = MyDB(config.mydb_dir, config.mydb_quota_bytes)
+        self._user_registries: dict[tuple[str, int], tuple[CatalogRegistry, list]] = {}
         self.reload()
 
     def reload(self) -> None:
         """Re-scan the catalog root (new catalogs appear; TAP_SCHEMA follows)."""
         base = CatalogRegistry(catalog_root=self.config.catalog_root)
+        self.base_registry = base
         self.tables = describe_tables(base)
         self.registry = base.extended(tap_schema_tables(self.tables))
+        self._user_registries.clear()
+
+    def registry_for(self, user: str | None) -> tuple[CatalogRegistry, list]:
+        """The registry a user's queries see (public catalogs, their MyDB, TAP_SCHEMA of both)."""
+        if user is None or not self.mydb.tables(user):
+            return self.registry, self.tables
+        key = (user, self.mydb.version)
+        if key not in self._user_registries:
+            with_mydb = self.mydb.extend(self.base_registry, user)
+            tables = describe_tables(with_mydb)
+            self._user_registries[key] = (with_mydb.extended(tap_schema_tables(tables)), tables)
+        return self._user_registries[key]
 
     def user(self, request: Request) -> str | None:
         """The user a bearer token names (None: anonymous); a bad token is an error."""
@@ -182,7 +199,8 @@ def create_app(config: ServiceConfig) -> Starlette:
 
     async def sync(request: Request) -> Response:
         try:
-            state.user(request)
+            user = state.user(request)
+            registry, tables_seen = state.registry_for(user)
             params = await read_params(request, upload_limit_bytes=config.upload_limit_bytes)
             spec = await run_in_threadpool(
                 parse_query_spec,
@@ -193,8 +211,10 @@ def create_app(config: ServiceConfig) -> Starlette:
             )
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, dir=config.results_dir)
             try:
-                meta = column_metadata(state.tables, spec.query)
-                await run_in_threadpool(lambda: run_query(spec, state.registry, spool, column_meta=meta))
+                meta = column_metadata(tables_seen, spec.query)
+                await run_in_threadpool(
+                    lambda: run_query(spec, registry, spool, column_meta=meta, mydb=state.mydb, user=user)
+                )
             except BaseException:
                 spool.close()
                 raise
@@ -226,6 +246,34 @@ def create_app(config: ServiceConfig) -> Starlette:
     ]
     from proxcompute.service.async_routes import async_routes
 
+    async def mydb_list(request: Request) -> Response:
+        try:
+            user = state.user(request)
+            tables = state.mydb.tables(user)
+        except Exception as exc:
+            return error_response(_message(exc), _status_for(exc))
+        import json
+
+        body = [{"name": f"mydb.{n}", "bytes": sum(f.stat().st_size for f in p.rglob("*") if f.is_file())}
+                for n, p in tables.items()]  # fmt: skip
+        return Response(json.dumps(body), media_type="application/json")
+
+    async def mydb_drop(request: Request) -> Response:
+        try:
+            user = state.user(request)
+            if request.method == "POST":
+                params = await read_params(request, upload_limit_bytes=config.upload_limit_bytes)
+                if (params.get("ACTION") or "").upper() != "DELETE":
+                    return error_response("POST to a MyDB table takes ACTION=DELETE", 400)
+            await run_in_threadpool(state.mydb.drop, user, request.path_params["name"])
+        except Exception as exc:
+            return error_response(_message(exc), _status_for(exc))
+        return Response(status_code=204)
+
+    routes += [
+        Route(config.base_path + "/mydb", mydb_list, methods=["GET"]),
+        Route(config.base_path + "/mydb/{name}", mydb_drop, methods=["DELETE", "POST"]),
+    ]
     routes += async_routes(state)
 
     @contextlib.asynccontextmanager

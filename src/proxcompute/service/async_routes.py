@@ -64,11 +64,13 @@ def make_executor(state: Any):
         path = job_dir / f"result.{EXTENSIONS.get(spec.fmt, 'vot')}"
         tmp = path.with_suffix(path.suffix + ".part")
         observer = TaskObserver(progress=progress, cancel=cancel)
+        registry, tables = state.registry_for(job.owner)
         try:
             with observe(observer), open(tmp, "wb") as fh:
                 rows, overflow = run_query(
-                    spec, state.registry, fh, cancel=cancel, column_meta=column_metadata(state.tables, spec.query)
-                )
+                    spec, registry, fh, cancel=cancel, column_meta=column_metadata(tables, spec.query),
+                    mydb=state.mydb, user=job.owner,
+                )  # fmt: skip
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -77,7 +79,7 @@ def make_executor(state: Any):
     return execute
 
 
-def _pick_queue(params: TapParams, state: Any) -> str:
+def _pick_queue(params: TapParams, state: Any, state_user: str | None = None) -> str:
     config = state.config
     asked = params.get("QUEUE")
     if asked is not None:
@@ -87,7 +89,7 @@ def _pick_queue(params: TapParams, state: Any) -> str:
     try:  # the plan's cost: rows of the partitions it reads
         spec = parse_query_spec(params, default_maxrec=config.default_maxrec, hard_maxrec=config.hard_maxrec,
                                 upload_limit=config.upload_limit_bytes)  # fmt: skip
-        result = compile_spec(spec, state.registry)
+        result = compile_spec(spec, state.registry_for(state_user)[0])
     except ProxError:
         return config.default_queue  # the job will fail with the message when it runs
     cat = result.catalog
@@ -139,7 +141,7 @@ def async_routes(state: Any) -> list[Route]:
                     f"quota: {config.max_active_jobs} active jobs at most; wait for some to finish or abort them",
                     403,
                 )
-            queue = await run_in_threadpool(_pick_queue, params, state)
+            queue = await run_in_threadpool(_pick_queue, params, state, owner)
             values = {k: v for k, v in params.values.items() if k not in ("PHASE",)}
             if params.all("UPLOAD"):
                 values["UPLOAD"] = ";".join(params.all("UPLOAD"))

@@ -38,6 +38,8 @@ class QuerySpec:
     """``TAP_UPLOAD.<name>`` -> a Catalog (with coordinates) or an Arrow table."""
     upload_meta: dict[str, dict[str, str]] = field(default_factory=dict)
     """Column name -> VOTable attributes of uploaded ``char`` columns (echoed in results)."""
+    table_name: str | None = None
+    """``TABLE_NAME``/``DESTINATION=mydb://``: also write the whole result as ``mydb.<name>``."""
 
 
 def content_type(fmt: str, requested: str | None) -> str:
@@ -86,7 +88,13 @@ def parse_query_spec(params: TapParams, *, default_maxrec: int, hard_maxrec: int
                 raise TapRequestError(f"UPLOAD={spec!r}: expected name,param:part or name,http(s)://... with a name "
                                       "of letters, digits and _")  # fmt: skip
             uploads[f"TAP_UPLOAD.{name}"] = load_upload(name, source.strip(), params, upload_limit, upload_meta)
-    return QuerySpec(query, fmt, content_type(fmt, requested), maxrec, uploads, upload_meta)
+    from proxcompute.service.mydb import MyDBError, table_name_from
+
+    try:
+        table_name = table_name_from(params.values)
+    except MyDBError as exc:
+        raise TapRequestError(str(exc)) from None
+    return QuerySpec(query, fmt, content_type(fmt, requested), maxrec, uploads, upload_meta, table_name)
 
 
 def load_upload(
@@ -190,6 +198,8 @@ def run_query(
     infos: Mapping[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     column_meta: Mapping[str, Mapping[str, str]] | None = None,
+    mydb: Any = None,
+    user: str | None = None,
 ) -> tuple[int, bool]:
     """Run a request and write its document to ``out``; returns ``(rows, overflow)``.
 
@@ -201,6 +211,11 @@ def run_query(
     from proxcompute.sql import SqlTruncatedWarning
 
     result = compile_spec(spec, registry)
+    if spec.table_name is not None:
+        if mydb is None:
+            raise TapRequestError("this service keeps no MyDB tables")
+        full = sql(spec.query, registry.extended(spec.uploads) if spec.uploads else registry)
+        mydb.write(user, spec.table_name, full, client=client)
     if progress is not None:
         progress(0, max(1, len(result.partitions)))
     if cancel is not None and cancel.is_set():
