@@ -56,6 +56,8 @@ class ServiceState:
         self.config = config
         config.ensure_dirs()
         self.mydb = MyDB(config.mydb_dir, config.mydb_quota_bytes)
+        self.client: Any = None
+        """A ``distributed.Client`` when the service runs queries on a cluster profile."""
         self._user_registries: dict[tuple[str, int], tuple[CatalogRegistry, list]] = {}
         self.reload()
 
@@ -180,7 +182,18 @@ def create_app(config: ServiceConfig) -> Starlette:
         return Response(doc, media_type=XML)
 
     async def availability(request: Request) -> Response:
-        return Response(availability_document(), media_type=XML)
+        note = "service is accepting queries"
+        if state.client is not None:
+            def describe() -> str:
+                info = state.client.scheduler_info()
+                prefixes = state.client.run_on_scheduler(
+                    lambda dask_scheduler: sorted(p for p in dask_scheduler.task_prefixes if p.startswith("proxcompute"))
+                )
+                return (f"; queries run on cluster profile {config.cluster!r} at {info.get('address')} with "
+                        f"{len(info.get('workers', {}))} workers (task kinds run: {', '.join(prefixes) or 'none'})")
+
+            note += await run_in_threadpool(describe)
+        return Response(availability_document(note), media_type=XML)
 
     async def tables(request: Request) -> Response:
         return Response(tables_document(state.tables), media_type=XML)
@@ -213,7 +226,9 @@ def create_app(config: ServiceConfig) -> Starlette:
             try:
                 meta = column_metadata(tables_seen, spec.query)
                 await run_in_threadpool(
-                    lambda: run_query(spec, registry, spool, column_meta=meta, mydb=state.mydb, user=user)
+                    lambda: run_query(
+                        spec, registry, spool, column_meta=meta, mydb=state.mydb, user=user, client=state.client
+                    )
                 )
             except BaseException:
                 spool.close()
@@ -278,9 +293,19 @@ def create_app(config: ServiceConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        yield
-        state.runner.shutdown(wait=False)  # running jobs end in ERROR "the service shut down ..."
-        state.store.dispose()
+        with contextlib.ExitStack() as stack:
+            if config.cluster:  # queries run on this cluster's workers; closed (no jobs left) on exit
+                from proxcompute.cluster import load_profile, start_cluster
+
+                spec = load_profile(config.cluster)
+                state.client = await run_in_threadpool(lambda: stack.enter_context(start_cluster(spec)))
+                log.warning("queries run on cluster profile %r: %s", config.cluster, state.client)
+            try:
+                yield
+            finally:
+                state.runner.shutdown(wait=False)  # running jobs end in ERROR "the service shut down ..."
+                state.store.dispose()
+                state.client = None
 
     app = Starlette(routes=routes, middleware=[Middleware(ServerHeader)], lifespan=lifespan)
     app.state.tap = state

@@ -69,7 +69,7 @@ def make_executor(state: Any):
             with observe(observer), open(tmp, "wb") as fh:
                 rows, overflow = run_query(
                     spec, registry, fh, cancel=cancel, column_meta=column_metadata(tables, spec.query),
-                    mydb=state.mydb, user=job.owner,
+                    mydb=state.mydb, user=job.owner, client=state.client,
                 )  # fmt: skip
             os.replace(tmp, path)
         finally:
