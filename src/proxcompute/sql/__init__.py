@@ -72,7 +72,7 @@ def sql(
         registry = catalogs
     else:
         registry = CatalogRegistry(catalogs, catalog_root=catalog_root)
-    return SqlResult(compile_query(query, registry), maxrec=maxrec)
+    return SqlResult(registry.cached_plan(query, compile_query), maxrec=maxrec)
 
 
 class _CallableModule(types.ModuleType):

@@ -86,6 +86,24 @@ class CatalogRegistry:
             new._refs.append(TableRef(name, schema or None, _value_opener(value, name)))
         return new
 
+    PLAN_CACHE_SIZE = 256
+
+    def cached_plan(self, text: str, compile_fn: Callable[[str, CatalogRegistry], Any]) -> Any:
+        """``compile_fn(text, self)``, remembered per registry (a service reuses its registry).
+
+        Plans hold the catalogs this registry opened, so they go stale exactly when the
+        registry does (a new registry sees new data).
+        """
+        cache = self.__dict__.setdefault("_plans", {})
+        plan = cache.get(text)
+        if plan is None:
+            plan = compile_fn(text, self)
+            with self._lock:
+                if len(cache) >= self.PLAN_CACHE_SIZE:
+                    cache.pop(next(iter(cache)))
+                cache[text] = plan
+        return plan
+
     def __repr__(self) -> str:
         return f"CatalogRegistry({', '.join(self.names())})"
 
