@@ -143,3 +143,18 @@ def test_bad_tables(survey_catalog, targets):
         pc.crossmatch(bad, survey, radius_arcsec=1)
     with pytest.raises(InvalidCoordinatesError, match="numeric"):
         pc.crossmatch(targets.assign(ra=targets.ra.astype(str)), survey, radius_arcsec=1)
+
+
+def test_projected_inputs_without_the_index_still_match():
+    """Selecting columns without _healpix_29 before a crossmatch must not break it."""
+    import numpy as np
+
+    from proxcompute.catalog import from_dataframe
+    from proxcompute.synthetic import generate_catalog
+
+    survey = from_dataframe(generate_catalog(20_000, seed=4), name="s", max_rows=300)  # fine partitions
+    targets = from_dataframe(generate_catalog(3_000, seed=5), name="t", max_rows=5_000)  # coarse: sliced
+    full = targets.crossmatch(survey, 600.0, how="all").compute()
+    slim = targets[["id", "ra", "dec"]].crossmatch(survey[["id", "ra", "dec"]], 600.0, how="all").compute()
+    assert len(slim) == len(full) > 0
+    np.testing.assert_array_equal(np.sort(slim["id_t"].to_numpy()), np.sort(full["id_t"].to_numpy()))

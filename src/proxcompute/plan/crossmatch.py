@@ -16,10 +16,11 @@ import pyarrow as pa
 
 from proxcompute.errors import ColumnNotFoundError, PlanError
 from proxcompute.ops.crossmatch import CrossmatchArgs, output_schema
-from proxcompute.plan.nodes import PlanNode, find_scan, render_tree, replace_source
+from proxcompute.plan.nodes import PlanNode, find_scan, render_tree, replace_source, with_extra_columns
 from proxcompute.plan.nodes import output_schema as plan_schema
 from proxcompute.plan.optimizer import optimize
 from proxcompute.plan.source import MemorySource, Source
+from proxcompute.sky import INDEX_COLUMN
 from proxcompute.storage import PartitionPixel
 from proxcompute.storage.layout import partition_starts
 
@@ -65,6 +66,9 @@ class CrossmatchSource(Source):
         right_margin: Source | None = None,
         ensure_margin: bool = False,
     ) -> None:
+        # the kernels need each side's _healpix_29 (to align and bucket) whatever the user projected
+        left = with_extra_columns(left, [INDEX_COLUMN])
+        right = with_extra_columns(right, [INDEX_COLUMN])
         self.left = optimize(left)
         right_opt = optimize(right)
         self.args = args
