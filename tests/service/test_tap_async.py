@@ -144,3 +144,27 @@ def test_restarted_server_still_knows_jobs(tmp_path):
         assert r.status_code == 200 and "COMPLETED" in r.text
         result = httpx.get(f"{url}/async/{job_id}/results/result")
         assert result.status_code == 200 and b"QUERY_STATUS" in result.content
+
+
+def test_quote_estimates_the_cost_before_running(served):
+    import re
+    from datetime import datetime
+
+    url, _ = served
+
+    def t(text):
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+    small = httpx.post(url + "/async", data={"LANG": "ADQL", "QUERY": "SELECT id FROM survey.gaia WHERE "
+                                             "1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 45, 30, 0.01))"})
+    full = httpx.post(url + "/async", data={"LANG": "ADQL", "QUERY": "SELECT COUNT(*) FROM survey.gaia"})
+    expected = []
+    for r in (small, full):
+        doc = httpx.get(r.headers["location"]).text
+        quote = httpx.get(r.headers["location"] + "/quote").text
+        created = re.search(r"<uws:creationTime>([^<]+)</uws:creationTime>", doc).group(1)
+        assert f"<uws:quote>{quote}</uws:quote>" in doc
+        expected.append((t(quote) - t(created)).total_seconds())
+    assert 0 < expected[0] < expected[1]  # the full scan reads more partitions than the small cone
+    bad = httpx.post(url + "/async", data={"LANG": "ADQL", "QUERY": "SELECT nope FROM nothing"})
+    assert httpx.get(bad.headers["location"] + "/quote").text == ""

@@ -79,19 +79,23 @@ def make_executor(state: Any):
     return execute
 
 
-def _pick_queue(params: TapParams, state: Any, state_user: str | None = None) -> str:
+SCAN_ROWS_PER_SECOND = 50_000_000
+"""Cost model of the quote: rows read per second (partition scan + kernels, 2 cores)."""
+
+
+def _pick_queue(params: TapParams, state: Any, state_user: str | None = None) -> tuple[str, float | None]:
+    """The queue a job runs in, and the rows its plan reads (None when it cannot be planned)."""
     config = state.config
     asked = params.get("QUEUE")
     if asked is not None:
         if asked not in config.queues:
             raise TapRequestError(f"QUEUE={asked} is not a queue here; queues: {', '.join(sorted(config.queues))}")
-        return asked
     try:  # the plan's cost: rows of the partitions it reads
         spec = parse_query_spec(params, default_maxrec=config.default_maxrec, hard_maxrec=config.hard_maxrec,
                                 upload_limit=config.upload_limit_bytes)  # fmt: skip
         result = compile_spec(spec, state.registry_for(state_user)[0])
     except ProxError:
-        return config.default_queue  # the job will fail with the message when it runs
+        return asked or config.default_queue, None  # the job will fail with the message when it runs
     cat = result.catalog
     if cat is not None:
         src = cat.plan.source
@@ -100,9 +104,11 @@ def _pick_queue(params: TapParams, state: Any, state_user: str | None = None) ->
     else:
         estimate = sum(max(getattr(getattr(c, "plan", None), "source", c).__dict__.get("total_rows", 0), 0)
                        if hasattr(c, "plan") else c.num_rows for c in result._plan.gather.values())  # fmt: skip
+    if asked is not None:
+        return asked, estimate
     if estimate > LONG_QUEUE_ROWS and "long" in config.queues:
-        return "long"
-    return config.default_queue
+        return "long", estimate
+    return config.default_queue, estimate
 
 
 def async_routes(state: Any) -> list[Route]:
@@ -141,13 +147,16 @@ def async_routes(state: Any) -> list[Route]:
                     f"quota: {config.max_active_jobs} active jobs at most; wait for some to finish or abort them",
                     403,
                 )
-            queue = await run_in_threadpool(_pick_queue, params, state, owner)
+            queue, rows_to_read = await run_in_threadpool(_pick_queue, params, state, owner)
+            quote = None
+            if rows_to_read is not None:  # the cost is known before the job runs
+                quote = utcnow() + timedelta(seconds=0.5 + rows_to_read / SCAN_ROWS_PER_SECOND)
             values = {k: v for k, v in params.values.items() if k not in ("PHASE",)}
             if params.all("UPLOAD"):
                 values["UPLOAD"] = ";".join(params.all("UPLOAD"))
             job = store.create(
                 owner, values, queue=queue, execution_duration=config.queues[queue],
-                destruction=utcnow() + timedelta(seconds=config.retention_seconds),
+                destruction=utcnow() + timedelta(seconds=config.retention_seconds), quote=quote,
             )  # fmt: skip
             if params.parts:  # inline uploads live in the job's directory (removed with it)
                 staging = config.results_dir / job.id / "uploads"

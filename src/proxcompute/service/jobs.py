@@ -420,6 +420,7 @@ class JobStore:
         execution_duration: int,
         destruction: datetime | None,
         uploads: Mapping[str, str] | None = None,
+        quote: datetime | None = None,
     ) -> Job:
         """Create a job in phase PENDING.
 
@@ -438,6 +439,8 @@ class JobStore:
             When the job and its files are deleted.
         uploads : Mapping, optional
             Upload table name -> local file path (removed with the job).
+        quote : datetime, optional
+            When the service expects the job to complete if run now (UWS quote).
 
         Returns
         -------
@@ -455,6 +458,7 @@ class JobStore:
             "destruction": _to_db(destruction),
             "overflow": False,
             "uploads": json.dumps(dict(uploads or {})),
+            "quote": _to_db(quote),
         }
         for attempt in range(5):
             jid = _new_job_id()
