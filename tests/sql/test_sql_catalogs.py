@@ -181,3 +181,22 @@ def test_cli_refuses_writes_and_missing_catalogs(root, tmp_path, capsys):
     assert "--catalog-root" in capsys.readouterr().err
     assert main(["sql", "SELECT id FROM gaia", "--catalog", "gaia"]) == 1
     assert "NAME=PATH" in capsys.readouterr().err
+
+
+def test_streaming_stops_at_maxrec_without_computing_everything(root):
+    """iter_batches reads a few partitions at a time and stops once maxrec rows are out."""
+    from proxcompute import execute
+    from proxcompute.sql.result import STREAM_CHUNK_PARTITIONS
+
+    base, df, _ = root
+    res = proxcompute.sql("SELECT id, mag + 1 AS m FROM gaia", catalog_root=base, maxrec=10)
+    n_parts = len(res.partitions)
+    assert n_parts > STREAM_CHUNK_PARTITIONS
+    obs = execute.TaskObserver()
+    with pytest.warns(SqlTruncatedWarning), execute.observe(obs):
+        rows = sum(b.num_rows for b in res.iter_batches())
+    assert rows == 10 and res.overflow is True
+    assert obs.done <= STREAM_CHUNK_PARTITIONS < n_parts
+    whole = proxcompute.sql("SELECT id FROM gaia WHERE mag < 21", catalog_root=base)
+    batches = list(whole.iter_batches())
+    assert sum(b.num_rows for b in batches) == int((df["mag"] < 21).sum()) and whole.overflow is False

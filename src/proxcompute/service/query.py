@@ -181,6 +181,16 @@ def _fetch(url: str, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class _LateFlag:
+    """A truth value read when used: the writers test ``overflow`` after the last row."""
+
+    def __init__(self, get: Callable[[], bool]) -> None:
+        self._get = get
+
+    def __bool__(self) -> bool:
+        return self._get()
+
+
 def compile_spec(spec: QuerySpec, registry: CatalogRegistry) -> SqlResult:
     """The lazy SQL result for a request (uploads visible as ``TAP_UPLOAD.<name>``)."""
     if spec.uploads:
@@ -220,17 +230,23 @@ def run_query(
         progress(0, max(1, len(result.partitions)))
     if cancel is not None and cancel.is_set():
         raise SqlError("execution", "the job was aborted")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SqlTruncatedWarning)
-        table = result.to_arrow(client)
-    if progress is not None:
-        progress(max(1, len(result.partitions)), max(1, len(result.partitions)))
-    if cancel is not None and cancel.is_set():
-        raise SqlError("execution", "the job was aborted")
-    overflow = bool(result.overflow) and spec.maxrec > 0
-    extra = [("QUERY", spec.query), *(infos or {}).items()]
     meta = {k: dict(v) for k, v in spec.upload_meta.items()}
     for k, v in (column_meta or {}).items():
         meta.setdefault(k, {}).update(v)
-    rows = write_table(table, table.schema, out, spec.fmt, overflow=overflow, infos=extra, column_meta=meta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SqlTruncatedWarning)
+        batches = result.iter_batches(client)  # streams row-by-row queries partition by partition
+        first = next(batches)
+
+        def checked():
+            yield first
+            for batch in batches:
+                if cancel is not None and cancel.is_set():
+                    raise SqlError("execution", "the job was aborted")
+                yield batch
+
+        extra = [("QUERY", spec.query), *(infos or {}).items()]
+        flag = _LateFlag(lambda: bool(result.overflow) and spec.maxrec > 0)
+        rows = write_table(checked(), first.schema, out, spec.fmt, overflow=flag, infos=extra, column_meta=meta)
+    overflow = bool(flag)
     return rows, overflow

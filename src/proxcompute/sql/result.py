@@ -123,23 +123,54 @@ class SqlResult:
     to_pandas = compute
 
     def iter_batches(self, client: Any = None) -> Iterator[pa.RecordBatch]:
-        """The result as Arrow record batches, in order; row-by-row queries stream partitions."""
+        """The result as Arrow record batches, in order, with :attr:`overflow` set at the end.
+
+        Row-by-row queries (``catalog`` mode, and ``rows`` mode without ORDER BY or DISTINCT)
+        stream: a few partitions at a time are computed and handed out, and the stream stops
+        once TOP/LIMIT or ``maxrec`` rows are out, so a large result never sits in memory.
+        Other queries are computed, then handed out. At least one (possibly empty) batch is
+        always yielded, so the schema is known.
+        """
         p = self._plan
-        if p.mode != "rows" or p.final_sql is not None or self._want() is not None:
-            yield from self.to_arrow(client).to_batches()
+        if not (p.mode == "catalog" or (p.mode == "rows" and p.final_sql is None)):
+            table = self.to_arrow(client)
+            yield from table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
             return
-        self.overflow = False
-        job, pixels = self._job()
-        emitted = False
+        if p.mode == "catalog":
+            optimized = optimize(p.catalog.plan)
+            pixels = list(find_scan(optimized).partitions)
+            job = PartitionJob(run_partition, optimized)
+            empty = self._named(p.catalog.schema.empty_table())
+        else:
+            job, pixels = self._job()
+            empty = self._named(p.partial_schema.empty_table())
+        want, skip, cap = self._want(), p.offset, self.maxrec
+        seen = sent = 0
+        self.overflow = None
         for start in range(0, len(pixels), STREAM_CHUNK_PARTITIONS):
             chunk = pixels[start : start + STREAM_CHUNK_PARTITIONS]
             for table in execute.map_partitions(job, chunk, client=client, label="sql"):
-                table = self._named(table)
+                table = _plain_integers(self._named(table))
+                if skip:
+                    drop = min(skip, table.num_rows)
+                    table, skip = table.slice(drop), skip - drop
+                if want is not None:
+                    table = table.slice(0, max(0, want - seen))
+                seen += table.num_rows
+                if cap is not None:
+                    table = table.slice(0, max(0, cap - sent))
                 if table.num_rows:
-                    emitted = True
+                    sent += table.num_rows
                     yield from table.to_batches()
-        if not emitted:
-            yield from self._named(pa.table({}, schema=p.partial_schema)).to_batches() or []
+                if want is not None and seen >= want:
+                    break
+            if want is not None and seen >= want:
+                break
+        self.overflow = cap is not None and seen > cap
+        if self.overflow:
+            warnings.warn(f"the result was truncated at maxrec={cap} rows", SqlTruncatedWarning, stacklevel=2)
+        if not sent:
+            yield pa.RecordBatch.from_pylist([], schema=_plain_integers(empty).schema)
 
     def _run(self, client: Any) -> pa.Table:
         p = self._plan
