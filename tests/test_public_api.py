@@ -23,6 +23,7 @@ EXPECTED = [
     "ProxError",
     "SqlError",
     "StorageError",
+    "cluster",
     "crossmatch",
     "from_dataframe",
     "generate_catalog",

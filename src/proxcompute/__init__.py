@@ -4,6 +4,7 @@ Public API (imported lazily, so ``import proxcompute`` stays fast and never impo
 until a computation needs it):
 
 - :func:`open_catalog`, :func:`from_dataframe`, :class:`Catalog`: lazy catalogs;
+- :func:`cluster`: start a Dask cluster from a profile (local, SLURM, PBS, SGE, dask-gateway);
 - :func:`sql`: ADQL/SQL over catalogs, compiled to the same plans;
 - :func:`ingest`: raw tables to a HATS-compatible catalog with margin;
 - :class:`Cone`, :class:`Box`, :class:`Polygon`: search regions;
@@ -35,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "Polygon": "proxcompute.sky",
     "ProxError": "proxcompute.errors",
     "StorageError": "proxcompute.errors",
+    "cluster": "proxcompute.cluster",
     "crossmatch": "proxcompute.catalog",
     "from_dataframe": "proxcompute.catalog",
     "generate_catalog": "proxcompute.synthetic",
@@ -61,6 +63,7 @@ __all__ = [
     "ProxError",
     "SqlError",
     "StorageError",
+    "cluster",
     "crossmatch",
     "from_dataframe",
     "generate_catalog",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -31,6 +32,19 @@ def _add_cluster_commands() -> None:
 _add_cluster_commands()
 
 
+@contextlib.contextmanager
+def _on_cluster(profile: str | None):
+    """``proxcompute.cluster(profile)`` for the duration of a command (None: no cluster)."""
+    if profile is None:
+        yield None
+        return
+    from proxcompute.cluster import cluster
+
+    _console(stderr=True).print(f"using cluster profile {profile!r} ...")
+    with cluster(profile) as client:
+        yield client
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
@@ -58,23 +72,26 @@ def ingest(
     drop_invalid: Annotated[
         bool, typer.Option("--drop-invalid", help="Skip rows with NaN/inf or |dec| > 90 coordinates.")
     ] = False,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Run on this cluster profile.")] = None,
 ) -> None:
     """Ingest tables into a HEALPix-partitioned, HATS-compatible catalog (with margin)."""
     from proxcompute.ingest import ingest as run_ingest
 
-    result = run_ingest(
-        inputs,
-        out,
-        name=name,
-        ra_column=ra_column,
-        dec_column=dec_column,
-        max_rows=max_rows,
-        margin_arcsec=margin_arcsec,
-        workers=workers,
-        resume=resume,
-        overwrite=overwrite,
-        drop_invalid=drop_invalid,
-    )
+    with _on_cluster(cluster) as client:
+        result = run_ingest(
+            inputs,
+            out,
+            name=name,
+            ra_column=ra_column,
+            dec_column=dec_column,
+            max_rows=max_rows,
+            margin_arcsec=margin_arcsec,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+            drop_invalid=drop_invalid,
+            client=client,
+        )
     _console().print(str(result))
 
 
@@ -232,10 +249,9 @@ def crossmatch(
         int | None, typer.Option(help="Local Dask workers (default: threads in this process).")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Run on this cluster profile.")] = None,
 ) -> None:
     """Crossmatch two catalogs (or a table file and a catalog); write a catalog or a file."""
-    import contextlib
-
     from proxcompute.execute import local_client
 
     if out.exists() and not overwrite:
@@ -249,7 +265,9 @@ def crossmatch(
         min_radius_arcsec=min_radius_arcsec,
         ensure_margin=ensure_margin,
     )
-    ctx = local_client(workers) if workers else contextlib.nullcontext(None)
+    if cluster is not None and workers:
+        raise ProxError("pass --workers (a local cluster) or --cluster PROFILE, not both")
+    ctx = local_client(workers) if workers else _on_cluster(cluster)
     with ctx as client:
         if is_file:
             df = matched.compute(client=client)
@@ -297,6 +315,7 @@ def sql_command(
     explain: Annotated[
         bool, typer.Option("--explain", help="Print the plan instead of running the query.")
     ] = False,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Run on this cluster profile.")] = None,
 ) -> None:
     """Run an ADQL/SQL query over catalogs; print a preview or write CSV/TSV/Parquet/VOTable."""
     import os
@@ -318,10 +337,10 @@ def sql_command(
         fmt = _SUFFIX_FORMATS.get(out.suffix.lower())
         if fmt is None:
             raise ProxError(f"cannot tell the format of {out.name!r}: pass --format csv|tsv|parquet|votable")
-    with warnings.catch_warnings():
+    with _on_cluster(cluster) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", SqlTruncatedWarning)
         if fmt is None:
-            df = result.compute()
+            df = result.compute(client)
             con.print(f"{len(df):,} rows")
             if len(df):
                 con.print(df.head(20).to_string(index=False), markup=False)
@@ -331,7 +350,7 @@ def sql_command(
             from proxcompute.formats import normalize_format, write_table
 
             fmt = normalize_format(fmt)
-            table = result.to_arrow()
+            table = result.to_arrow(client)
             if out is None:
                 rows = write_table(
                     table, table.schema, sys.stdout.buffer, fmt, overflow=bool(result.overflow)

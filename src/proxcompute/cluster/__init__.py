@@ -8,6 +8,11 @@ Profiles are YAML files (see ``docs/clusters.md``); a profile is resolved once i
 :class:`ClusterSpec` and validated against its limits before anything is started.
 """
 
+import sys
+import types
+from typing import Any
+
+from proxcompute.cluster._handle import Cluster, cluster, current
 from proxcompute.cluster.backends import job_script, start_cluster
 from proxcompute.cluster.spec import (
     ClusterError,
@@ -20,8 +25,11 @@ from proxcompute.cluster.spec import (
 )
 
 __all__ = [
+    "Cluster",
     "ClusterError",
     "ClusterSpec",
+    "cluster",
+    "current",
     "job_script",
     "list_profiles",
     "load_profile",
@@ -30,3 +38,16 @@ __all__ = [
     "start_cluster",
     "validate",
 ]
+
+
+cluster.current = current  # proxcompute.cluster.current() whichever of the two proxcompute.cluster is
+
+
+class _CallableModule(types.ModuleType):
+    """``proxcompute.cluster`` is both this package and the :func:`cluster` function."""
+
+    def __call__(self, profile: str = "local", **overrides: Any) -> Cluster:
+        return cluster(profile, **overrides)
+
+
+sys.modules[__name__].__class__ = _CallableModule

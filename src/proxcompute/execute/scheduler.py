@@ -8,15 +8,33 @@ import os
 import sys
 from collections.abc import Iterator
 
-__all__ = ["current_client", "local_client"]
+__all__ = ["current_client", "local_client", "pop_client", "push_client"]
+
+_pushed: list = []
+"""Clients made current by :func:`push_client` (``proxcompute.cluster(...)``), newest last."""
+
+
+def push_client(client) -> None:
+    """Make ``client`` the one computations use until :func:`pop_client` (stacked)."""
+    _pushed.append(client)
+
+
+def pop_client(client) -> None:
+    """Stop using ``client`` (pushed by :func:`push_client`)."""
+    if client in _pushed:
+        _pushed.remove(client)
 
 
 def current_client():
     """The active ``distributed.Client`` if there is one, else None.
 
-    Whoever made a client imported ``distributed``; if it is not imported there is none,
-    and we do not pay its ~0.3 s import to find that out.
+    A client made current by ``proxcompute.cluster(...)`` comes first, then Dask's default
+    client. Whoever made a client imported ``distributed``; if it is not imported there is
+    none, and we do not pay its ~0.3 s import to find that out.
     """
+    for client in reversed(_pushed):
+        if getattr(client, "status", "running") not in ("closed", "closing"):
+            return client
     if "distributed" not in sys.modules:
         return None
     try:
