@@ -60,3 +60,37 @@ def test_failed_write_leaves_nothing(stored_cat, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(Exception):  # noqa: B017 - any StorageError subclass
         open_catalog(tmp_path / "y")
+
+
+def test_resume_dir_continues_a_failed_write_without_redoing_partitions(tmp_path):
+    """A write that fails midway keeps its finished partitions in resume_dir; the rerun skips them."""
+    import shutil
+
+    import pytest
+
+    from proxcompute.catalog import from_dataframe, open_catalog
+    from proxcompute.errors import CorruptPartitionError
+    from proxcompute.synthetic import generate_catalog
+
+    src = tmp_path / "src"
+    from_dataframe(generate_catalog(20_000, seed=6), name="src", max_rows=1_000).to_catalog(src)
+    files = sorted(src.rglob("Npix=*.parquet"))
+    victim = files[len(files) // 2]
+    saved = victim.read_bytes()
+    victim.write_bytes(saved[:100])  # unreadable: the write fails on this partition
+    cat = open_catalog(src).where("mag < 21")
+    staging = tmp_path / "staging"
+    with pytest.raises(CorruptPartitionError):
+        cat.to_catalog(tmp_path / "out", resume_dir=staging)
+    assert not (tmp_path / "out").exists()
+    written = {p: p.stat().st_mtime_ns for p in staging.rglob("Npix=*.parquet")}
+    assert written, "finished partitions are kept for the resume"
+    victim.write_bytes(saved)
+    out = cat.to_catalog(tmp_path / "out", resume_dir=staging)
+    assert not staging.exists()
+    for p, mtime in written.items():  # partitions done before the failure were not rewritten
+        again = tmp_path / "out" / p.relative_to(staging)
+        assert again.stat().st_mtime_ns == mtime
+    shutil.rmtree(tmp_path / "ref", ignore_errors=True)
+    ref = cat.to_catalog(tmp_path / "ref")
+    assert out.count() == ref.count() and sorted(out.compute()["id"]) == sorted(ref.compute()["id"])

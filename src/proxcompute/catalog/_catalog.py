@@ -396,6 +396,7 @@ class Catalog:
         name: str | None = None,
         overwrite: bool = False,
         client: Any = None,
+        resume_dir: str | os.PathLike | None = None,
     ) -> Catalog:
         """Write the result as a new catalog with the same partitioning, and open it.
 
@@ -409,6 +410,9 @@ class Catalog:
             Replace an existing catalog at ``path`` (else :class:`CatalogExistsError`).
         client
             A ``distributed.Client`` to write from (see :meth:`compute`).
+        resume_dir
+            Keep partial progress there: a write killed or failed midway, called again with
+            the same ``resume_dir``, skips the partitions already written.
 
         Returns
         -------
@@ -427,7 +431,9 @@ class Catalog:
         >>> len(out), out.columns
         (2488, ['_healpix_29', 'ra', 'dec', 'id'])
         """
-        dest = execute.to_catalog(self._plan, path, name=name, overwrite=overwrite, client=client)
+        dest = execute.to_catalog(
+            self._plan, path, name=name, overwrite=overwrite, client=client, resume_dir=resume_dir
+        )
         return Catalog(Scan(StoredSource(read_catalog_meta(dest))))
 
     def explain(self) -> Explanation:

@@ -29,7 +29,14 @@ from proxcompute.plan.nodes import (
 from proxcompute.plan.source import MemorySource
 from proxcompute.storage import DEFAULT_ROW_GROUP_ROWS, PartitionPixel, write_partition_file
 
-__all__ = ["PartitionJob", "count_partition", "iter_pieces", "run_partition", "write_partition"]
+__all__ = [
+    "PartitionJob",
+    "count_partition",
+    "iter_pieces",
+    "progress_marker",
+    "run_partition",
+    "write_partition",
+]
 
 
 def iter_pieces(plan: PlanNode, pixel: PartitionPixel, *, chunked: bool = False) -> Iterator[pa.Table]:
@@ -97,12 +104,35 @@ def count_partition(plan: PlanNode, pixel: PartitionPixel) -> int:
     return sum(t.num_rows for t in iter_pieces(plan, pixel))
 
 
-def write_partition(plan: PlanNode, pixel: PartitionPixel, staging: str | os.PathLike) -> int:
-    """Write the result rows of one partition under ``staging``; returns the row count (0: no file)."""
+PROGRESS_DIR = "_progress"
+"""Under a resumable staging directory: one marker per finished partition (its row count)."""
+
+
+def progress_marker(staging: str | os.PathLike, pixel: PartitionPixel) -> str:
+    """Path of the marker recording that ``pixel`` was written to ``staging``."""
+    return os.path.join(staging, PROGRESS_DIR, f"Norder={pixel.order}_Npix={pixel.pixel}.rows")
+
+
+def write_partition(
+    plan: PlanNode, pixel: PartitionPixel, staging: str | os.PathLike, mark: bool = False
+) -> int:
+    """Write the result rows of one partition under ``staging``; returns the row count (0: no file).
+
+    With ``mark``, a marker recording the row count is written after the partition file (both
+    atomically), so an interrupted write can resume without redoing this partition.
+    """
     table = run_partition(plan, pixel)
-    if table.num_rows == 0:
-        return 0
-    return write_partition_file(staging, pixel, table, row_group_rows=DEFAULT_ROW_GROUP_ROWS)
+    rows = 0
+    if table.num_rows:
+        rows = write_partition_file(staging, pixel, table, row_group_rows=DEFAULT_ROW_GROUP_ROWS)
+    if mark:
+        marker = progress_marker(staging, pixel)
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        tmp = f"{marker}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(str(rows))
+        os.replace(tmp, marker)
+    return rows
 
 
 @dataclass(frozen=True)

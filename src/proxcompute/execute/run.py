@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -23,10 +24,12 @@ import pyarrow as pa
 
 from proxcompute.errors import PlanError, ProxError
 from proxcompute.execute.partition import (
+    PROGRESS_DIR,
     PartitionJob,
     concat,
     count_partition,
     iter_pieces,
+    progress_marker,
     run_partition,
     write_partition,
 )
@@ -230,11 +233,15 @@ def to_catalog(
     overwrite: bool = False,
     client: Any = None,
     flags: OptFlags | None = None,
+    resume_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Write the plan's result as a new catalog with the source's partitioning.
 
     ``_healpix_29`` and the coordinate columns are always written. The catalog is built in
-    a staging directory and renamed into place; empty partitions are omitted.
+    a staging directory and renamed into place; empty partitions are omitted. With
+    ``resume_dir``, that directory is the staging directory and is kept when the write fails
+    or is killed: calling again with the same ``resume_dir`` skips the partitions already
+    written (each is recorded by a marker after its file).
     """
     src = plan.source
     widened = with_extra_columns(plan, [INDEX_COLUMN, src.ra_column, src.dec_column])
@@ -246,15 +253,28 @@ def to_catalog(
         raise PlanError(f"cannot write a catalog without the column(s) {', '.join(missing)}")
     schema = _storage_schema(output_schema(optimized))
     builder = CatalogBuilder(
-        path, name=name or src.name, ra_column=src.ra_column, dec_column=src.dec_column, overwrite=overwrite
-    )
+        path, name=name or src.name, ra_column=src.ra_column, dec_column=src.dec_column, overwrite=overwrite,
+        staging=resume_dir,
+    )  # fmt: skip
     try:
-        pixels = find_scan(optimized).partitions
-        job = PartitionJob(write_partition, optimized, (str(builder.staging),))
-        rows = map_partitions(job, pixels, client=client, label="write")
-        return builder.finish(dict(zip(pixels, rows, strict=True)), schema, max_rows=src.max_rows)
+        pixels = list(find_scan(optimized).partitions)
+        done: dict[PartitionPixel, int] = {}
+        if resume_dir is not None:
+            for p in pixels:
+                marker = progress_marker(builder.staging, p)
+                if os.path.exists(marker):
+                    with open(marker) as fh:
+                        done[p] = int(fh.read().strip() or 0)
+        todo = [p for p in pixels if p not in done]
+        job = PartitionJob(write_partition, optimized, (str(builder.staging), resume_dir is not None))
+        rows = map_partitions(job, todo, client=client, label="write")
+        done.update(zip(todo, rows, strict=True))
+        if resume_dir is not None:
+            shutil.rmtree(os.path.join(builder.staging, PROGRESS_DIR), ignore_errors=True)
+        return builder.finish({p: done[p] for p in pixels}, schema, max_rows=src.max_rows)
     except BaseException:
-        builder.abort()
+        if resume_dir is None:
+            builder.abort()
         raise
 
 
