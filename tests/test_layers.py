@@ -23,6 +23,7 @@ LAYERS = {
     "ingest": 9,
     "service": 9,
     "cluster": 9,
+    "pipeline": 9,
     "client": 9,
     "cli": 10,
     "demo": 10,

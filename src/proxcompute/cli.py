@@ -412,6 +412,60 @@ def serve(
     uvicorn.run(app_, host=host, port=port, server_header=False, log_level="warning")
 
 
+@app.command("run")
+def run_pipeline_command(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file (steps: ingest, crossmatch, sql, write).")],
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Run on this cluster profile.")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip finished steps; continue an interrupted one.")
+    ] = False,
+    runner: Annotated[
+        str | None,
+        typer.Option("--runner", help="slurm: inside an sbatch allocation (srun), via dask-jobqueue's SLURMRunner."),
+    ] = None,
+) -> None:
+    """Run a batch pipeline as one job, resumable after a failure or a walltime kill."""
+    import os
+
+    from rich.table import Table
+
+    from proxcompute.pipeline import run_pipeline, summary_rows
+
+    err = _console(stderr=True)
+
+    def on_step(step, status: str) -> None:
+        err.print(f"[{status}] {step.name} ({step.kind})")
+
+    if runner not in (None, "slurm"):
+        raise ProxError(f"--runner must be slurm, got {runner!r}")
+    if runner == "slurm":
+        from dask_jobqueue.slurm import SLURMRunner
+        from distributed import Client
+
+        job = os.environ.get("SLURM_JOB_ID", "local")
+        sched = os.environ.get("PROXCOMPUTE_SCHEDULER_FILE") or str(
+            pipeline.resolve().parent / ".proxcompute-run" / f"scheduler-{job}.json"
+        )
+        Path(sched).parent.mkdir(parents=True, exist_ok=True)
+        iface = os.environ.get("PROXCOMPUTE_INTERFACE")  # e.g. ib0 on a cluster, lo on one node
+        opts = {"interface": iface} if iface else {}
+        with (
+            SLURMRunner(scheduler_file=sched, scheduler_options=dict(opts), worker_options=dict(opts)) as slurm,
+            Client(slurm) as client,
+        ):  # rank 0 runs the scheduler, rank 1 this pipeline, the other ranks are workers
+            client.wait_for_workers(1)
+            results = run_pipeline(pipeline, resume=resume, client=client, on_step=on_step)
+    else:
+        results = run_pipeline(pipeline, cluster=cluster, resume=resume, on_step=on_step)
+    table = Table(title=f"pipeline {pipeline.name}")
+    rows = summary_rows(results)
+    for col in ("step", "kind", "status", "time", "rows", "output"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(row[c] for c in ("step", "kind", "status", "time", "rows", "output")))
+    _console().print(table)
+
+
 @app.command()
 def demo(
     rows: Annotated[int, typer.Option(help="Rows in the synthetic catalog.")] = 3_000_000,

@@ -90,3 +90,34 @@ def test_crossmatch_on_slurm_workers_and_no_jobs_left(slurm, tmp_path, monkeypat
     while _jobs() and time.time() < deadline:
         time.sleep(0.2)
     assert _jobs() == []
+
+
+def test_pipeline_runs_as_one_sbatch_job_in_runner_mode(slurm, tmp_path):
+    """clusters/slurm/pipeline.sbatch: scheduler, pipeline and workers are the ranks of one job."""
+    import sys
+
+    df = generate_catalog(20_000, seed=8)
+    (tmp_path / "raw").mkdir()
+    df.to_parquet(tmp_path / "raw" / "a.parquet")
+    (tmp_path / "pipe.yaml").write_text(
+        "name: sbatch-pipe\n"
+        "steps:\n"
+        "  - name: survey\n"
+        "    ingest: {inputs: [raw/a.parquet], out: catalogs/survey, max_rows: 2000}\n"
+        "  - name: bright\n"
+        "    sql: {query: 'SELECT COUNT(*) AS n FROM survey WHERE mag < 20', catalogs: {survey: catalogs/survey},\n"
+        "          out: bright.csv}\n"
+    )
+    env = dict(os.environ, PROXCOMPUTE=str(Path(sys.executable).with_name("proxcompute")),
+               PROXCOMPUTE_INTERFACE="lo", PROXCOMPUTE_PROGRESS="0")  # fmt: skip
+    started = time.perf_counter()
+    proc = subprocess.run(
+        ["sbatch", "--wait", f"--chdir={tmp_path}", f"--output={tmp_path}/job.log",
+         str(SLURM_DIR / "pipeline.sbatch"), "pipe.yaml"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    log = (tmp_path / "job.log").read_text() if (tmp_path / "job.log").exists() else ""
+    assert proc.returncode == 0, proc.stdout + proc.stderr + log
+    print(f"pipeline as one sbatch job: {time.perf_counter() - started:.1f} s")
+    assert int((tmp_path / "bright.csv").read_text().splitlines()[1]) == int((df["mag"] < 20).sum())
+    assert _jobs() == []

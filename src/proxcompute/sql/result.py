@@ -276,6 +276,7 @@ class SqlResult:
         name: str | None = None,
         overwrite: bool = False,
         client: Any = None,
+        resume_dir: str | os.PathLike | None = None,
     ) -> Catalog:
         """Write the result as a new HEALPix-partitioned catalog (atomically) and open it.
 
@@ -286,7 +287,7 @@ class SqlResult:
         """
         p = self._plan
         if p.mode == "catalog" and not p.rename and p.limit is None and self.maxrec is None and not p.offset:
-            return p.catalog.to_catalog(path, name=name, overwrite=overwrite, client=client)
+            return p.catalog.to_catalog(path, name=name, overwrite=overwrite, client=client, resume_dir=resume_dir)
         table = self.to_arrow(client)
         cols = table.column_names
         ra, dec = "ra", "dec"

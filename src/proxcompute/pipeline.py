@@ -1,0 +1,351 @@
+"""Batch pipelines: ``proxcompute run PIPELINE.yaml`` runs declared steps as one job.
+
+A pipeline is a YAML file::
+
+    name: targets-x-survey
+    cluster: local              # optional profile (``--cluster`` overrides)
+    steps:
+      - name: survey            # ingest raw tables into a catalog
+        ingest: {inputs: [raw/*.parquet], out: catalogs/survey, max_rows: 1000000}
+      - name: match             # crossmatch; a directory output is a catalog
+        crossmatch: {left: targets.csv, right: catalogs/survey, radius_arcsec: 1, out: catalogs/matches}
+      - name: bright            # ADQL over catalogs; a file output by suffix
+        sql: {query: "SELECT * FROM matches WHERE mag_survey < 20", catalogs: {matches: catalogs/matches},
+              out: results/bright.parquet}
+      - name: export            # a catalog (optionally filtered/projected) to a file or catalog
+        write: {catalog: catalogs/matches, where: "mag_survey < 21", columns: [id_targets], out: m.csv}
+
+Paths are relative to the YAML file. Progress is kept in ``.proxcompute-run/<name>.json``
+next to it. With ``--resume``, finished steps whose settings did not change are skipped and
+an interrupted step continues where it stopped: an ingest resumes its stages, and catalog
+outputs skip the partitions already written. A walltime kill therefore costs at most the
+partitions in flight.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from proxcompute.errors import ProxError
+
+__all__ = ["Pipeline", "PipelineError", "StepResult", "load_pipeline", "run_pipeline"]
+
+STEP_KINDS = ("ingest", "crossmatch", "sql", "write")
+FILE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".vot": "votable",
+                 ".votable": "votable", ".xml": "votable"}  # fmt: skip
+_ALLOWED = {
+    "ingest": {"inputs", "out", "name", "ra_column", "dec_column", "max_rows", "margin_arcsec", "drop_invalid"},
+    "crossmatch": {"left", "right", "radius_arcsec", "how", "n_neighbors", "min_radius_arcsec", "out",
+                   "ensure_margin", "name"},
+    "sql": {"query", "catalog_root", "catalogs", "out", "maxrec", "name"},
+    "write": {"catalog", "where", "columns", "out", "name"},
+}  # fmt: skip
+_REQUIRED = {
+    "ingest": {"inputs", "out"},
+    "crossmatch": {"left", "right", "radius_arcsec", "out"},
+    "sql": {"query", "out"},
+    "write": {"catalog", "out"},
+}
+
+
+class PipelineError(ProxError):
+    """A pipeline file that cannot run as written (the message names the step and the key)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    kind: str
+    settings: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the step's settings: a changed step is not skipped on resume."""
+        text = json.dumps({"kind": self.kind, **self.settings}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Pipeline:
+    name: str
+    base: Path
+    steps: list[Step]
+    cluster: str | None = None
+
+    def path(self, value: str | os.PathLike) -> Path:
+        p = Path(os.path.expanduser(str(value)))
+        return p if p.is_absolute() else self.base / p
+
+
+@dataclass
+class StepResult:
+    name: str
+    kind: str
+    status: str  # done, skipped, failed
+    seconds: float = 0.0
+    output: str = ""
+    rows: int | None = None
+    message: str = ""
+
+
+@dataclass
+class _State:
+    path: Path
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> _State:
+        try:
+            return cls(path, json.loads(path.read_text()).get("steps", {}))
+        except (OSError, ValueError):
+            return cls(path)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"steps": self.steps}, indent=1))
+        os.replace(tmp, self.path)
+
+
+def load_pipeline(path: str | os.PathLike) -> Pipeline:
+    """Read and check a pipeline file; every problem names the step and the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise PipelineError(f"cannot read pipeline {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("steps"), list) or not raw["steps"]:
+        raise PipelineError(f"{path}: a pipeline is a mapping with a non-empty list of 'steps'")
+    unknown = set(raw) - {"name", "cluster", "steps", "description"}
+    if unknown:
+        raise PipelineError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}")
+    steps: list[Step] = []
+    for i, item in enumerate(raw["steps"], 1):
+        where = f"{path.name} step {i}"
+        if not isinstance(item, dict):
+            raise PipelineError(f"{where}: a step is a mapping like {{ingest: {{...}}}}")
+        kinds = [k for k in item if k in STEP_KINDS]
+        extra = set(item) - set(STEP_KINDS) - {"name"}
+        if len(kinds) != 1 or extra:
+            raise PipelineError(
+                f"{where}: give exactly one of {', '.join(STEP_KINDS)} (and optionally name); got {sorted(item)}"
+            )
+        kind = kinds[0]
+        settings = item[kind]
+        if not isinstance(settings, dict):
+            raise PipelineError(f"{where} ({kind}): settings must be a mapping")
+        name = str(item.get("name") or f"{i}-{kind}")
+        where = f"{path.name} step {name!r} ({kind})"
+        bad = set(settings) - _ALLOWED[kind]
+        if bad:
+            raise PipelineError(f"{where}: unknown setting(s) {', '.join(sorted(bad))}; "
+                                f"known: {', '.join(sorted(_ALLOWED[kind]))}")  # fmt: skip
+        missing = _REQUIRED[kind] - set(settings)
+        if missing:
+            raise PipelineError(f"{where}: missing required setting(s) {', '.join(sorted(missing))}")
+        if name in {s.name for s in steps}:
+            raise PipelineError(f"{where}: two steps are named {name!r}")
+        steps.append(Step(name, kind, dict(settings)))
+    return Pipeline(str(raw.get("name") or path.stem), path.resolve().parent, steps, raw.get("cluster"))
+
+
+def _is_file(out: Path) -> bool:
+    return out.suffix.lower() in FILE_SUFFIXES
+
+
+def _write_arrow(table: Any, out: Path) -> int:
+    from proxcompute.formats import write_table
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            rows = write_table(table, table.schema, fh, FILE_SUFFIXES[out.suffix.lower()])
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
+def _open_input(pipe: Pipeline, value: str) -> Any:
+    """A catalog directory, or a table file (read into an in-memory catalog)."""
+    from proxcompute.catalog import from_dataframe, open_catalog
+
+    path = pipe.path(value)
+    if path.is_dir():
+        return open_catalog(path)
+    if not path.exists():
+        raise PipelineError(f"input {value!r} ({path}) does not exist")
+    import pandas as pd
+
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df = pd.read_parquet(path)
+    elif path.suffix.lower() in (".csv",):
+        df = pd.read_csv(path)
+    else:
+        from astropy.table import Table
+
+        df = Table.read(path).to_pandas()
+    return from_dataframe(df, name=path.stem)
+
+
+def _run_step(pipe: Pipeline, step: Step, client: Any, resume: bool) -> tuple[str, int | None]:
+    s = step.settings
+    out = pipe.path(s["out"])
+    resume_dir = out.with_name(f".{out.name}.resume")
+    if step.kind == "ingest":
+        from proxcompute.ingest import ingest
+
+        inputs = s["inputs"] if isinstance(s["inputs"], list) else [s["inputs"]]
+        paths = []
+        for item in inputs:
+            p = str(pipe.path(item))
+            paths += sorted(glob.glob(p)) if any(ch in p for ch in "*?[") else [p]
+        if not paths:
+            raise PipelineError(f"step {step.name!r}: no input files match {inputs}")
+        kwargs = {k: s[k] for k in ("name", "ra_column", "dec_column", "max_rows", "margin_arcsec", "drop_invalid")
+                  if k in s}  # fmt: skip
+        result = ingest(paths, out, resume=resume and _ingest_started(out), client=client, **kwargs)
+        return str(out), getattr(result, "rows", None)
+    if step.kind == "crossmatch":
+        left, right = _open_input(pipe, s["left"]), _open_input(pipe, s["right"])
+        kw = {k: s[k] for k in ("how", "n_neighbors", "min_radius_arcsec", "ensure_margin") if k in s}
+        matched = left.crossmatch(right, float(s["radius_arcsec"]), **kw)
+        if _is_file(out):
+            return str(out), _write_arrow(_arrow(matched, client), out)
+        cat = matched.to_catalog(out, name=s.get("name"), client=client, resume_dir=resume_dir,
+                                 overwrite=False)  # fmt: skip
+        return str(out), cat.count()
+    if step.kind == "sql":
+        from proxcompute.sql import sql
+
+        catalogs = {k: str(pipe.path(v)) for k, v in (s.get("catalogs") or {}).items()}
+        root = pipe.path(s["catalog_root"]) if s.get("catalog_root") else None
+        result = sql(s["query"], catalogs, catalog_root=root, maxrec=s.get("maxrec"))
+        if _is_file(out):
+            return str(out), _write_arrow(result.to_arrow(client), out)
+        cat = result.to_catalog(out, name=s.get("name"), client=client, resume_dir=resume_dir)
+        return str(out), cat.count()
+    # write
+    cat = _open_input(pipe, s["catalog"])
+    if s.get("where"):
+        cat = cat.where(s["where"])
+    if s.get("columns"):
+        cat = cat[list(s["columns"])]
+    if _is_file(out):
+        return str(out), _write_arrow(_arrow(cat, client), out)
+    written = cat.to_catalog(out, name=s.get("name"), client=client, resume_dir=resume_dir)
+    return str(out), written.count()
+
+
+def _arrow(cat: Any, client: Any) -> Any:
+    from proxcompute import execute
+
+    return execute.compute_table(cat.plan, client=client)
+
+
+def _ingest_started(out: Path) -> bool:
+    """An interrupted ingest leaves its staging next to ``out``; resume only then."""
+    parent = out.parent
+    if not parent.is_dir():
+        return False
+    return any(fnmatch.fnmatch(p.name, f"{out.name}.*") for p in parent.iterdir()) or out.exists()
+
+
+def run_pipeline(
+    path: str | os.PathLike,
+    *,
+    cluster: str | None = None,
+    resume: bool = False,
+    client: Any = None,
+    on_step: Callable[[Step, str], None] | None = None,
+) -> list[StepResult]:
+    """Run a pipeline file; returns one :class:`StepResult` per step (stops at the first failure).
+
+    Parameters
+    ----------
+    path
+        The pipeline YAML file.
+    cluster
+        Cluster profile to run on (overrides the file's ``cluster``); None with no ``cluster``
+        in the file: local threads.
+    resume
+        Skip steps finished earlier with the same settings; continue an interrupted one.
+    client
+        A ``distributed.Client`` to use instead of starting a cluster (e.g. SLURMRunner's).
+    on_step
+        Called with ``(step, "start"|"done"|"skipped"|"failed")``, e.g. for progress output.
+    """
+    import contextlib
+
+    pipe = load_pipeline(path)
+    state = _State.load(pipe.base / ".proxcompute-run" / f"{pipe.name}.json")
+    if not resume:
+        state.steps = {}
+    profile = cluster or pipe.cluster
+    results: list[StepResult] = []
+    with contextlib.ExitStack() as stack:
+        if client is None and profile:
+            from proxcompute.cluster import cluster as start
+
+            client = stack.enter_context(start(profile))
+        for step in pipe.steps:
+            record = state.steps.get(step.name, {})
+            if resume and record.get("status") == "done" and record.get("fingerprint") == step.fingerprint:
+                out = record.get("output", "")
+                if out and Path(out).exists():
+                    results.append(StepResult(step.name, step.kind, "skipped", 0.0, out, record.get("rows"),
+                                              "finished earlier"))  # fmt: skip
+                    if on_step:
+                        on_step(step, "skipped")
+                    continue
+            if on_step:
+                on_step(step, "start")
+            state.steps[step.name] = {"status": "running", "fingerprint": step.fingerprint}
+            state.save()
+            t0 = time.perf_counter()
+            try:
+                output, rows = _run_step(pipe, step, client, resume)
+            except Exception as exc:
+                seconds = time.perf_counter() - t0
+                state.steps[step.name] = {"status": "failed", "fingerprint": step.fingerprint, "error": str(exc)}
+                state.save()
+                results.append(StepResult(step.name, step.kind, "failed", seconds, "", None, str(exc)))
+                if on_step:
+                    on_step(step, "failed")
+                if isinstance(exc, ProxError):
+                    raise PipelineError(
+                        f"step {step.name!r} ({step.kind}) failed: {exc}. Fix it and run again with --resume: "
+                        f"finished steps are skipped and this one continues where it stopped"
+                    ) from None
+                raise
+            seconds = time.perf_counter() - t0
+            state.steps[step.name] = {"status": "done", "fingerprint": step.fingerprint, "output": output,
+                                      "rows": rows, "seconds": round(seconds, 3)}  # fmt: skip
+            state.save()
+            results.append(StepResult(step.name, step.kind, "done", seconds, output, rows))
+            if on_step:
+                on_step(step, "done")
+    return results
+
+
+def summary_rows(results: list[StepResult]) -> list[Mapping[str, str]]:
+    """The summary table's rows (for the CLI)."""
+    return [
+        {"step": r.name, "kind": r.kind, "status": r.status, "time": f"{r.seconds:.1f} s",
+         "rows": "" if r.rows is None else f"{r.rows:,}", "output": r.output or r.message}
+        for r in results
+    ]  # fmt: skip
