@@ -121,3 +121,16 @@ def test_pipeline_runs_as_one_sbatch_job_in_runner_mode(slurm, tmp_path):
     print(f"pipeline as one sbatch job: {time.perf_counter() - started:.1f} s")
     assert int((tmp_path / "bright.csv").read_text().splitlines()[1]) == int((df["mag"] < 20).sum())
     assert _jobs() == []
+
+
+def test_a_job_slurm_refuses_is_reported_before_submission(slurm, tmp_path, monkeypatch):
+    """A node feature SLURM does not have: its own message, raised before any job is queued."""
+    profile = tmp_path / "slurm-bad.yaml"
+    profile.write_text(PROFILE.format(logs=tmp_path / "logs").replace("slurm-test:", "slurm-bad:")
+                       .replace("interface: lo", "interface: lo\n        job_extra_directives: ['--constraint=gpu']"))  # fmt: skip
+    monkeypatch.setenv("PROXCOMPUTE_CLUSTERS", str(profile))
+    with pytest.raises(pc.ProxError, match="refused the worker job before submission") as info:
+        with start_cluster(load_profile("slurm-bad")):
+            pass
+    print(f"reported: {info.value}")
+    assert _jobs() == []

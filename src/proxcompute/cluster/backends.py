@@ -114,6 +114,41 @@ def start_cluster(spec: ClusterSpec) -> Iterator[Any]:
         raise ClusterError(f"unknown backend {spec.backend!r}")
 
 
+PREFLIGHT = {
+    "slurm": ["sbatch", "--test-only"],  # validates against partitions and limits, submits nothing
+    "sge": ["qsub", "-w", "v"],  # verify: "verification: found suitable queue(s)" or the reason
+}
+"""Commands that ask the batch scheduler whether it would accept a job script, without submitting."""
+
+
+def preflight(backend: str, script: str) -> None:
+    """Ask the scheduler whether it accepts ``script``; raise its own message if it would not.
+
+    dask-jobqueue only logs a refused submission and then waits for workers that never come;
+    this runs before anything is submitted. Back ends without a dry run (PBS) are not checked.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    cmd = PREFLIGHT.get(backend)
+    if cmd is None or shutil.which(cmd[0]) is None:
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as fh:
+        fh.write(script)
+        path = fh.name
+    try:
+        proc = subprocess.run([*cmd, path], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"{cmd[0]} did not answer within 60 s: is the {backend} controller running?") from None
+    finally:
+        os.unlink(path)
+    text = (proc.stderr + proc.stdout).strip()
+    refused = proc.returncode != 0 or (backend == "sge" and "no suitable queues" in text.lower())
+    if refused:
+        raise ClusterError(f"{backend} refused the worker job before submission: {text or 'no message'}")
+
+
 def _scale(cluster: Any, spec: ClusterSpec) -> None:
     if spec.adaptive is not None:
         cluster.adapt(minimum=spec.adaptive[0], maximum=spec.adaptive[1])
@@ -156,6 +191,9 @@ def _jobqueue(spec: ClusterSpec) -> Iterator[Any]:
     cluster = cls(**jobqueue_kwargs(spec))
     client = None
     try:
+        script = getattr(cluster, "job_script", None)
+        if callable(script):
+            preflight(spec.backend, script())
         _scale(cluster, spec)
         client = Client(cluster, set_as_default=False)
         yield client
