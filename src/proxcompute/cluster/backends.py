@@ -220,15 +220,29 @@ def _gateway(spec: ClusterSpec) -> Iterator[Any]:
     cluster = None
     client = None
     try:
-        options = gateway.cluster_options()
+        try:
+            options = gateway.cluster_options()
+        except Exception as exc:  # before anything is submitted: say what is wrong, in our words
+            status = getattr(exc, "status", None)
+            if status in (401, 403):
+                raise ClusterError(
+                    f"cluster profile '{spec.name}': dask-gateway at {address} rejected the credentials "
+                    f"(HTTP {status}); check the profile's gateway auth / Dask config gateway.auth.kwargs"
+                ) from None
+            raise ClusterError(
+                f"cluster profile '{spec.name}': cannot reach dask-gateway at {address}: {type(exc).__name__}: {exc}"
+            ) from None
         wanted = dict(cluster_options)
         if "worker_cores" in options:
             wanted.setdefault("worker_cores", spec.cores)
         if spec.memory is not None and "worker_memory" in options:
             wanted.setdefault("worker_memory", spec.memory / 2**30)  # dask-gateway counts GiB
-        for k, v in wanted.items():
-            options[k] = v
-        cluster = gateway.new_cluster(options)
+        try:
+            for k, v in wanted.items():
+                options[k] = v
+            cluster = gateway.new_cluster(options)
+        except ValueError as exc:
+            raise ClusterError(f"cluster profile '{spec.name}': dask-gateway refused the options: {exc}") from None
         _scale(cluster, spec)
         client = cluster.get_client(set_as_default=False)
         yield client
