@@ -23,10 +23,10 @@ demo: $(STAMP)
 	$(BIN)/proxcompute demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks catalogs
+	$(BIN)/ruff check src tests benchmarks catalogs clusters
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks catalogs
+	$(BIN)/ruff check src tests benchmarks catalogs clusters
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
