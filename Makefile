@@ -23,10 +23,10 @@ demo: $(STAMP)
 	$(BIN)/proxcompute demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks catalogs clusters
+	$(BIN)/ruff check src tests benchmarks catalogs clusters conftest.py
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks catalogs clusters
+	$(BIN)/ruff check src tests benchmarks catalogs clusters conftest.py
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

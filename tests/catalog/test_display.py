@@ -56,3 +56,34 @@ def test_plot_coverage(stored_cat):
     ax2 = fig.add_subplot(projection="mollweide")
     assert stored_cat.cone_search(0.0, 90.0, 3600.0).plot_coverage(ax=ax2) is ax2
     plt.close("all")
+
+
+def test_notebook_views_coverage_points_hist_and_conversions():
+    """The notebook experience: coverage thumbnail in the HTML repr, density map, histogram, astropy/Arrow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from proxcompute.catalog import from_dataframe
+    from proxcompute.synthetic import generate_catalog
+
+    df = generate_catalog(20_000, seed=3)
+    cat = from_dataframe(df, name="demo", max_rows=2_000)
+    html = cat._repr_html_()
+    assert "<svg" in html and "coverage" in html
+    ax = cat.plot_points(bins=60)  # whole sky: Mollweide
+    assert ax.name == "mollweide"
+    field = cat.cone_search(45.0, 30.0, 2 * 3600)
+    ax = field.plot_points(bins=30)
+    assert ax.get_xlabel() == "RA (deg)" and ax.get_xlim()[0] > ax.get_xlim()[1]  # RA grows to the left
+    ax = cat.plot_hist("mag", bins=25)
+    assert sum(p.get_height() for p in ax.patches) == len(df)
+    t = field.to_astropy()
+    assert str(t["dec"].unit) == "deg" and len(t) == field.count()
+    arrow = field[["id"]].to_arrow()
+    assert arrow.column_names == ["id"] and np.array_equal(np.sort(arrow.column("id").to_numpy()), np.sort(t["id"]))
+    import pytest
+
+    with pytest.raises(ValueError, match="max_rows"):
+        cat.plot_points(max_rows=10)

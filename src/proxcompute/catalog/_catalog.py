@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from proxcompute import execute
-from proxcompute.catalog._display import html_summary, plot_coverage, text_summary
+from proxcompute.catalog._display import html_summary, plot_coverage, plot_hist, plot_points, text_summary
 from proxcompute.catalog._tables import memory_source
 from proxcompute.errors import InvalidRegionError
 from proxcompute.ops.crossmatch import CrossmatchArgs
@@ -461,5 +461,84 @@ class Catalog:
         return html_summary(self)
 
     def plot_coverage(self, ax: Any = None, **kwargs: Any) -> Any:
-        """Draw the partitions on a Mollweide sky map, coloured by order; returns the Axes."""
+        """Draw the partitions on a Mollweide sky map, coloured by order; returns the Axes.
+
+        Examples
+        --------
+        >>> from proxcompute.catalog import from_dataframe
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> ax = from_dataframe(generate_catalog(5_000, seed=2), max_rows=500).plot_coverage()
+        >>> ax.get_title()
+        'dataframe: 18 partitions'
+        """
         return plot_coverage(self.partitions, ax=ax, title=self.name, **kwargs)
+
+    def plot_points(self, ax: Any = None, *, max_rows: int = 5_000_000, **kwargs: Any) -> Any:
+        """Density map of the rows on the sky (computes the coordinates only); returns the Axes.
+
+        A result spanning under 30 deg is drawn as an RA/Dec field, a larger one on a
+        Mollweide map. ``max_rows`` guards against pulling a whole survey's coordinates.
+
+        Examples
+        --------
+        >>> from proxcompute.catalog import from_dataframe
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> cat = from_dataframe(generate_catalog(20_000, seed=2))
+        >>> ax = cat.cone_search(45.0, 30.0, 3 * 3600).plot_points(bins=40)
+        >>> ax.get_xlabel()
+        'RA (deg)'
+        """
+        coords = self[[self.ra_column, self.dec_column]]
+        n = coords.count()
+        if n > max_rows:
+            raise ValueError(f"{n:,} rows to plot (max_rows={max_rows:,}): narrow the catalog or raise max_rows")
+        table = execute.compute_table(coords.plan)
+        ra = table.column(self.ra_column).to_numpy()
+        dec = table.column(self.dec_column).to_numpy()
+        kwargs.setdefault("title", self.name)
+        return plot_points(ra, dec, ax=ax, **kwargs)
+
+    def plot_hist(self, column: str, ax: Any = None, *, bins: int = 50, **kwargs: Any) -> Any:
+        """Histogram of one column (reads only that column); returns the Axes.
+
+        Examples
+        --------
+        >>> from proxcompute.catalog import from_dataframe
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> ax = from_dataframe(generate_catalog(5_000, seed=2)).plot_hist("mag", bins=20)
+        >>> ax.get_xlabel()
+        'mag'
+        """
+        values = execute.compute_table(self[[column]].plan).column(column).to_numpy(zero_copy_only=False)
+        return plot_hist(values, ax=ax, column=column, bins=bins, **kwargs)
+
+    def to_arrow(self, client: Any = None) -> pa.Table:
+        """Run the plan; every result row as an Arrow table (see :meth:`compute`).
+
+        Examples
+        --------
+        >>> from proxcompute.catalog import from_dataframe
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> from_dataframe(generate_catalog(5_000, seed=2)).cone_search(45, 30, 600)[["id"]].to_arrow().num_rows
+        14
+        """
+        return execute.compute_table(self._plan, client=client)
+
+    def to_astropy(self, client: Any = None) -> Any:
+        """Run the plan; every result row as an astropy Table (``ra``/``dec`` in degrees).
+
+        Examples
+        --------
+        >>> from proxcompute.catalog import from_dataframe
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> t = from_dataframe(generate_catalog(5_000, seed=2)).cone_search(45, 30, 600).to_astropy()
+        >>> len(t), str(t["ra"].unit)
+        (14, 'deg')
+        """
+        from astropy.table import Table
+
+        table = Table(self.to_arrow(client).to_pandas().to_dict("list"))
+        for c in (self.ra_column, self.dec_column):
+            if c in table.colnames:
+                table[c].unit = "deg"
+        return table

@@ -85,11 +85,42 @@ def html_summary(cat: Catalog) -> str:
     if ops:
         rows.append(("operations", esc(" → ".join(ops))))
     rows.append(("columns", cols))
+    thumb = coverage_thumbnail(cat.partitions) if len(cat.partitions) <= THUMBNAIL_MAX_PARTITIONS else ""
+    if thumb:
+        rows.append(("coverage", thumb))
     body = "".join(
         f"<tr><th style='text-align:left;vertical-align:top'>{k}</th><td style='text-align:left'>{v}</td></tr>"
         for k, v in rows
     )
     return f"<table class='proxcompute-catalog'>{body}</table>"
+
+
+THUMBNAIL_MAX_PARTITIONS = 5_000
+"""Above this many partitions the HTML repr leaves out the coverage map (drawing would be slow)."""
+
+
+def coverage_thumbnail(pixels: Sequence[PartitionPixel]) -> str:
+    """A small inline SVG Mollweide map of the partitions (no matplotlib figure left open)."""
+    try:
+        import io
+
+        import matplotlib
+
+        matplotlib.use(matplotlib.get_backend())  # keep whatever the notebook uses
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(3.6, 2.0))
+        ax = fig.add_subplot(projection="mollweide")
+        plot_coverage(pixels, ax=ax, legend=False)
+        ax.set_xticklabels([])
+        ax.set_yticklabels([])
+        fig.subplots_adjust(0.01, 0.01, 0.99, 0.99)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg")
+        svg = buf.getvalue()
+        return svg[svg.index("<svg") :]
+    except Exception:  # a repr must never fail
+        return ""
 
 
 def _wrap180(lon: np.ndarray | float) -> Any:
@@ -116,7 +147,11 @@ def pixel_outline(pixel: PartitionPixel) -> np.ndarray:
 
 
 def plot_coverage(
-    pixels: Sequence[PartitionPixel], ax: Any = None, title: str | None = None, cmap: str = "viridis"
+    pixels: Sequence[PartitionPixel],
+    ax: Any = None,
+    title: str | None = None,
+    cmap: str = "viridis",
+    legend: bool = True,
 ) -> Any:
     """Fill each partition pixel on a Mollweide map (RA increasing to the left), coloured by order."""
     import matplotlib.pyplot as plt
@@ -147,7 +182,7 @@ def plot_coverage(
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{round(-np.degrees(t)) % 360}°" for t in ticks])
     ax.grid(True, alpha=0.3)
-    if orders:
+    if orders and legend:
         ax.legend(
             handles=[Patch(color=color_of[o], label=f"order {o}") for o in orders],
             loc="lower right",
@@ -156,4 +191,71 @@ def plot_coverage(
         )
     if title:
         ax.set_title(f"{title}: {len(pixels)} partitions")
+    return ax
+
+
+def plot_points(
+    ra: np.ndarray,
+    dec: np.ndarray,
+    ax: Any = None,
+    *,
+    title: str | None = None,
+    bins: int = 200,
+    projection: str | None = None,
+    cmap: str = "magma",
+) -> Any:
+    """A density map of positions: a 2-D histogram, on the whole sky (Mollweide) or a small field.
+
+    A field smaller than 30 deg is drawn in RA/Dec with RA increasing to the left (RA wrapped
+    around the field's centre); a larger one on a Mollweide map.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    ra = np.asarray(ra, dtype=float)
+    dec = np.asarray(dec, dtype=float)
+    if len(ra) == 0:
+        raise ValueError("no rows to plot")
+    centre = float(np.degrees(np.arctan2(np.mean(np.sin(np.radians(ra))), np.mean(np.cos(np.radians(ra))))))
+    x = centre + _wrap180(ra - centre)
+    span = max(np.ptp(x), np.ptp(dec))
+    if projection is None:
+        projection = "mollweide" if span > 30 else "rectilinear"
+    if ax is None:
+        fig = plt.figure(figsize=(9, 5) if projection == "mollweide" else (6, 5))
+        ax = fig.add_subplot(projection=None if projection == "rectilinear" else projection)
+    if projection == "mollweide":
+        lon = np.radians(-_wrap180(ra))
+        h, xe, ye = np.histogram2d(lon, np.radians(dec), bins=(bins, bins // 2),
+                                   range=[[-np.pi, np.pi], [-np.pi / 2, np.pi / 2]])  # fmt: skip
+        mesh = ax.pcolormesh(xe, ye, np.ma.masked_equal(h.T, 0), cmap=cmap, norm=LogNorm())
+        ticks = np.radians(np.arange(-150, 181, 30))
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{round(-np.degrees(t)) % 360}°" for t in ticks])
+        ax.grid(True, alpha=0.3)
+    else:
+        h, xe, ye = np.histogram2d(x, dec, bins=bins)
+        mesh = ax.pcolormesh(xe, ye, np.ma.masked_equal(h.T, 0), cmap=cmap, norm=LogNorm())
+        ax.set_xlim(xe[-1], xe[0])  # RA increases to the left
+        ax.set_xlabel("RA (deg)")
+        ax.set_ylabel("Dec (deg)")
+        ax.set_aspect(1.0 / max(np.cos(np.radians(np.clip(np.median(dec), -89, 89))), 1e-3))
+    ax.figure.colorbar(mesh, ax=ax, label="rows per bin", shrink=0.7)
+    if title:
+        ax.set_title(f"{title}: {len(ra):,} rows")
+    return ax
+
+
+def plot_hist(values: Any, ax: Any = None, *, column: str = "", bins: int = 50, **kwargs: Any) -> Any:
+    """A histogram of one column (nulls and NaN left out)."""
+    import matplotlib.pyplot as plt
+
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if ax is None:
+        ax = plt.figure(figsize=(6, 4)).add_subplot()
+    ax.hist(arr, bins=bins, **kwargs)
+    ax.set_xlabel(column)
+    ax.set_ylabel("rows")
+    ax.set_title(f"{column}: {len(arr):,} values")
     return ax

@@ -122,6 +122,21 @@ class SqlResult:
 
     to_pandas = compute
 
+    def to_astropy(self, client: Any = None) -> Any:
+        """Run the query; the result as an astropy Table.
+
+        Examples
+        --------
+        >>> from proxcompute.sql import sql
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> t = sql("SELECT TOP 3 id, ra FROM s ORDER BY id", {"s": generate_catalog(1_000, seed=1)}).to_astropy()
+        >>> t.colnames, len(t)
+        (['id', 'ra'], 3)
+        """
+        from astropy.table import Table
+
+        return Table(self.to_arrow(client).to_pandas().to_dict("list"))
+
     def iter_batches(self, client: Any = None) -> Iterator[pa.RecordBatch]:
         """The result as Arrow record batches, in order, with :attr:`overflow` set at the end.
 
