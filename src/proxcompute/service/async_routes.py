@@ -272,24 +272,18 @@ def async_routes(state: Any) -> list[Route]:
         try:
             owner = state.user(request)
             params = await read_params(request, upload_limit_bytes=config.upload_limit_bytes)
-            if field == "executionduration":
-                value = params.get("EXECUTIONDURATION")
-                if value is None:
-                    raise TapRequestError("EXECUTIONDURATION is missing")
-                try:
-                    seconds = int(value)
-                except ValueError:
-                    raise TapRequestError(f"EXECUTIONDURATION={value!r} is not a whole number of seconds") from None
-                store.set_execution_duration(job_id, owner, seconds)
-            else:
-                value = params.get("DESTRUCTION")
-                if value is None:
-                    raise TapRequestError("DESTRUCTION is missing")
-                try:
-                    when = parse_uws_time(value)
-                except ValueError:
-                    raise TapRequestError(f"DESTRUCTION={value!r} is not an ISO-8601 time") from None
-                store.set_destruction(job_id, owner, when)
+            name, parse, setter, what = {
+                "executionduration": ("EXECUTIONDURATION", int, store.set_execution_duration, "a whole number of seconds"),
+                "destruction": ("DESTRUCTION", parse_uws_time, store.set_destruction, "an ISO-8601 time"),
+            }[field]  # fmt: skip
+            value = params.get(name)
+            if value is None:
+                raise TapRequestError(f"{name} is missing")
+            try:
+                parsed = parse(value)
+            except ValueError:
+                raise TapRequestError(f"{name}={value!r} is not {what}") from None
+            setter(job_id, owner, parsed)
         except Exception as exc:
             return fail(exc)
         return see_job(request, job_id)
