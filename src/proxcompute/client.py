@@ -59,7 +59,7 @@ import pyarrow as pa
 
 from proxcompute.errors import ProxError
 
-__all__ = ["Client", "ResultTruncatedWarning", "TapError", "TapQueryError", "TapTimeoutError"]
+__all__ = ["Client", "JobStatus", "ResultTruncatedWarning", "TapError", "TapQueryError", "TapTimeoutError"]
 
 ResultKind = Literal["pandas", "table", "arrow"]
 RESULT_KINDS = ("pandas", "table", "arrow")
@@ -259,6 +259,33 @@ def _to_arrow(obj: Any) -> pa.Table:
         f"cannot upload a {type(obj).__name__}: give a pandas DataFrame, an astropy Table, "
         "a pyarrow Table or the path of a VOTable/Parquet/CSV/FITS file"
     )
+
+
+class JobStatus(dict):
+    """A job's state (a ``dict``) that shows itself as a small table in notebooks."""
+
+    def _repr_html_(self) -> str:
+        import html
+
+        esc = html.escape
+        progress = self.get("progress")
+        bar = ""
+        if progress and progress[1]:
+            done, total = progress
+            pct = 100.0 * done / total
+            bar = (
+                f"<div style='width:200px;border:1px solid #999'><div style='width:{pct:.0f}%;"
+                f"background:#4a8;height:8px'></div></div>{done}/{total} partitions"
+            )
+        rows = [("job", esc(str(self.get("job_id", "")))), ("phase", f"<b>{esc(str(self.get('phase', '')))}</b>")]
+        if bar:
+            rows.append(("progress", bar))
+        for key in ("queue", "rows", "created", "started", "ended", "error"):
+            if self.get(key) not in (None, ""):
+                rows.append((key, esc(str(self[key]))))
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
+                       for k, v in rows)  # fmt: skip
+        return f"<table class='proxcompute-job'>{body}</table>"
 
 
 class Client:
@@ -879,6 +906,8 @@ class Client:
         >>> status = tap.status(job)
         >>> status["phase"], status["progress"][0] == status["progress"][1]  # partitions done, total
         ('COMPLETED', True)
+        >>> "COMPLETED" in status._repr_html_()  # a small table in notebooks
+        True
         """
         return self._status(job_id)
 
@@ -891,7 +920,7 @@ class Client:
         if read_timeout is not None:
             kwargs["timeout"] = httpx.Timeout(read_timeout, connect=min(read_timeout, 30.0))
         response = self._request("GET", f"async/{self._job_path(job_id)}", what=f"job {job_id}", **kwargs)
-        status = self._parse_job(response.content)
+        status = JobStatus(self._parse_job(response.content))
         status["job_id"] = status["job_id"] or job_id
         return status
 
