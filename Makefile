@@ -23,10 +23,10 @@ demo: $(STAMP)
 	$(BIN)/proxcompute demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks catalogs clusters conftest.py
+	$(BIN)/ruff check src tests benchmarks catalogs clusters scripts conftest.py
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks catalogs clusters conftest.py
+	$(BIN)/ruff check src tests benchmarks catalogs clusters scripts conftest.py
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

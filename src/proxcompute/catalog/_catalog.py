@@ -320,7 +320,7 @@ class Catalog:
         client
             A ``distributed.Client`` to run on. By default, queries touching at most
             four partitions run in-process; bigger ones run on the current distributed
-            client if there is one, else on Dask's threaded scheduler.
+            client if there is one, else on a local thread pool (one thread per core).
 
         Returns
         -------

@@ -47,6 +47,7 @@ class Cluster:
 
     @property
     def profile(self) -> str:
+        """Name of the profile this cluster was started from."""
         return self.spec.name
 
     def close(self) -> None:

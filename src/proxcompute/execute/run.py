@@ -3,8 +3,8 @@
 A plan touching at most :data:`IN_PROCESS_MAX_PARTITIONS` partitions runs in the calling
 thread with no Dask graph at all (a 1' cone costs a few milliseconds). Bigger plans run one
 task per partition on an explicit ``client``, else on the current distributed client, else
-on Dask's threaded scheduler. Only :func:`compute_table` brings rows back to the caller;
-``count`` and ``to_catalog`` move integers.
+on a local thread pool (one thread per core). Only :func:`compute_table` brings rows back to
+the caller; ``count`` and ``to_catalog`` move integers.
 """
 
 from __future__ import annotations

@@ -69,6 +69,7 @@ class SqlResult:
         self._plan = plan
         self.maxrec = None if maxrec is None else int(maxrec)
         self.overflow: bool | None = None
+        """After a run: whether ``maxrec`` cut the result (None before any run)."""
 
     # -- metadata --------------------------------------------------------------------------
 
