@@ -434,7 +434,7 @@ def run_pipeline_command(
     err = _console(stderr=True)
 
     def on_step(step, status: str) -> None:
-        err.print(f"[{status}] {step.name} ({step.kind})")
+        err.print(f"[{status}] {step.name} ({step.kind})", markup=False)
 
     if runner not in (None, "slurm"):
         raise ProxError(f"--runner must be slurm, got {runner!r}")

@@ -203,9 +203,14 @@ def _open_input(pipe: Pipeline, value: str) -> Any:
 
 
 def _run_step(pipe: Pipeline, step: Step, client: Any, resume: bool) -> tuple[str, int | None]:
+    """Run one step; an existing output of a step being (re)run is replaced."""
     s = step.settings
     out = pipe.path(s["out"])
     resume_dir = out.with_name(f".{out.name}.resume")
+    if not resume and resume_dir.exists():  # a fresh run does not continue an old partial write
+        import shutil
+
+        shutil.rmtree(resume_dir)
     if step.kind == "ingest":
         from proxcompute.ingest import ingest
 
@@ -218,7 +223,8 @@ def _run_step(pipe: Pipeline, step: Step, client: Any, resume: bool) -> tuple[st
             raise PipelineError(f"step {step.name!r}: no input files match {inputs}")
         kwargs = {k: s[k] for k in ("name", "ra_column", "dec_column", "max_rows", "margin_arcsec", "drop_invalid")
                   if k in s}  # fmt: skip
-        result = ingest(paths, out, resume=resume and _ingest_started(out), client=client, **kwargs)
+        continuing = resume and _ingest_started(out) and not out.exists()
+        result = ingest(paths, out, resume=continuing, overwrite=not continuing, client=client, **kwargs)
         return str(out), getattr(result, "rows", None)
     if step.kind == "crossmatch":
         left, right = _open_input(pipe, s["left"]), _open_input(pipe, s["right"])
@@ -226,8 +232,7 @@ def _run_step(pipe: Pipeline, step: Step, client: Any, resume: bool) -> tuple[st
         matched = left.crossmatch(right, float(s["radius_arcsec"]), **kw)
         if _is_file(out):
             return str(out), _write_arrow(_arrow(matched, client), out)
-        cat = matched.to_catalog(out, name=s.get("name"), client=client, resume_dir=resume_dir,
-                                 overwrite=False)  # fmt: skip
+        cat = matched.to_catalog(out, name=s.get("name"), client=client, resume_dir=resume_dir, overwrite=True)
         return str(out), cat.count()
     if step.kind == "sql":
         from proxcompute.sql import sql
@@ -237,7 +242,7 @@ def _run_step(pipe: Pipeline, step: Step, client: Any, resume: bool) -> tuple[st
         result = sql(s["query"], catalogs, catalog_root=root, maxrec=s.get("maxrec"))
         if _is_file(out):
             return str(out), _write_arrow(result.to_arrow(client), out)
-        cat = result.to_catalog(out, name=s.get("name"), client=client, resume_dir=resume_dir)
+        cat = result.to_catalog(out, name=s.get("name"), client=client, resume_dir=resume_dir, overwrite=True)
         return str(out), cat.count()
     # write
     cat = _open_input(pipe, s["catalog"])
@@ -247,7 +252,7 @@ def _run_step(pipe: Pipeline, step: Step, client: Any, resume: bool) -> tuple[st
         cat = cat[list(s["columns"])]
     if _is_file(out):
         return str(out), _write_arrow(_arrow(cat, client), out)
-    written = cat.to_catalog(out, name=s.get("name"), client=client, resume_dir=resume_dir)
+    written = cat.to_catalog(out, name=s.get("name"), client=client, resume_dir=resume_dir, overwrite=True)
     return str(out), written.count()
 
 
@@ -302,9 +307,15 @@ def run_pipeline(
             from proxcompute.cluster import cluster as start
 
             client = stack.enter_context(start(profile))
+        rerun = False  # once a step runs again, every later step does too (its inputs changed)
         for step in pipe.steps:
             record = state.steps.get(step.name, {})
-            if resume and record.get("status") == "done" and record.get("fingerprint") == step.fingerprint:
+            if (
+                resume
+                and not rerun
+                and record.get("status") == "done"
+                and record.get("fingerprint") == step.fingerprint
+            ):
                 out = record.get("output", "")
                 if out and Path(out).exists():
                     results.append(StepResult(step.name, step.kind, "skipped", 0.0, out, record.get("rows"),
@@ -314,6 +325,7 @@ def run_pipeline(
                     continue
             if on_step:
                 on_step(step, "start")
+            rerun = rerun or record.get("status") == "done"
             state.steps[step.name] = {"status": "running", "fingerprint": step.fingerprint}
             state.save()
             t0 = time.perf_counter()

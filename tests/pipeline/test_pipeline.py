@@ -142,3 +142,23 @@ def test_bad_pipelines_are_named(tmp_path, text, match):
     with pytest.raises(PipelineError, match=match):
         load_pipeline(p)
     assert main(["run", str(p)]) == 1
+
+
+def test_rerun_replaces_outputs_and_a_changed_step_reruns_the_ones_after_it(project):
+    tmp, _, _ = project
+    path = _write(tmp, cut="20")
+    run_pipeline(path)
+    again = run_pipeline(path)  # a fresh run (no --resume) replaces every output
+    assert [r.status for r in again] == ["done"] * 4
+    changed = run_pipeline(_write(tmp, cut="19"), resume=True)  # only the sql step changed ...
+    assert [r.status for r in changed] == ["skipped", "skipped", "done", "done"]  # ... and what follows it
+    bright = pd.read_parquet(tmp / "results" / "bright.parquet")
+    matches = pc.open_catalog(tmp / "catalogs" / "matches").compute()
+    assert len(bright) == int((matches["mag_survey"] < 19).sum())
+
+
+def test_cli_prints_step_status_words(project, capsys):
+    tmp, _, _ = project
+    assert main(["run", str(_write(tmp))]) == 0
+    err = capsys.readouterr().err
+    assert "[start] survey (ingest)" in err and "[done] export (write)" in err

@@ -11,8 +11,32 @@ __all__ = ["progress_bar", "progress_enabled"]
 
 
 def progress_enabled() -> bool:
-    """Progress bars are on unless ``PROXCOMPUTE_PROGRESS=0``."""
-    return os.environ.get("PROXCOMPUTE_PROGRESS", "1") not in ("0", "false", "no")
+    """Progress bars are on unless ``PROXCOMPUTE_PROGRESS=0``, or in a Jupyter kernel without ipywidgets.
+
+    rich draws live bars in notebooks through ipywidgets; without it, it only warns and
+    leaves empty outputs, so no bar is better.
+    """
+    if os.environ.get("PROXCOMPUTE_PROGRESS", "1") in ("0", "false", "no"):
+        return False
+    return not (_in_jupyter_kernel() and not _has_ipywidgets())
+
+
+def _in_jupyter_kernel() -> bool:
+    if "ipykernel" not in sys.modules:
+        return False
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except Exception:  # IPython absent or broken: not a kernel we can draw in
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _has_ipywidgets() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
 
 
 @contextlib.contextmanager
