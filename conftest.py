@@ -44,3 +44,10 @@ def _client_doctest_namespace(request, doctest_namespace, tmp_path):
 
         url = request.getfixturevalue("_doctest_service")
         doctest_namespace.update(tap_url=url, tap=Client(url, token=DOCTEST_TOKEN), pd=pd, tmpdir=str(tmp_path))
+
+
+def pytest_ignore_collect(collection_path, config):
+    """conftest.py files are loaded as conftests, not collected as doctest modules (their names clash)."""
+    if collection_path.name == "conftest.py":
+        return True
+    return None

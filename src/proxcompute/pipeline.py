@@ -119,7 +119,21 @@ class _State:
 
 
 def load_pipeline(path: str | os.PathLike) -> Pipeline:
-    """Read and check a pipeline file; every problem names the step and the key."""
+    r"""Read and check a pipeline file; every problem names the step and the key.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "p.yaml").write_text("steps:\n  - write: {catalog: c, out: o.csv}\n")
+    >>> [(s.name, s.kind) for s in load_pipeline(d / "p.yaml").steps]
+    [('1-write', 'write')]
+    >>> _ = (d / "bad.yaml").write_text("steps:\n  - ingest: {out: x}\n")
+    >>> load_pipeline(d / "bad.yaml")
+    Traceback (most recent call last):
+    ...
+    proxcompute.pipeline.PipelineError: bad.yaml step '1-ingest' (ingest): missing required setting(s) inputs
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -278,7 +292,7 @@ def run_pipeline(
     client: Any = None,
     on_step: Callable[[Step, str], None] | None = None,
 ) -> list[StepResult]:
-    """Run a pipeline file; returns one :class:`StepResult` per step (stops at the first failure).
+    r"""Run a pipeline file; returns one :class:`StepResult` per step (stops at the first failure).
 
     Parameters
     ----------
@@ -293,6 +307,23 @@ def run_pipeline(
         A ``distributed.Client`` to use instead of starting a cluster (e.g. SLURMRunner's).
     on_step
         Called with ``(step, "start"|"done"|"skipped"|"failed")``, e.g. for progress output.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from proxcompute.catalog import from_dataframe
+    >>> from proxcompute.synthetic import generate_catalog
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = from_dataframe(generate_catalog(5_000, seed=1), name="s").to_catalog(d / "s")
+    >>> _ = (d / "p.yaml").write_text(
+    ...     "steps:\n"
+    ...     "  - name: bright\n"
+    ...     "    sql: {query: 'SELECT id, mag FROM s WHERE mag < 18', catalogs: {s: s}, out: bright.csv}\n"
+    ... )
+    >>> [(r.name, r.status) for r in run_pipeline(d / "p.yaml")]
+    [('bright', 'done')]
+    >>> [(r.name, r.status) for r in run_pipeline(d / "p.yaml", resume=True)]
+    [('bright', 'skipped')]
     """
     import contextlib
 

@@ -6,8 +6,8 @@ import re
 
 import numpy as np
 import pytest
+from ingest_helpers import write_frame
 
-from conftest import write_frame
 from proxcompute.errors import (
     CatalogExistsError,
     ColumnNotFoundError,

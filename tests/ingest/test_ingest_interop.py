@@ -8,8 +8,8 @@ import types
 
 import numpy as np
 import pytest
+from ingest_helpers import check_catalog, write_frame
 
-from conftest import check_catalog, write_frame
 from proxcompute.errors import IngestError
 from proxcompute.ingest import _pipeline, ingest
 from proxcompute.storage import CatalogBuilder, read_partition_info, write_partition_file

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+from ingest_helpers import check_catalog, write_frame
 
-from conftest import check_catalog, write_frame
 from proxcompute.errors import CatalogExistsError, IngestError, InvalidCoordinatesError
 from proxcompute.ingest import _tasks, ingest
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from ingest_helpers import check_catalog, read_output, write_frame
 
-from conftest import check_catalog, read_output, write_frame
 from proxcompute.ingest import IngestResult, ingest
 from proxcompute.ingest import _inputs as inputs_mod
 

@@ -23,7 +23,8 @@ from margin_reference import (
 N_ROWS = 30_000
 MAX_ROWS = 700
 HIST_ORDER = 10
-RADII = (10.0, 1800.0)
+from margin_reference import RADII  # noqa: E402
+
 """10": the usual margin (ring mode everywhere). 1800": margin order 5, so the deep
 partitions of the dense clusters are served in cone mode."""
 

@@ -196,3 +196,7 @@ def rows_at_poles_and_wrap(
     ra += [360.0 - 1e-12, 1e-12, 359.9999999]
     dec += [10.0, 10.0, -45.0]
     return np.asarray(ra, dtype=np.float64) % 360.0, np.asarray(dec, dtype=np.float64)
+
+
+RADII = (10.0, 1800.0)
+"""Margin widths the margin tests build (arcsec)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from margin_reference import RADII
 
-from conftest import RADII
 from proxcompute.sky.healpix import INDEX_COLUMN
 from proxcompute.storage import read_catalog_meta, read_partition
 from proxcompute.storage.layout import PartitionPixel

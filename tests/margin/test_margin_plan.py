@@ -7,8 +7,8 @@ import healpy as hp
 import numpy as np
 import pyarrow as pa
 import pytest
+from margin_reference import RADII
 
-from conftest import RADII
 from proxcompute.errors import InvalidRegionError
 from proxcompute.kernels import margin as mk
 from proxcompute.ops import margin as om

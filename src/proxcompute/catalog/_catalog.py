@@ -157,7 +157,19 @@ class Catalog:
 
     def search(self, region: Region) -> Catalog:
         """Rows inside ``region`` (a :class:`~proxcompute.Cone`, :class:`~proxcompute.Box` or
-        :class:`~proxcompute.Polygon`); several searches intersect."""
+        :class:`~proxcompute.Polygon`); several searches intersect.
+
+        Examples
+        --------
+        >>> from proxcompute.catalog import from_dataframe
+        >>> from proxcompute.sky import Box, Cone
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> cat = from_dataframe(generate_catalog(5_000, seed=2))
+        >>> cat.search(Cone(45.0, 30.0, 600.0)).count()
+        14
+        >>> cat.search(Cone(45.0, 30.0, 3600.0)).search(Box(44.0, 46.0, 29.0, 31.0)).count() > 0
+        True
+        """
         if not isinstance(region, Region):
             raise InvalidRegionError(f"search() takes a Cone, Box or Polygon, got {type(region).__name__}")
         return self._derive(RegionFilter(self._plan, region))
@@ -253,6 +265,19 @@ class Catalog:
             Partitioned like this catalog: ``_healpix_29`` (the left row's), left columns
             suffixed, right columns suffixed, and ``_dist_arcsec``. Chainable with
             ``cone_search``/``where``/columns and writable with :meth:`to_catalog`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from proxcompute.catalog import from_dataframe
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> survey = from_dataframe(generate_catalog(20_000, seed=1), name="survey")
+        >>> targets = generate_catalog(20_000, seed=1).sample(100, random_state=0)
+        >>> targets["ra"] += 0.5 / 3600  # each target 0.5" from its survey star
+        >>> matches = from_dataframe(targets, name="targets").crossmatch(survey, radius_arcsec=1.0)
+        >>> m = matches.compute()
+        >>> len(m), bool((m["id_targets"] == m["id_survey"]).all()), bool(np.all(m["_dist_arcsec"] < 0.5))
+        (100, True, True)
         """
         if isinstance(right, Catalog):
             right_plan, right_margin = right._plan, (right._margin() if right._margin else None)

@@ -52,11 +52,23 @@ class Region(ABC):
 
     @abstractmethod
     def cover(self, order: int) -> np.ndarray:
-        """Sorted NESTED pixels at ``order`` that may intersect the region."""
+        """Sorted NESTED pixels at ``order`` that may intersect the region.
+
+        Examples
+        --------
+        >>> len(Cone(45.0, 30.0, 3600.0).cover(5))
+        8
+        """
 
     @abstractmethod
     def contains(self, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
-        """Exact boolean mask of positions inside the region (boundary included)."""
+        """Exact boolean mask of positions inside the region (boundary included).
+
+        Examples
+        --------
+        >>> Cone(45.0, 30.0, 3600.0).contains(np.array([45.0, 50.0]), np.array([30.5, 30.0]))
+        array([ True, False])
+        """
 
     @property
     @abstractmethod
@@ -128,6 +140,12 @@ class Cone(Region):
 class Box(Region):
     """An RA/Dec box in degrees; ``ra_min > ra_max`` means the box wraps through RA = 0.
 
+    Examples
+    --------
+    >>> box = Box(350.0, 10.0, -5.0, 5.0)  # wraps through RA = 0
+    >>> box.contains(np.array([355.0, 20.0]), np.array([0.0, 0.0]))
+    array([ True, False])
+
     Edges of constant Dec are small circles and edges of constant RA are meridians, as in
     ADQL ``BOX`` for LSDB-style ``box_search(ra=(a, b), dec=(c, d))``.
     """
@@ -193,6 +211,12 @@ class Polygon(Region):
     """A convex spherical polygon with great-circle edges; ``vertices`` are (ra, dec) degrees.
 
     Vertices may be given in either orientation.
+
+    Examples
+    --------
+    >>> square = Polygon(((40, 25), (50, 25), (50, 35), (40, 35)))
+    >>> square.contains(np.array([45.0, 55.0]), np.array([30.0, 30.0]))
+    array([ True, False])
     """
 
     vertices: tuple[tuple[float, float], ...]

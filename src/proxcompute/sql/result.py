@@ -61,6 +61,17 @@ class SqlResult:
     Returned by :func:`proxcompute.sql`. ``compute()`` gives pandas, ``to_arrow()`` Arrow,
     ``iter_batches()`` streams, ``to_catalog(path)`` writes a catalog and ``explain()``
     shows the plan. After a run, :attr:`overflow` says whether ``maxrec`` cut the result.
+
+    Examples
+    --------
+    >>> from proxcompute.sql import sql
+    >>> from proxcompute.synthetic import generate_catalog
+    >>> res = sql("SELECT id FROM s", {"s": generate_catalog(1_000, seed=1)}, maxrec=10)
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     len(res.compute()), res.overflow
+    (10, True)
     """
 
     def __init__(self, plan: SqlPlan, *, maxrec: int | None = None) -> None:
@@ -106,7 +117,16 @@ class SqlResult:
         return p.limit if cap is None else min(p.limit, cap)
 
     def to_arrow(self, client: Any = None) -> pa.Table:
-        """Run the query; the whole result as one Arrow table."""
+        """Run the query; the whole result as one Arrow table.
+
+        Examples
+        --------
+        >>> from proxcompute.sql import sql
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> res = sql("SELECT id, mag FROM s WHERE mag < 15", {"s": generate_catalog(5_000, seed=1)})
+        >>> res.to_arrow().column_names
+        ['id', 'mag']
+        """
         table = self._run(client)
         return self._cap(table)
 
@@ -118,6 +138,15 @@ class SqlResult:
         client
             A ``distributed.Client`` to run on; by default small queries run in-process and
             bigger ones on the current client or local threads.
+
+        Examples
+        --------
+        >>> from proxcompute.sql import sql
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> res = sql("SELECT id, mag FROM s WHERE mag < 15", {"s": generate_catalog(5_000, seed=1)})
+        >>> df = res.compute()
+        >>> bool((df["mag"] < 15).all())
+        True
         """
         return self.to_arrow(client).to_pandas()
 
@@ -146,6 +175,14 @@ class SqlResult:
         once TOP/LIMIT or ``maxrec`` rows are out, so a large result never sits in memory.
         Other queries are computed, then handed out. At least one (possibly empty) batch is
         always yielded, so the schema is known.
+
+        Examples
+        --------
+        >>> from proxcompute.sql import sql
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> res = sql("SELECT id, mag FROM s WHERE mag < 15", {"s": generate_catalog(5_000, seed=1)})
+        >>> sum(batch.num_rows for batch in res.iter_batches()) == len(res.compute())
+        True
         """
         p = self._plan
         if not (p.mode == "catalog" or (p.mode == "rows" and p.final_sql is None)):
@@ -300,6 +337,16 @@ class SqlResult:
         simple predicates) is written partition by partition without collecting it. Other
         results are collected, then partitioned; they need ``ra`` and ``dec`` columns (or the
         input's coordinate column names).
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from proxcompute.sql import sql
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> res = sql("SELECT id, ra, dec FROM s WHERE mag < 18", {"s": generate_catalog(5_000, seed=1)})
+        >>> cat = res.to_catalog(os.path.join(tempfile.mkdtemp(), "bright"), name="bright")
+        >>> cat.name, len(cat) == len(res.compute())
+        ('bright', True)
         """
         p = self._plan
         if p.mode == "catalog" and not p.rename and p.limit is None and self.maxrec is None and not p.offset:
@@ -322,7 +369,16 @@ class SqlResult:
     # -- explaining --------------------------------------------------------------------------
 
     def explain(self) -> str:
-        """How the query runs: the input catalog's plan, the per-partition SQL and the merge."""
+        """How the query runs: the input catalog's plan, the per-partition SQL and the merge.
+
+        Examples
+        --------
+        >>> from proxcompute.sql import sql
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> res = sql("SELECT id, mag FROM s WHERE mag < 15", {"s": generate_catalog(5_000, seed=1)})
+        >>> print(res.explain().splitlines()[1])
+        mode: catalog (the input catalog's rows are the answer)
+        """
         p = self._plan
         lines = [f"query: {' '.join(p.text.split())}", f"mode: {p.mode} ({_MODES[p.mode]})"]
         lines += [f"pushed: {n}" for n in p.notes]
