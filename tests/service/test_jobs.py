@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from proxcompute.errors import SqlError
+from proxcompute.service.job_runner import JobRunner
 from proxcompute.service.jobs import (
     ABORTED,
     ALLOWED_FROM,
@@ -25,7 +26,6 @@ from proxcompute.service.jobs import (
     Job,
     JobNotFound,
     JobOutcome,
-    JobRunner,
     JobStore,
     PhaseError,
     parse_uws_time,
@@ -596,7 +596,7 @@ def test_runner_timeout(store, recorder, make_runner, tmp_path):
 
 
 def test_timeout_message_names_the_next_longer_queue(store, make_runner):
-    from proxcompute.service.jobs import _Running
+    from proxcompute.service.job_runner import _Running
 
     runner = make_runner(queues={"short": 60, "medium": 3600, "long": 0, "tiny": 5})
     msg = runner._timeout_message(_Running("x", "short", 60, None, threading.Event()))

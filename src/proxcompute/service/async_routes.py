@@ -1,7 +1,7 @@
 """UWS 1.1 routes under ``/async``: create, list, inspect, run, abort, delete jobs; fetch results.
 
 Jobs live in the :class:`~proxcompute.service.jobs.JobStore` (one source of truth for
-phases) and run on the :class:`~proxcompute.service.jobs.JobRunner`'s queues. The job's
+phases) and run on the :class:`~proxcompute.service.job_runner.JobRunner`'s queues. The job's
 query runs exactly as a sync query does (:func:`~proxcompute.service.query.run_query`), with
 its partition tasks observed: ``jobInfo`` shows partitions done / total and ABORT cancels
 the remaining tasks.
@@ -22,10 +22,10 @@ from starlette.routing import Route
 
 from proxcompute.errors import ProxError
 from proxcompute.execute import TaskObserver, observe
+from proxcompute.service.job_runner import JobRunner
 from proxcompute.service.jobs import (
     JobNotFound,
     JobOutcome,
-    JobRunner,
     JobStore,
     PhaseError,
     parse_uws_time,
