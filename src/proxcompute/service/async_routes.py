@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
@@ -102,8 +103,11 @@ def _pick_queue(params: TapParams, state: Any, state_user: str | None = None) ->
         n_all = max(1, len(getattr(src, "pixels", ()) or ()))
         estimate = max(src.total_rows, 0) * len(result.partitions) / n_all
     else:
-        estimate = sum(max(getattr(getattr(c, "plan", None), "source", c).__dict__.get("total_rows", 0), 0)
-                       if hasattr(c, "plan") else c.num_rows for c in result._plan.gather.values())  # fmt: skip
+        # gathered inputs: a catalog's recorded rows (-1 when unknown counts as 0), a table's rows
+        estimate = sum(
+            c.num_rows if isinstance(c, pa.Table) else max(c.plan.source.total_rows, 0)
+            for c in result._plan.gather.values()
+        )
     if asked is not None:
         return asked, estimate
     if estimate > LONG_QUEUE_ROWS and "long" in config.queues:
