@@ -6,8 +6,9 @@ Stages (the driver plans, Dask workers do the row work):
    CSV/FITS/VOTable files are converted to Arrow IPC on the way (parsed once);
 2. **plan** (driver): merge the histograms, plan partitions of at most ``max_rows`` rows;
 3. **split** (tasks): per input chunk, stream batches, compute ``_healpix_29``, group rows
-   by partition, append each partition's slice to the chunk's IPC file;
-4. **reduce** (tasks): per partition, gather its slices, sort, write the final file;
+   by partition, append each bin's slice to the chunk's (zstd) IPC file of the bin's group;
+4. **reduce** (tasks, :mod:`proxcompute.ingest._reduce`): per group of partitions, gather
+   each bin's slices, sort, write the partitions' files, delete the group's split files;
 5. **metadata** (driver): partition list, ``_metadata``, properties of the object catalog;
 6. **margin**: the margin catalog (``proxcompute.ingest.margin``);
 7. **publish**: ``collection.properties``, then one atomic rename of the collection.
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from proxcompute.errors import IngestError, InvalidCoordinatesError, ProxError
-from proxcompute.ingest import _plan, _tasks
+from proxcompute.ingest import _plan, _reduce, _tasks
 from proxcompute.ingest._inputs import InputFile, resolve_inputs
 from proxcompute.ingest._staging import Staging, atomic_write_json, read_json, task_marker
 from proxcompute.ingest._tasks import HISTOGRAM_ORDER, Chunk
@@ -363,26 +364,27 @@ class _Run:
                 drop_invalid=o.drop_invalid,
             )
             self.clock.lap("split")
-            expected = [int(n) for *_, n in plan["partitions"]]
-            items = _plan.reduce_items(partitions, expected, splits)
+            # the split's converted inputs are read by no later stage
+            shutil.rmtree(self.staging.work / "convert", ignore_errors=True)
+            groups = _reduce.reduce_groups(plan, partitions, splits)
             catalog_dir = self.staging.collection / o.name
             catalog_dir.mkdir(parents=True, exist_ok=True)
+            (self.staging.work / "reduce").mkdir(exist_ok=True)  # the partitions' markers
             written = self.run(
-                "reduce",
-                _tasks.reduce_task,
-                items,
+                "group",
+                _reduce.reduce_group_task,
+                groups,
                 "sort+write",
                 work=self.work,
                 catalog_dir=str(catalog_dir),
                 schema=plan["schema"],
             )
             reduced = {
-                "rows": [int(w["rows"]) for w in written],
+                "rows": [int(n) for w in written for n in w["rows"]],
                 "dropped": sum(int(s["dropped"]) for s in splits),
             }
             self.staging.mark_stage("reduce", reduced)
-            for d in ("split", "convert"):  # the intermediate files are no longer needed
-                shutil.rmtree(self.staging.work / d, ignore_errors=True)
+            shutil.rmtree(self.staging.work / "split", ignore_errors=True)  # only markers are left
             self.clock.lap("reduce")
         return dict(zip(partitions, reduced["rows"], strict=True)), int(reduced["dropped"])
 

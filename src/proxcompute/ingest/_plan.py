@@ -16,9 +16,9 @@ import pyarrow as pa
 from proxcompute.errors import IngestError, InputError, InvalidCoordinatesError
 from proxcompute.ingest import _tasks
 from proxcompute.ingest._inputs import InputFile, check_coordinate_schema, drop_reserved, open_parquet
-from proxcompute.ingest._tasks import HISTOGRAM_ORDER, Chunk, ReduceItem
+from proxcompute.ingest._reduce import plan_bins
+from proxcompute.ingest._tasks import HISTOGRAM_ORDER, Chunk
 from proxcompute.sky.healpix import INDEX_COLUMN
-from proxcompute.storage.layout import PartitionPixel
 from proxcompute.storage.partitioning import plan_partitions
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "discover_parquet",
     "make_plan",
     "merge_scan_histograms",
-    "reduce_items",
     "scan_units",
 ]
 
@@ -187,6 +186,7 @@ def make_plan(
     pixels, counts = merge_scan_histograms([s["hist"] for s in scans], sum(int(s["rows"]) for s in scans))
     parts, rows = plan_partitions(pixels, counts, HISTOGRAM_ORDER, max_rows)
     examples = [e for s in scans for e in s["examples"]][: _tasks.MAX_EXAMPLES]
+    bins, groups = plan_bins([int(rows[p]) for p in parts])
     return {
         "schema": _tasks.serialize_schema(schema),
         "input_rows": int(sum(int(s["rows"]) for s in scans)),
@@ -194,6 +194,8 @@ def make_plan(
         "invalid_examples": examples,
         "partitions": [[p.order, p.pixel, int(rows[p])] for p in parts],
         "chunks": [c.to_dict() for c in chunks],
+        "bins": bins,
+        "groups": groups,
     }
 
 
@@ -232,16 +234,3 @@ def check_plan(plan: dict[str, Any], max_rows: int, ra: str, dec: str, drop_inva
             UserWarning,
             stacklevel=3,
         )
-
-
-def reduce_items(
-    partitions: list[PartitionPixel], expected: list[int], splits: list[dict[str, Any]]
-) -> list[ReduceItem]:
-    pieces: list[list[tuple[str, tuple[int, ...]]]] = [[] for _ in partitions]
-    for s in splits:
-        for key, batches in s["pieces"].items():
-            pieces[int(key)].append((s["path"], tuple(int(b) for b in batches)))
-    return [
-        ReduceItem(id=f"p{k:06d}", order=p.order, pixel=p.pixel, expected_rows=n, pieces=tuple(pieces[k]))
-        for k, (p, n) in enumerate(zip(partitions, expected, strict=True))
-    ]

@@ -10,10 +10,11 @@
         work/scan/<unit>.hist.npz     sparse row histogram of the unit (order-10 pixels, counts)
         work/convert/f<i>.arrow       CSV/FITS/VOTable inputs converted to Arrow IPC by the scan
         work/plan.json                the partition plan (marks the scan + plan stages done)
-        work/split/<chunk>.arrow      one IPC file per input chunk: per input batch, one record batch
-                                      per partition it touches
-        work/split/<chunk>.json       marker: which batches hold which partition
+        work/split/<chunk>.g<g>.arrow one zstd IPC file per input chunk and group of bins: per input
+                                      batch, one record batch per bin it touches
+        work/split/<chunk>.json       marker: which batches hold which bin, the chunk's files
         work/reduce/<partition>.json  marker: rows written to the partition's final file
+        work/group/<group>.json       marker: the group's partitions are written, its files deleted
         work/<stage>.done             stage markers for the driver-side stages
         collection/                   the HATS collection being built; renamed to <out> at the end
 
@@ -34,7 +35,8 @@ from proxcompute.errors import IngestError
 
 __all__ = ["Staging", "atomic_write_json", "read_json", "task_marker", "temp_path"]
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+"""2: split files per group of bins, zstd-compressed (a version-1 staging cannot be resumed)."""
 
 
 def temp_path(path: Path, suffix: str = ".tmp") -> Path:

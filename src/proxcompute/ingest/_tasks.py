@@ -44,8 +44,11 @@ HISTOGRAM_ORDER = DEFAULT_HISTOGRAM_ORDER
 MAX_EXAMPLES = 5
 SCAN_BATCH_ROWS = 500_000
 """Rows per batch when scanning the two coordinate columns of a Parquet chunk."""
-PIECE_ROWS = 256
+PIECE_ROWS = 4_096
+"""Rows a bin's slice of one split batch should average (bigger buffers compress better)."""
 MAX_SPLIT_BATCH_ROWS = 2_000_000
+STAGING_COMPRESSION = "zstd"
+"""Codec of the staged (split) files: 0.78x the bytes on a typical sky, ~5M rows/s per core."""
 
 
 @dataclass(frozen=True)
@@ -290,17 +293,22 @@ def _convert(
 
 
 @functools.lru_cache(maxsize=4)
-def _load_plan(path: str, _mtime_ns: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _load_plan(path: str, _mtime_ns: int) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
     with open(path) as fh:
         plan = json.load(fh)
     parts = plan["partitions"]
     starts = np.array([p[1] << (2 * (INDEX_ORDER - p[0])) for p in parts], dtype=np.int64)
     ends = np.array([(p[1] + 1) << (2 * (INDEX_ORDER - p[0])) for p in parts], dtype=np.int64)
-    return starts, ends, len(parts)
+    bin_starts = np.array([b[0] for b in plan["bins"]], dtype=np.int64)
+    group_of_bin = np.empty(len(bin_starts), dtype=np.int64)
+    for g, (b0, b1) in enumerate(plan["groups"]):
+        group_of_bin[b0:b1] = g
+    return starts, ends, len(parts), bin_starts, group_of_bin
 
 
-def load_plan_ranges(path: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(starts, ends, n)``: order-29 ranges of the planned partitions (cached per process)."""
+def load_plan_ranges(path: str) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
+    """``(starts, ends, n, bin_starts, group_of_bin)``: order-29 ranges of the planned
+    partitions, the first partition of each bin, and each bin's file group (cached per process)."""
     return _load_plan(path, os.stat(path).st_mtime_ns)
 
 
@@ -358,72 +366,91 @@ def split_task(
     dec: str,
     drop_invalid: bool,
 ) -> dict[str, Any]:
-    """Split one input chunk by partition into ``work/split/<chunk>.arrow``.
+    """Split one input chunk by bin into ``work/split/<chunk>.g<group>.arrow``, one file per group.
 
-    Rows are read in batches (``chunk.batch_rows``, more when there are many partitions);
-    each batch gets its ``_healpix_29``, is grouped by partition (one stable radix sort of
-    the partition numbers, one take), and each partition's slice is appended as a record
-    batch. The marker maps partition numbers to the numbers of their record batches.
+    Rows are read in batches (``chunk.batch_rows``, more when there are many bins); each
+    batch gets its ``_healpix_29``, is grouped by partition (one stable radix sort of the
+    partition numbers, one take), and each bin's slice (consecutive partitions) is appended,
+    zstd-compressed, as a record batch to its group's file. The marker maps bin numbers to
+    the numbers of their record batches, and groups to their files.
     """
     work_dir = Path(work)
     out_schema = deserialize_schema(schema)
-    starts, ends, n_parts = load_plan_ranges(plan_path)
+    starts, ends, n_parts, bin_starts, group_of_bin = load_plan_ranges(plan_path)
     key_dtype = np.int16 if n_parts < 2**15 else np.int32
-    # enough rows per batch that a partition's slice averages >= PIECE_ROWS rows, so the
-    # number of pieces (record batches) stays far below the number of rows
-    batch_rows = max(chunk.batch_rows, min(PIECE_ROWS * n_parts, MAX_SPLIT_BATCH_ROWS))
+    # enough rows per batch that a bin's slice averages >= PIECE_ROWS rows: compression works
+    # on bigger buffers, and the number of pieces stays far below the number of rows
+    batch_rows = max(chunk.batch_rows, min(PIECE_ROWS * len(bin_starts), MAX_SPLIT_BATCH_ROWS))
     ra_type = out_schema.field(ra).type
-    path = work_dir / "split" / f"{chunk.id}.arrow"
-    tmp = temp_path(path)
+    options = pa.ipc.IpcWriteOptions(compression=STAGING_COMPRESSION)
+    writers: dict[int, tuple[Path, Path, Any, list[int]]] = {}  # group -> (path, tmp, writer, [batches])
     pieces: dict[str, list[int]] = {}
-    n_batches = rows = dropped = 0
+    rows = dropped = 0
+
+    def writer_of(group: int) -> tuple[Path, Path, Any, list[int]]:
+        if group not in writers:
+            path = work_dir / "split" / f"{chunk.id}.g{group:04d}.arrow"
+            tmp = temp_path(path)
+            writers[group] = (path, tmp, pa.ipc.new_file(str(tmp), out_schema, options=options), [0])
+        return writers[group]
+
     try:
-        with pa.ipc.new_file(str(tmp), out_schema) as writer:
-            for table in _rebatch(_iter_chunk(chunk, None, batch_rows), batch_rows):
-                table = _conform(table, out_schema, chunk.source)
-                ra_arr, dec_arr = _inputs.coordinate_arrays(table, ra, dec)
-                bad = invalid_mask(ra_arr, dec_arr)
-                if bad.any():
-                    if not drop_invalid:
-                        raise IngestError(
-                            f"input file {chunk.source} changed during the ingest (new invalid rows)"
-                        )
-                    keep = ~bad
-                    dropped += int(bad.sum())
-                    table = table.filter(pa.array(keep))
-                    ra_arr, dec_arr = ra_arr[keep], dec_arr[keep]
-                ra_arr, wrapped = wrap_ra(ra_arr)
-                if wrapped:
-                    col = pa.array(ra_arr).cast(ra_type, safe=False)
-                    table = table.set_column(table.schema.get_field_index(ra), ra, col)
-                idx = radec_to_healpix29(ra_arr, dec_arr)
-                pos = np.searchsorted(starts, idx, side="right") - 1
-                if idx.size and ((pos < 0).any() or (idx >= ends[np.maximum(pos, 0)]).any()):
+        for table in _rebatch(_iter_chunk(chunk, None, batch_rows), batch_rows):
+            table = _conform(table, out_schema, chunk.source)
+            ra_arr, dec_arr = _inputs.coordinate_arrays(table, ra, dec)
+            bad = invalid_mask(ra_arr, dec_arr)
+            if bad.any():
+                if not drop_invalid:
                     raise IngestError(
-                        f"input file {chunk.source} changed during the ingest (rows outside the plan)"
+                        f"input file {chunk.source} changed during the ingest (new invalid rows)"
                     )
-                counts = np.bincount(pos, minlength=n_parts)
-                perm = np.argsort(pos.astype(key_dtype), kind="stable")
-                table = table.add_column(0, out_schema.field(0), pa.array(idx)).take(perm).combine_chunks()
-                offset = 0
-                for p in np.flatnonzero(counts):
-                    n = int(counts[p])
-                    for rb in table.slice(offset, n).to_batches():
-                        writer.write_batch(rb)
-                        pieces.setdefault(str(p), []).append(n_batches)
-                        n_batches += 1
-                    offset += n
-                rows += table.num_rows
-    except (OSError, pa.ArrowInvalid) as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(
-            f"cannot split input file {chunk.source} (rows {chunk.row_start:,}+): {exc}"
-        ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+                keep = ~bad
+                dropped += int(bad.sum())
+                table = table.filter(pa.array(keep))
+                ra_arr, dec_arr = ra_arr[keep], dec_arr[keep]
+            ra_arr, wrapped = wrap_ra(ra_arr)
+            if wrapped:
+                col = pa.array(ra_arr).cast(ra_type, safe=False)
+                table = table.set_column(table.schema.get_field_index(ra), ra, col)
+            idx = radec_to_healpix29(ra_arr, dec_arr)
+            pos = np.searchsorted(starts, idx, side="right") - 1
+            if idx.size and ((pos < 0).any() or (idx >= ends[np.maximum(pos, 0)]).any()):
+                raise IngestError(
+                    f"input file {chunk.source} changed during the ingest (rows outside the plan)"
+                )
+            perm = np.argsort(pos.astype(key_dtype), kind="stable")
+            bins = np.searchsorted(bin_starts, pos, side="right") - 1
+            counts = np.bincount(bins, minlength=len(bin_starts))
+            table = table.add_column(0, out_schema.field(0), pa.array(idx)).take(perm).combine_chunks()
+            offset = 0
+            for b in np.flatnonzero(counts):
+                n = int(counts[b])
+                _, _, writer, next_batch = writer_of(int(group_of_bin[b]))
+                for rb in table.slice(offset, n).to_batches():
+                    writer.write_batch(rb)
+                    pieces.setdefault(str(b), []).append(next_batch[0])
+                    next_batch[0] += 1
+                offset += n
+            rows += table.num_rows
+        for _, _, writer, _ in writers.values():
+            writer.close()
+    except BaseException as exc:
+        for _, tmp, writer, _ in writers.values():
+            try:
+                writer.close()
+            except (OSError, pa.ArrowException):
+                pass
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, (OSError, pa.ArrowInvalid)):
+            raise InputError(
+                f"cannot split input file {chunk.source} (rows {chunk.row_start:,}+): {exc}"
+            ) from None
         raise
-    os.replace(tmp, path)
-    result = {"id": chunk.id, "path": str(path), "rows": rows, "dropped": dropped, "pieces": pieces}
+    files = {}
+    for group, (path, tmp, _, _) in writers.items():
+        os.replace(tmp, path)
+        files[str(group)] = str(path)
+    result = {"id": chunk.id, "files": files, "rows": rows, "dropped": dropped, "pieces": pieces}
     return _finish(work_dir, "split", chunk.id, result)
 
 
@@ -438,19 +465,23 @@ class ReduceItem:
     order: int
     pixel: int
     expected_rows: int
-    pieces: tuple[tuple[str, tuple[int, ...]], ...]
-    """``(split file, batch numbers)`` pairs."""
+    pieces: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    """``(split file, batch numbers)`` pairs, when the task gathers the rows itself."""
 
 
-def reduce_task(item: ReduceItem, *, work: str, catalog_dir: str, schema: str) -> dict[str, Any]:
-    """Gather one partition's rows from the split files, sort by ``_healpix_29``, write the file."""
+def reduce_task(
+    item: ReduceItem, *, work: str, catalog_dir: str, schema: str, table: pa.Table | None = None
+) -> dict[str, Any]:
+    """Write one partition's file: its rows (``table``, or gathered from ``item.pieces``)
+    sorted by ``_healpix_29``; then its marker."""
     out_schema = deserialize_schema(schema)
-    batches: list[pa.RecordBatch] = []
-    for path, numbers in item.pieces:
-        reader = pa.ipc.open_file(pa.memory_map(path))
-        batches.extend(reader.get_batch(i) for i in numbers)
-    table = pa.Table.from_batches(batches, schema=out_schema)
-    del batches
+    if table is None:
+        batches: list[pa.RecordBatch] = []
+        for path, numbers in item.pieces:
+            reader = pa.ipc.open_file(pa.memory_map(path))
+            batches.extend(reader.get_batch(i) for i in numbers)
+        table = pa.Table.from_batches(batches, schema=out_schema)
+        del batches
     if table.num_rows != item.expected_rows:
         raise IngestError(
             f"partition {PartitionPixel(item.order, item.pixel)} has {table.num_rows} rows, "
