@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean install
+.PHONY: demo test lint bench bench-scale clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_foundation.py --markdown bench-data/foundation.md
 	$(BIN)/python benchmarks/bench_crossmatch.py --markdown bench-data/crossmatch.md
+
+# the scale run (not in CI): ROWS rows generated, ingested and queried under SCALE_DIR
+ROWS      ?= 10000000
+SCALE_DIR ?= bench-data/scale-$(ROWS)
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py --rows $(ROWS) --workdir $(SCALE_DIR)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -245,6 +245,10 @@ class Sampler:
             self.disk = 0
             self.load = 0.0
 
+    def cpu_seconds(self) -> float:
+        t = self.proc.cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+
     def _tree_rss(self) -> int:
         total = 0
         for p in [self.proc, *self.proc.children(recursive=True)]:
@@ -301,6 +305,7 @@ class Run:
         print(f"== {name}  (load {os.getloadavg()[0]:.2f})", flush=True)
         self.sampler.reset()
         load0 = os.getloadavg()[0]
+        cpu0 = self.sampler.cpu_seconds()
         t0 = time.perf_counter()
         err = None
         try:
@@ -311,6 +316,9 @@ class Run:
             traceback.print_exc()
             out, err = {}, f"{type(exc).__name__}: {exc}"
         rec = {"stage": name, "seconds": round(time.perf_counter() - t0, 3), "load1_start": round(load0, 2)}
+        # CPU seconds of this process and its finished children: on a loaded machine a
+        # steadier measure of the work than the wall time
+        rec["cpu_s"] = round(self.sampler.cpu_seconds() - cpu0, 1)
         rec.update(self.sampler.snapshot())
         rec["load1_end"] = round(os.getloadavg()[0], 2)
         rec["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -569,19 +577,23 @@ def _detail(s: dict) -> str:
     return ""
 
 
+def _cpu(s: dict) -> str:
+    return f"{s['cpu_s']:.0f} s" if "cpu_s" in s else "n/a"
+
+
 def markdown(data: dict) -> str:
     m = data["machine"]
     lines = [
         f"{data['rows']:,} rows, started {data['started_utc']} UTC on {m['cpus']} cores, {m['memory_gib']} GiB "
         f"({m['platform']}, Python {m['python']}).",
         "",
-        "| stage | time | peak RSS (tree) | disk peak / end | load (start/max) | checked | detail |",
-        "|---|---:|---:|---:|---:|:-:|---|",
+        "| stage | time | CPU | peak RSS (tree) | disk peak / end | load (start/max) | checked | detail |",
+        "|---|---:|---:|---:|---:|---:|:-:|---|",
     ]
     for s in data["stages"]:
         ok = "error" if "error" in s else ("yes" if s.get("ok") else "NO")
         lines.append(
-            f"| {s['stage']} | {s['seconds']:.1f} s | {s['peak_rss_gib']:.2f} GiB | "
+            f"| {s['stage']} | {s['seconds']:.1f} s | {_cpu(s)} | {s['peak_rss_gib']:.2f} GiB | "
             f"{s['peak_disk_gb']:.1f} / {s['end_disk_gb']:.1f} GB | {s['load1_start']:.1f} / {s['max_load1']:.1f} | "
             f"{ok} | {_detail(s)} |"
         )
