@@ -24,7 +24,7 @@ from proxcompute.ops.stats import ColumnStats, may_match
 from proxcompute.plan.source import MemorySource, Source, StoredSource
 from proxcompute.sky import INDEX_COLUMN
 from proxcompute.storage import PartitionPixel, select_row_groups
-from proxcompute.storage.reader import open_partition_file
+from proxcompute.storage.reader import leaf_columns, open_partition_file
 
 __all__ = ["SOURCE_READERS", "clear_footer_cache", "footer", "iter_partition", "selected_row_groups"]
 
@@ -89,8 +89,8 @@ def selected_row_groups(md: pq.FileMetaData, ranges: np.ndarray | None, predicat
     rgs = select_row_groups(md, ranges)
     if predicate is None or not rgs:
         return rgs
-    names = md.schema.to_arrow_schema().names
-    cols = {c: names.index(c) for c in predicate.columns() if c in names}
+    leaves = leaf_columns(md)  # statistics are per leaf column: look columns up by path
+    cols = {c: leaves[c] for c in predicate.columns() if c in leaves}
     return [rg for rg in rgs if may_match(predicate, _row_group_stats(md, rg, cols))]
 
 

@@ -123,6 +123,23 @@ def _read_schema(root: Path, pixels: tuple[PartitionPixel, ...]) -> pa.Schema:
     raise StorageError(f"catalog {root} has no partitions and no _common_metadata")
 
 
+def leaf_columns(md: pq.FileMetaData) -> dict[str, int]:
+    """``{path: leaf index}`` of a Parquet footer's leaf (primitive) columns.
+
+    Row-group statistics are indexed by *leaf*: a struct, list or map column has one leaf per
+    primitive inside it (``lc.mjd``, ``sources.list.element.mag``), so a top-level column's
+    position among the schema's fields is not its statistics index. A flat top-level column's
+    path is its name; nested leaves have dotted paths.
+    """
+    schema = md.schema
+    return {schema.column(i).path: i for i in range(md.num_columns)}
+
+
+def leaf_index(md: pq.FileMetaData, path: str) -> int | None:
+    """Leaf index of column ``path`` (a flat column's name, or a dotted leaf path), or None."""
+    return leaf_columns(md).get(path)
+
+
 def _index_stats(md: pq.FileMetaData, rg: int, col: int) -> tuple[int, int] | None:
     stats = md.row_group(rg).column(col).statistics
     if stats is None or not stats.has_min_max:
@@ -135,10 +152,9 @@ def select_row_groups(md: pq.FileMetaData, ranges: np.ndarray | None) -> list[in
     n = md.num_row_groups
     if ranges is None:
         return list(range(n))
-    names = md.schema.to_arrow_schema().names
-    if INDEX_COLUMN not in names:
+    col = leaf_index(md, INDEX_COLUMN)
+    if col is None:
         return list(range(n))
-    col = names.index(INDEX_COLUMN)
     starts = ranges[:, 0]
     ends = ranges[:, 1]
     keep = []
