@@ -173,6 +173,7 @@ class Catalog:
         """
         if not isinstance(region, Region):
             raise InvalidRegionError(f"search() takes a Cone, Box or Polygon, got {type(region).__name__}")
+        self._check_user_columns((self.ra_column, self.dec_column), "a sky search")
         return self._derive(RegionFilter(self._plan, region))
 
     def cone_search(self, ra: float, dec: float, radius_arcsec: float) -> Catalog:
@@ -302,7 +303,9 @@ class Catalog:
             right_ra=right_plan.source.ra_column,
             right_dec=right_plan.source.dec_column,
         )
-        source = crossmatch_source(self._plan, right_plan, args, right_margin=right_margin, ensure_margin=ensure_margin)
+        source = crossmatch_source(
+            self._plan, right_plan, args, right_margin=right_margin, ensure_margin=ensure_margin
+        )
         return Catalog(Scan(source))
 
     def where(self, expr: str) -> Catalog:
@@ -412,12 +415,18 @@ class Catalog:
         elif include_margin is not False:
             margin_arcsec = float(_value(include_margin, "arcsec"))
             if not margin_arcsec > 0:
-                raise PlanError(f"include_margin must be True or a distance > 0 arcsec, got {include_margin!r}")
+                raise PlanError(
+                    f"include_margin must be True or a distance > 0 arcsec, got {include_margin!r}"
+                )
             margin_plan = child
-        schema = schema_from_meta(meta) if meta is not None else pa.schema([pa.field(INDEX_COLUMN, pa.int64())])
+        schema = (
+            schema_from_meta(meta) if meta is not None else pa.schema([pa.field(INDEX_COLUMN, pa.int64())])
+        )
         node = MapPartitions(child, fn, schema, bool(include_pixel), margin_plan, margin_arcsec)
         if meta is None:
-            node = MapPartitions(child, fn, execute.learn_schema(node), bool(include_pixel), margin_plan, margin_arcsec)
+            node = MapPartitions(
+                child, fn, execute.learn_schema(node), bool(include_pixel), margin_plan, margin_arcsec
+            )
         return self._derive(node)
 
     def skymap(
@@ -459,6 +468,22 @@ class Catalog:
         node = self._aggregate_node(order, aggregates)
         return SkyMap(execute.aggregate(node, client=client), name=self.name)
 
+    def _check_user_columns(self, needed: Sequence[str], what: str) -> None:
+        """After a user function, the columns a search reads must be in the result."""
+        from proxcompute.plan.map_partitions import MapPartitions
+
+        node: PlanNode = self._plan
+        while node.children and not isinstance(node, MapPartitions):
+            node = node.children[0]
+        if not isinstance(node, MapPartitions):
+            return  # searches on stored columns read what they need
+        missing = [c for c in needed if c not in self.columns]
+        if missing:
+            raise PlanError(
+                f"{what} after map_partitions needs the columns {', '.join(needed)} in the result; "
+                f"missing {', '.join(missing)}: keep them in the function's output (and the column selection)"
+            )
+
     def _aggregate_node(self, order: int, aggregates: dict[str, Any] | None) -> PlanNode:
         from proxcompute.plan.aggregate import Aggregate, AggSpec, HealpixKey
 
@@ -468,7 +493,9 @@ class Catalog:
                 specs.append(how)
             elif isinstance(how, str):
                 if how != "count":
-                    raise PlanError(f"aggregate {name!r}: {how!r} needs a column, e.g. {{{name!r}: ('mag', {how!r})}}")
+                    raise PlanError(
+                        f"aggregate {name!r}: {how!r} needs a column, e.g. {{{name!r}: ('mag', {how!r})}}"
+                    )
                 specs.append(AggSpec(name, "count"))
             elif isinstance(how, tuple | list) and len(how) == 2:
                 specs.append(AggSpec(name, str(how[1]), str(how[0])))
@@ -657,7 +684,9 @@ class Catalog:
         coords = self[[self.ra_column, self.dec_column]]
         n = coords.count()
         if n > max_rows:
-            raise ValueError(f"{n:,} rows to plot (max_rows={max_rows:,}): narrow the catalog or raise max_rows")
+            raise ValueError(
+                f"{n:,} rows to plot (max_rows={max_rows:,}): narrow the catalog or raise max_rows"
+            )
         table = execute.compute_table(coords.plan)
         ra = table.column(self.ra_column).to_numpy()
         dec = table.column(self.dec_column).to_numpy()
