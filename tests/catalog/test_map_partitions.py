@@ -253,7 +253,7 @@ def test_on_a_distributed_cluster(stored_cat, sky_df, dask_client):
     pd.testing.assert_frame_equal(
         _sorted(got.drop(columns=[INDEX_COLUMN])), _sorted(colours(sky_df)), check_dtype=False
     )
-    with pytest.raises(UserFunctionError, match="Norder=.*ZeroDivisionError") as err:
+    with pytest.raises(UserFunctionError, match=r"Norder=.*ZeroDivisionError") as err:
         stored_cat.map_partitions(broken, meta={"x": float}).compute(client=dask_client)
     assert "return df.assign(x=1 / 0)" in str(err.value)
 

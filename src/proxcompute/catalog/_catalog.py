@@ -303,9 +303,7 @@ class Catalog:
             right_ra=right_plan.source.ra_column,
             right_dec=right_plan.source.dec_column,
         )
-        source = crossmatch_source(
-            self._plan, right_plan, args, right_margin=right_margin, ensure_margin=ensure_margin
-        )
+        source = crossmatch_source(self._plan, right_plan, args, right_margin=right_margin, ensure_margin=ensure_margin)
         return Catalog(Scan(source))
 
     def where(self, expr: str) -> Catalog:
@@ -684,9 +682,7 @@ class Catalog:
         coords = self[[self.ra_column, self.dec_column]]
         n = coords.count()
         if n > max_rows:
-            raise ValueError(
-                f"{n:,} rows to plot (max_rows={max_rows:,}): narrow the catalog or raise max_rows"
-            )
+            raise ValueError(f"{n:,} rows to plot (max_rows={max_rows:,}): narrow the catalog or raise max_rows")
         table = execute.compute_table(coords.plan)
         ra = table.column(self.ra_column).to_numpy()
         dec = table.column(self.dec_column).to_numpy()
