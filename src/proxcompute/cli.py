@@ -184,6 +184,11 @@ def _write_table(df, out: Path) -> None:
         df.to_parquet(tmp, index=False)
         tmp.replace(out)
     elif suffix == ".csv":
+        import pyarrow as pa
+
+        from proxcompute.formats import check_flat
+
+        check_flat(pa.Schema.from_pandas(df, preserve_index=False), "CSV")  # no Python reprs in cells
         tmp = out.with_name(out.name + ".tmp")
         df.to_csv(tmp, index=False)
         tmp.replace(out)

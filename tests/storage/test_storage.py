@@ -125,9 +125,6 @@ def test_errors_survive_pickling():
 
     from proxcompute.errors import ColumnNotFoundError
 
-    for exc in (
-        CorruptPartitionError("/x/Npix=1.parquet", "bad magic"),
-        ColumnNotFoundError("magg", ["mag", "ra"]),
-    ):
+    for exc in (CorruptPartitionError("/x/Npix=1.parquet", "bad magic"), ColumnNotFoundError("magg", ["mag", "ra"])):
         back = pickle.loads(pickle.dumps(exc))
         assert type(back) is type(exc) and str(back) == str(exc)

@@ -85,6 +85,4 @@ def from_dataframe(
     >>> len(cat), cat.columns[:3], len(cat.partitions) >= 10
     (10000, ['_healpix_29', 'id', 'ra'], True)
     """
-    return Catalog(
-        Scan(memory_source(df, name=name, ra_column=ra_column, dec_column=dec_column, max_rows=max_rows))
-    )
+    return Catalog(Scan(memory_source(df, name=name, ra_column=ra_column, dec_column=dec_column, max_rows=max_rows)))

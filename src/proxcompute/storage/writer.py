@@ -71,9 +71,7 @@ def write_partition_file(
     path = partition_path(root, pixel.order, pixel.pixel)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = sort_by_index(table).replace_schema_metadata(None)
-    tmp = path.with_name(
-        f"{path.name}.{uuid.uuid4().hex[:8]}.part"
-    )  # unique: a cancelled task cannot collide
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.part")  # unique: a cancelled task cannot collide
     pq.write_table(
         table,
         tmp,
@@ -110,9 +108,7 @@ def check_destination(dest: str | os.PathLike, overwrite: bool) -> Path:
     """Refuse an existing destination unless ``overwrite``; return it as a Path."""
     d = Path(dest)
     if d.exists() and not overwrite:
-        raise CatalogExistsError(
-            f"output directory {d} already exists; pass --overwrite (overwrite=True) to replace it"
-        )
+        raise CatalogExistsError(f"output directory {d} already exists; pass --overwrite (overwrite=True) to replace it")
     if d.exists() and not d.is_dir():
         raise CatalogExistsError(f"output path {d} exists and is not a directory")
     return d
@@ -139,9 +135,7 @@ def publish(staging: str | os.PathLike, dest: str | os.PathLike, overwrite: bool
     old = None
     if dest.exists():
         if not overwrite:
-            raise CatalogExistsError(
-                f"output directory {dest} already exists; pass --overwrite to replace it"
-            )
+            raise CatalogExistsError(f"output directory {dest} already exists; pass --overwrite to replace it")
         old = dest.with_name(f"{dest.name}.old-{uuid.uuid4().hex[:8]}")
         os.rename(dest, old)
     os.rename(staging, dest)
@@ -150,9 +144,7 @@ def publish(staging: str | os.PathLike, dest: str | os.PathLike, overwrite: bool
     return dest
 
 
-def write_dataset_metadata(
-    root: str | os.PathLike, pixels: Iterable[PartitionPixel], schema: pa.Schema
-) -> None:
+def write_dataset_metadata(root: str | os.PathLike, pixels: Iterable[PartitionPixel], schema: pa.Schema) -> None:
     """Write ``dataset/_common_metadata`` and ``dataset/_metadata`` from the partition footers."""
     ddir = dataset_dir(root)
     ddir.mkdir(parents=True, exist_ok=True)
