@@ -191,3 +191,89 @@ def test_margin_reader_prunes_by_leaf_path(nested):
             np.sort(got.column("id").to_numpy()), np.sort(want.column("id").to_numpy())
         )
     assert checked > 0
+
+
+# -- nested columns as users hold them ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "column"),
+    [
+        ("sources.mag < 16", "sources.mag"),
+        ("`sources.mag` < 16", "sources.mag"),
+        ("pos.x > 3", "pos.x"),
+        ("lc > 1", "lc"),
+    ],
+)
+def test_where_on_a_nested_field_is_a_clear_error(nested, expr, column):
+    from proxcompute.errors import PlanError
+
+    dest, _ = nested
+    with pytest.raises(PlanError, match=rf"cannot filter on '{column}'.*nested column"):
+        open_catalog(dest).where(expr)
+
+
+def test_to_catalog_writes_nested_columns_back(nested, tmp_path):
+    dest, df = nested
+    out = open_catalog(dest).cone_search(45.2, 29.8, 1800.0).to_catalog(tmp_path / "copy")
+    src_types = {f.name: f.type for f in open_catalog(dest).schema}
+    assert {f.name: f.type for f in out.schema} == src_types
+    got = out.compute().set_index("id")
+    want = df.set_index("id").loc[got.index]
+    for a, b in zip(got["sources"], want["sources"], strict=True):
+        assert [(s["mag"], s["band"]) for s in a] == [(s["mag"], s["band"]) for s in b]
+    for a, b in zip(got["lc"], want["lc"], strict=True):
+        assert list(a["flux"]) == list(b["flux"])
+    assert out.where("mag < 18").count() == int((want["mag"] < 18).sum())
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "votable"])
+def test_one_value_per_cell_formats_refuse_nested_columns(nested, fmt):
+    import io
+
+    from proxcompute.errors import InputError
+    from proxcompute.formats import write_table
+
+    dest, _ = nested
+    table = open_catalog(dest).cone_search(45.2, 29.8, 600.0)[["id", "sources"]].to_arrow()
+    buf = io.BytesIO()
+    with pytest.raises(InputError, match=r"column 'sources': it is nested .*write Parquet"):
+        write_table(table, table.schema, buf, fmt)
+    assert buf.getvalue() == b""  # refused before writing anything
+
+
+def test_parquet_output_keeps_nested_columns(nested):
+    import io
+
+    from proxcompute.formats import write_table
+
+    dest, _ = nested
+    table = open_catalog(dest).cone_search(45.2, 29.8, 600.0)[["id", "sources", "lc"]].to_arrow()
+    buf = io.BytesIO()
+    assert write_table(table, table.schema, buf, "parquet") == table.num_rows > 0
+    back = pq.read_table(io.BytesIO(buf.getvalue()))
+    assert back.equals(table)
+
+
+def test_cli_info_and_cone_with_nested_columns(nested, tmp_path, capsys):
+    import json
+
+    from proxcompute.cli import main
+
+    dest, df = nested
+    capsys.readouterr()
+    assert main(["info", str(dest), "--json"]) == 0
+    nested_fields = json.loads(capsys.readouterr().out)["nested_fields"]
+    assert nested_fields["sources"] == {"sources.mag": "list<double>", "sources.band": "list<string>"}
+    assert set(nested_fields["lc"]) == {"lc.mjd", "lc.flux"}
+    assert main(["info", str(dest)]) == 0
+    assert "sources.mag" in capsys.readouterr().out
+    args = ["cone", str(dest), "--ra", "45.2", "--dec", "29.8", "--radius-arcsec", "600"]
+    assert main([*args, "--out", str(tmp_path / "c.csv")]) != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "column 'lc': it is nested" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+    assert main([*args, "--out", str(tmp_path / "c.parquet")]) == 0
+    got = pq.read_table(tmp_path / "c.parquet")
+    assert got.schema.field("sources").type == open_catalog(dest).schema.field("sources").type
+    assert np.array_equal(np.sort(got.column("id").to_numpy()), _brute(df, 45.2, 29.8, 600.0))
