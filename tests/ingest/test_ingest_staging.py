@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import time
@@ -11,8 +12,10 @@ import pyarrow as pa
 import pytest
 from ingest_helpers import check_catalog
 
+from proxcompute.errors import IngestError
 from proxcompute.ingest import _reduce, _tasks, ingest
 from proxcompute.ingest._reduce import plan_bins
+from proxcompute.storage.layout import partition_path
 
 
 def test_bins_are_consecutive_bounded_and_cover_every_partition():
@@ -138,3 +141,37 @@ def test_a_resumed_reduce_skips_released_groups(sky, write_parts, tmp_path, clie
     check_catalog(tmp_path / "cat", sky, name="cat", max_rows=2_000)
     redone = {p.name for p in redone_log.iterdir()}
     assert redone and not (redone & done_before)
+
+
+def test_out_of_disk_is_a_clear_error_and_resumable(sky, write_parts, tmp_path, client, monkeypatch):
+    """A full disk while partitions are written: one IngestError naming the staging directory,
+    the free and the needed space, and what to do; nothing published; resume finishes it."""
+    files = write_parts(sky, n=2)
+    original = _tasks.write_partition_file
+    marker = tmp_path / "disk-full"
+    marker.touch()
+
+    def filling(root, pixel, table, *a, **kw):
+        if marker.exists() and pixel.pixel % 2:  # some partitions are written, then the disk fills
+            path = partition_path(root, pixel.order, pixel.pixel)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.with_name(f"{path.name}.0badf00d.part").write_bytes(
+                b"PAR1 cut short"
+            )  # as the writer leaves it
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(root, pixel, table, *a, **kw)
+
+    monkeypatch.setattr(_tasks, "write_partition_file", filling)
+    out = tmp_path / "cat"
+    with pytest.raises(IngestError) as info:
+        ingest(files, out, max_rows=2_000, margin_arcsec=0, client=client, show_progress=False)
+    msg = str(info.value)
+    assert "out of disk space in" in msg and str(tmp_path / "cat.tmp-ingest") in msg
+    assert "GB free" in msg and "GB in all" in msg and "resume=True" in msg
+    assert not out.exists()
+    assert not list((tmp_path / "cat.tmp-ingest").rglob("*.part"))  # no half-written file kept
+    marker.unlink()  # space freed
+    time.sleep(0.3)  # a task still running on the other thread finishes
+    res = ingest(files, out, max_rows=2_000, margin_arcsec=0, client=client, show_progress=False, resume=True)
+    check_catalog(out, sky, name="cat", max_rows=2_000)
+    assert res.rows == len(sky)

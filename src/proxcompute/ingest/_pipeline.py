@@ -31,7 +31,7 @@ import numpy as np
 from proxcompute.errors import IngestError, InvalidCoordinatesError, ProxError
 from proxcompute.ingest import _plan, _reduce, _tasks
 from proxcompute.ingest._inputs import InputFile, resolve_inputs
-from proxcompute.ingest._staging import Staging, atomic_write_json, read_json, task_marker
+from proxcompute.ingest._staging import Staging, atomic_write_json, is_out_of_space, read_json, task_marker
 from proxcompute.ingest._tasks import HISTOGRAM_ORDER, Chunk
 from proxcompute.storage import CatalogBuilder, check_destination, publish, write_collection_properties
 from proxcompute.storage.layout import PartitionPixel
@@ -342,6 +342,7 @@ class _Run:
             atomic_write_json(self.plan_path, plan)
             self.clock.lap("plan")
         _plan.check_plan(plan, o.max_rows, o.ra, o.dec, o.drop_invalid)
+        self.run.needed_bytes = _plan.estimate_output_bytes(plan)
         return plan
 
     def split_and_reduce(self, plan: dict[str, Any]) -> tuple[dict[PartitionPixel, int], int]:
@@ -455,6 +456,8 @@ class _StageRunner:
         self.client = client
         self.staging = staging
         self.show_progress = show_progress
+        self.needed_bytes: int | None = None
+        """Estimated bytes the ingest writes (for the out-of-disk message), once planned."""
 
     def __call__(
         self,
@@ -477,14 +480,19 @@ class _StageRunner:
                 todo.append(item)
         from proxcompute.execute import map_tasks
 
-        computed = map_tasks(
-            func,
-            todo,
-            client=self.client,
-            description=f"ingest: {description}",
-            show_progress=self.show_progress,
-            **kwargs,
-        )
+        try:
+            computed = map_tasks(
+                func,
+                todo,
+                client=self.client,
+                description=f"ingest: {description}",
+                show_progress=self.show_progress,
+                **kwargs,
+            )
+        except OSError as exc:
+            if is_out_of_space(exc):
+                raise self.staging.out_of_space(stage, self.needed_bytes) from None
+            raise
         for item, res in zip(todo, computed, strict=True):
             results[item.id] = res
         return [results[item.id] for item in items]

@@ -24,6 +24,7 @@ from proxcompute.storage.partitioning import plan_partitions
 __all__ = [
     "check_plan",
     "discover_parquet",
+    "estimate_output_bytes",
     "make_plan",
     "merge_scan_histograms",
     "scan_units",
@@ -212,6 +213,19 @@ def merge_scan_histograms(paths: list[str], max_total: int) -> tuple[np.ndarray,
             dense[h["pixels"]] += h["counts"].astype(dtype)  # pixels are unique within one histogram
     pixels = np.flatnonzero(dense)
     return pixels, dense[pixels].astype(np.int64)
+
+
+def estimate_output_bytes(plan: dict[str, Any]) -> int:
+    """Rough bytes of the catalog: the rows at their in-memory width (variable-width columns
+    counted as 16 bytes); Parquet's compression and the margin roughly cancel out."""
+    schema = _tasks.deserialize_schema(plan["schema"])
+    width = 0
+    for field in schema:
+        try:
+            width += max(field.type.bit_width // 8, 1)
+        except ValueError:  # variable width
+            width += 16
+    return int(plan["input_rows"]) * width
 
 
 def check_plan(plan: dict[str, Any], max_rows: int, ra: str, dec: str, drop_invalid: bool) -> None:

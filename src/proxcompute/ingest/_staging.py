@@ -24,6 +24,7 @@ vouches for, so a marker never claims work that did not finish.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ from typing import Any
 
 from proxcompute.errors import IngestError
 
-__all__ = ["Staging", "atomic_write_json", "read_json", "task_marker", "temp_path"]
+__all__ = ["Staging", "atomic_write_json", "is_out_of_space", "read_json", "task_marker", "temp_path"]
 
 MANIFEST_VERSION = 2
 """2: split files per group of bins, zstd-compressed (a version-1 staging cannot be resumed)."""
@@ -65,6 +66,13 @@ def read_json(path: Path) -> Any | None:
             return json.load(fh)
     except (OSError, ValueError):
         return None
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """True for the error of a write to a full disk (or an exhausted quota)."""
+    return isinstance(exc, OSError) and (
+        getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
+    )
 
 
 class Staging:
@@ -129,6 +137,16 @@ class Staging:
         self.collection.mkdir()
         atomic_write_json(self.manifest_path, {**manifest, "run": run})
         return False
+
+    def out_of_space(self, stage: str, needed_bytes: int | None) -> IngestError:
+        """The error for a full disk during ``stage``: where, how much is free and needed, what to do."""
+        free = shutil.disk_usage(self.root).free
+        need = f"; the ingest writes about {needed_bytes / 1e9:.1f} GB in all" if needed_bytes else ""
+        return IngestError(
+            f"out of disk space in {self.root} during the {stage} stage ({free / 1e9:.2f} GB free{need}: "
+            "the catalog, and its staging while the partitions are written). Nothing was published; "
+            "free some space and run the same ingest again with resume=True: finished tasks are kept"
+        )
 
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

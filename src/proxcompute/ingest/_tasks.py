@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from proxcompute.errors import IngestError, InputError
 from proxcompute.ingest import _inputs
-from proxcompute.ingest._staging import atomic_write_json, task_marker, temp_path
+from proxcompute.ingest._staging import atomic_write_json, is_out_of_space, task_marker, temp_path
 from proxcompute.sky.healpix import INDEX_ORDER, radec_to_healpix29
 from proxcompute.storage.layout import PartitionPixel, partition_path
 from proxcompute.storage.partitioning import DEFAULT_HISTOGRAM_ORDER
@@ -441,7 +441,7 @@ def split_task(
             except (OSError, pa.ArrowException):
                 pass
             tmp.unlink(missing_ok=True)
-        if isinstance(exc, (OSError, pa.ArrowInvalid)):
+        if isinstance(exc, (OSError, pa.ArrowInvalid)) and not is_out_of_space(exc):
             raise InputError(
                 f"cannot split input file {chunk.source} (rows {chunk.row_start:,}+): {exc}"
             ) from None
@@ -492,9 +492,17 @@ def reduce_task(
         table = table.take(np.argsort(idx))
     table = table.combine_chunks()
     pixel = PartitionPixel(item.order, item.pixel)
-    rows = write_partition_file(catalog_dir, pixel, table)
+    path = partition_path(catalog_dir, pixel.order, pixel.pixel)
+    try:
+        rows = write_partition_file(catalog_dir, pixel, table)
+    except BaseException:
+        # a write cut short (e.g. a full disk) can leave the writer's temporary file, which
+        # the published catalog must not hold
+        for leftover in path.parent.glob(f"{path.name}.*.part"):
+            leftover.unlink(missing_ok=True)
+        raise
     del table
-    _fsync(partition_path(catalog_dir, pixel.order, pixel.pixel))  # now, in parallel, not all at publish
+    _fsync(path)  # now, in parallel, not all at publish
     return _finish(
         Path(work), "reduce", item.id, {"id": item.id, "order": item.order, "pixel": item.pixel, "rows": rows}
     )
