@@ -130,9 +130,12 @@ def ingest(
     The work runs as Dask tasks, out of core, in bounded memory whatever the input size: a
     scan or split task reads one chunk of input (up to 4 million rows: a group of Parquet row
     groups, or batches of a converted file) in batches of ~12 MiB (65 thousand to 2 million
-    rows), and a reduce task holds one output partition (at most ``max_rows`` rows, unless a
-    single order-10 pixel holds more, which is warned about; lower ``max_rows`` for very wide
-    rows). The input only has to fit on disk, about twice (staging plus output). CSV, FITS
+    rows), and a reduce task holds up to 2 million rows of consecutive partitions (or one
+    partition, if bigger: a single order-10 pixel can exceed ``max_rows``, which is warned
+    about; lower ``max_rows`` for very wide rows). Besides the input, the disk must hold about
+    the catalog's size: the staged rows are zstd-compressed and released group by group as
+    the partitions are written (a full disk stops the ingest with a message saying how much
+    it needs; ``resume=True`` continues it). CSV, FITS
     and VOTable files are read once, by one task per file, and converted to Arrow in the
     staging directory: CSV streams, FITS is memory-mapped, but astropy parses a VOTable whole.
 
