@@ -236,7 +236,7 @@ def main() -> None:
                 times[name].append(t)
             print(f"  map {name:12s} {t:7.2f} s  ({len(ids):,} rows)", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
-    results["map"] = {"rows": args.map_rows, "partitions": len(files), "out_rows": int(len(want)),
+    results["map"] = {"rows": args.map_rows, "partitions": len(files), "out_rows": len(want),
                       "times": times, "median": med}  # fmt: skip
 
     # sky map at order 10
