@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from proxcompute.errors import CorruptPartitionError, StorageError
-from proxcompute.sky.healpix import PartitionPixel, order_to_healpix29_range
+from proxcompute.sky.healpix import PartitionPixel
 
 __all__ = [
     "COLLECTION_PROPERTIES",
