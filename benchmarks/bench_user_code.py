@@ -107,7 +107,9 @@ def ours_map(cat, meta) -> pd.DataFrame:
 def lsdb_map(path: Path, meta) -> pd.DataFrame:
     import lsdb
 
-    return lsdb.open_catalog(path).map_partitions(colours, meta=meta).compute()
+    # LSDB keeps _healpix_29 as the index: its meta has the other columns
+    lmeta = meta.set_index("_healpix_29")
+    return lsdb.open_catalog(path).map_partitions(colours, meta=lmeta).compute(progress_bar=False)
 
 
 # -- sky maps ----------------------------------------------------------------------------------
@@ -153,7 +155,7 @@ def lsdb_skymap(path: Path) -> tuple[np.ndarray, np.ndarray]:
     cat = lsdb.open_catalog(path, columns=["mag"])
     meta = pd.DataFrame({"pix": pd.Series([], dtype="int64"), "n": pd.Series([], dtype="int64"),
                          "s": pd.Series([], dtype="float64")})  # fmt: skip
-    parts = cat.map_partitions(_lsdb_pixel_sums, meta=meta).compute()
+    parts = cat.map_partitions(_lsdb_pixel_sums, meta=meta).compute(progress_bar=False)
     g = parts.groupby("pix")[["n", "s"]].sum()
     npix = 12 * 4**ORDER
     n = np.zeros(npix, dtype=np.int64)
