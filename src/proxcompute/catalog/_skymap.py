@@ -268,10 +268,7 @@ class SkyMap:
         )
         thumb = ""
         try:
-            import matplotlib
-
-            matplotlib.use(matplotlib.get_backend())  # keep the user's backend
-            from matplotlib.figure import Figure
+            from matplotlib.figure import Figure  # no pyplot: the user's backend and figures are untouched
 
             fig = Figure(figsize=(4, 2.3))
             self.plot(ax=fig.add_subplot(), width=240, title="")
