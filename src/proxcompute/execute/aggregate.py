@@ -19,12 +19,13 @@ from proxcompute.errors import PlanError
 from proxcompute.execute.partition import PROGRESS_DIR, PartitionJob, run_partition
 from proxcompute.execute.run import iter_completed
 from proxcompute.ops.aggregate import MergedState, Partial, partial_aggregate
+from proxcompute.ops.filters import apply_filters
 from proxcompute.plan.aggregate import Aggregate
-from proxcompute.plan.nodes import PlanNode, find_scan
+from proxcompute.plan.nodes import Filter, PlanNode, Project, RegionFilter, find_scan
 from proxcompute.plan.optimizer import OptFlags, optimize
 from proxcompute.storage import PartitionPixel
 
-__all__ = ["aggregate", "aggregate_partition", "aggregate_partition_kept", "aggregate_table"]
+__all__ = ["aggregate", "aggregate_partition", "aggregate_partition_kept", "aggregate_table", "contains_aggregate"]
 
 
 def aggregate_partition(plan: Aggregate, pixel: PartitionPixel) -> Partial:
@@ -84,5 +85,35 @@ def aggregate(
 
 
 def aggregate_table(plan: PlanNode, *, client: Any = None, flags: OptFlags | None = None) -> pa.Table:
-    """Run an Aggregate plan; one row per non-empty group, keys then aggregates."""
-    return aggregate(plan, client=client, flags=flags).finalize()
+    """Run a plan whose root is an Aggregate, or filters/projections over one (``HAVING``).
+
+    One row per non-empty group, keys then aggregates; the nodes above the aggregate then
+    filter and select those rows in this process (they are few).
+    """
+    above: list[PlanNode] = []
+    node = plan
+    while not isinstance(node, Aggregate):
+        if not isinstance(node, Filter | Project | RegionFilter) or not node.children:
+            raise PlanError(f"aggregate_table() runs an Aggregate plan, not {type(plan).__name__}")
+        above.append(node)
+        node = node.children[0]
+    table = aggregate(node, client=client, flags=flags).finalize()
+    for parent in reversed(above):
+        if isinstance(parent, Project):
+            table = table.select(list(parent.columns))
+        elif isinstance(parent, Filter):
+            table = apply_filters(table, predicate=parent.predicate)
+        else:
+            src = parent.source
+            table = apply_filters(table, regions=[parent.region], ra_column=src.ra_column, dec_column=src.dec_column)
+    return table
+
+
+def contains_aggregate(plan: PlanNode) -> bool:
+    """Whether an Aggregate is anywhere in ``plan``."""
+    node: PlanNode | None = plan
+    while node is not None:
+        if isinstance(node, Aggregate):
+            return True
+        node = node.children[0] if node.children else None
+    return False
