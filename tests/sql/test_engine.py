@@ -5,8 +5,10 @@ import shutil
 import pytest
 
 import proxcompute
+from proxcompute import execute
 from proxcompute.catalog import from_dataframe
 from proxcompute.errors import CorruptPartitionError, SqlError
+from proxcompute.plan import optimize
 from proxcompute.sql.engine import run_sql, run_sql_on_file
 from proxcompute.synthetic import generate_catalog
 
@@ -54,7 +56,7 @@ def test_corrupt_partition_is_named(stored, tmp_path):
     victim = sorted(broken.rglob("Npix=*.parquet"))[2]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])
     res = proxcompute.sql("SELECT flag, COUNT(*) AS n FROM c GROUP BY flag", {"c": broken})
-    assert res._plan.direct_sql is not None
+    assert execute.strategy(optimize(res.plan)) == "single-scan"
     with pytest.raises(CorruptPartitionError) as info:
         res.compute()
     assert info.value.path.endswith(victim.name)
@@ -67,8 +69,11 @@ def test_direct_and_arrow_paths_agree(stored):
     mem = proxcompute.open_catalog(stored)
     q = "SELECT flag, COUNT(*) AS n, AVG(mag) AS m, MIN(color) AS c FROM c WHERE mag < 21 GROUP BY flag ORDER BY flag"
     direct = proxcompute.sql(q, {"c": stored})
-    via_arrow = proxcompute.sql(q, {"c": mem.where("dec > -91")})  # a filtered catalog: read through Arrow
-    assert direct._plan.direct_sql is not None and via_arrow._plan.direct_sql is None
-    a, b = direct.compute(), via_arrow.compute()
+    via_arrow = proxcompute.sql(q, {"c": mem.where("dec > -91")})
+    assert execute.strategy(optimize(direct.plan)) == "single-scan"
+    a = direct.compute()
+    with execute.observe(execute.TaskObserver()):  # observed: one task per partition
+        assert execute.strategy(optimize(via_arrow.plan)) == "partitions"
+        b = via_arrow.compute()
     assert a["n"].tolist() == b["n"].tolist() and a["flag"].tolist() == b["flag"].tolist()
     assert a["m"].tolist() == pytest.approx(b["m"].tolist(), rel=1e-12)

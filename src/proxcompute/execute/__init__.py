@@ -4,6 +4,7 @@ from proxcompute.execute.crossmatch import crossmatch_partition
 from proxcompute.execute.explain import describe_reads
 from proxcompute.execute.frames import to_dask
 from proxcompute.execute.progress import progress_bar
+from proxcompute.execute.query import STREAM_CHUNK_PARTITIONS, compute_query, iter_tables, strategy
 from proxcompute.execute.reader import clear_footer_cache
 from proxcompute.execute.run import (
     IN_PROCESS_MAX_PARTITIONS,
@@ -21,20 +22,24 @@ from proxcompute.execute.tasks import map_tasks
 
 __all__ = [
     "IN_PROCESS_MAX_PARTITIONS",
+    "STREAM_CHUNK_PARTITIONS",
     "Cancelled",
     "TaskObserver",
     "clear_footer_cache",
+    "compute_query",
     "compute_table",
     "count",
     "crossmatch_partition",
     "current_client",
     "describe_reads",
     "head",
+    "iter_tables",
     "local_client",
     "map_partitions",
     "map_tasks",
     "observe",
     "progress_bar",
+    "strategy",
     "to_catalog",
     "to_dask",
 ]

@@ -230,7 +230,13 @@ def with_extra_columns(plan: PlanNode, extra: Sequence[str]) -> PlanNode:
 
 def output_schema(plan: PlanNode) -> pa.Schema:
     """Arrow schema of the plan's result."""
-    schema = plan.source.schema
+    own = getattr(plan, "output_arrow_schema", None)  # relational nodes compute their own
+    if own is not None:
+        return own()
+    if isinstance(plan, Project) and hasattr(plan.child, "output_arrow_schema"):
+        schema = output_schema(plan.child)
+    else:
+        schema = plan.source.schema
     return pa.schema([schema.field(c) for c in plan.output_columns()])
 
 

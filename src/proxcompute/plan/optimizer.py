@@ -6,7 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from proxcompute.plan.nodes import PlanNode
-from proxcompute.plan.rules import filters_into_scan, prune_partitions, push_filters, push_projection
+from proxcompute.plan.rules import (
+    filters_into_scan,
+    fuse_top_n,
+    prune_partitions,
+    push_filters,
+    push_projection,
+)
 
 __all__ = ["RULES", "OptFlags", "optimize"]
 
@@ -15,6 +21,7 @@ RULES: tuple[tuple[str, Callable[[PlanNode], PlanNode]], ...] = (
     ("filters_into_scan", filters_into_scan),
     ("prune_partitions", prune_partitions),
     ("push_projection", push_projection),
+    ("fuse_top_n", fuse_top_n),
 )
 """Rules in the order they run: ``(name, rule)``."""
 
@@ -27,6 +34,7 @@ class OptFlags:
     filters_into_scan: bool = True
     prune_partitions: bool = True
     push_projection: bool = True
+    fuse_top_n: bool = True
 
     @classmethod
     def none(cls) -> OptFlags:

@@ -9,12 +9,17 @@ from __future__ import annotations
 from dataclasses import replace
 
 from proxcompute.plan.nodes import Filter, PlanNode, Project, RegionFilter, Scan
+from proxcompute.plan.rules.push_filters import _below_operators
 
 __all__ = ["push_projection"]
 
 
 def push_projection(plan: PlanNode) -> PlanNode:
-    """``plan`` with the Scan reading only the required columns."""
+    """``plan`` with the Scan reading only the required columns (below relational nodes, the
+    columns the lowest one reads)."""
+    below = _below_operators(plan, push_projection)
+    if below is not None:
+        return below
     if isinstance(plan, Project) and isinstance(plan.child, Scan):
         return replace(plan.child, columns=plan.columns)
     required = set(plan.output_columns())
