@@ -86,3 +86,26 @@ def test_distinct_and_streamed_limit_equal_pandas(scan, source):
     got = pd.concat([t.to_pandas() for t in execute.iter_tables(plan)])
     assert got["id"].tolist() == df[df.mag > 22]["id"].iloc[3:8].tolist()
     assert execute.strategy(optimize(plan)) == "stream"
+
+
+@pytest.mark.parametrize(("n", "offset", "desc"), [(10, 0, False), (3, 5, False), (25, 0, True), (1, 0, False)])
+def test_top_n_on_a_stored_catalog_equals_numpy(tmp_path_factory, n, offset, desc):
+    """The row-group statistics path (ascending) and the single scan (descending)."""
+    from proxcompute.catalog import from_dataframe
+    from proxcompute.plan.nodes import Scan
+    from proxcompute.synthetic import generate_catalog
+
+    df = generate_catalog(20_000, seed=11)
+    path = tmp_path_factory.mktemp("topn") / "cat"
+    from_dataframe(df, name="cat", max_rows=2_000).to_catalog(path)
+    from proxcompute.catalog import open_catalog
+
+    cat = open_catalog(path)
+    scan = cat.plan
+    assert isinstance(scan, Scan)
+    plan = Limit(Sort(Project(scan, ("id", "mag")), (SortKey("mag", descending=desc), SortKey("id"))), n, offset)
+    how = execute.strategy(optimize(plan))
+    assert how == ("single-scan" if desc else "top-n-statistics")
+    got = execute.compute_query(plan).to_pandas()
+    order = np.lexsort((df["id"].to_numpy(), -df["mag"].to_numpy() if desc else df["mag"].to_numpy()))
+    np.testing.assert_array_equal(got["id"].to_numpy(), df["id"].to_numpy()[order][offset : offset + n])

@@ -10,6 +10,9 @@ the driver. How the partition work runs is decided here (:func:`strategy`):
     a ``Limit`` over row-by-row work: partitions in storage order, a few at a time, stopping
     once enough rows are out (:func:`iter_tables`; a catalog plan without row operators and
     no client reads row group by row group, as :func:`~proxcompute.execute.head` does);
+``top-n-statistics``
+    ``TopN`` by a stored numeric column, no cluster: row groups read best-first by their
+    statistics until no other can contribute (:mod:`proxcompute.execute.topn`);
 ``single-scan``
     no cluster, nobody observing, more than a few partitions and a merge that can take all
     rows at once: the reader reads every partition (threads, pruning, footer cache), the
@@ -28,6 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from proxcompute.execute import topn
 from proxcompute.execute.partition import (
     PART,
     PartitionJob,
@@ -143,8 +147,8 @@ def _row_operators(plan: PlanNode) -> list[RowOperator]:
 
 
 def strategy(plan: PlanNode, client: Any = None) -> str:
-    """How :func:`compute_query` runs the (optimized) ``plan``: ``stream``, ``single-scan``,
-    ``partitions`` or ``count`` (a count answered by :func:`~proxcompute.execute.count`)."""
+    """How :func:`compute_query` runs the (optimized) ``plan``: ``stream``, ``top-n-statistics``,
+    ``single-scan``, ``partitions`` or ``count`` (answered by :func:`~proxcompute.execute.count`)."""
     _, merge, below = _split(plan)
     if isinstance(merge, SqlAggregate) and merge.count_only:
         return "count"
@@ -154,10 +158,11 @@ def strategy(plan: PlanNode, client: Any = None) -> str:
         return "partitions"
     scan = find_scan(below)
     base = catalog_plan(below)
+    local = client is None and current_client() is None and _observer.get() is None
+    if local and topn.applies(merge):
+        return "top-n-statistics"
     single = (
-        client is None
-        and current_client() is None
-        and _observer.get() is None
+        local
         and len(scan.partitions) > IN_PROCESS_MAX_PARTITIONS
         and type(scan.source).__name__ == "StoredSource"
         and all(isinstance(n, (Project, RowOperator)) for n in _nodes_between(below, base))
@@ -186,6 +191,8 @@ def compute_query(plan: PlanNode, *, client: Any = None, flags: OptFlags | None 
     elif how == "stream":
         parts = list(_stream(below, merge, client, STREAM_CHUNK_PARTITIONS))
         table = pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0]
+    elif how == "top-n-statistics":
+        table = topn.top_n_by_statistics(merge)
     elif how == "single-scan":
         threads = os.cpu_count() or 1
         base = catalog_plan(below)
