@@ -77,7 +77,7 @@ def top_n_by_statistics(node: TopN) -> pa.Table:
             continue
         best = table if best is None else pa.concat_tables([best, table], promote_options="default")
         if best.num_rows >= k:
-            best = sort_table(best, node.keys, k)
+            best = sort_table(best, node.keys, k).cast(table.schema)  # DuckDB gives string for large_string
             value = best.column(key)[k - 1].as_py()
             if value is not None and not (isinstance(value, float) and math.isnan(value)):
                 threshold = value
