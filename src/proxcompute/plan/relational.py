@@ -41,6 +41,7 @@ __all__ = [
     "TopN",
     "catalog_plan",
     "has_operators",
+    "render_operators",
 ]
 
 
@@ -228,3 +229,14 @@ def catalog_plan(plan: PlanNode) -> PlanNode:
 def has_operators(plan: PlanNode) -> bool:
     """Whether any relational node is in ``plan``."""
     return catalog_plan(plan) is not plan
+
+
+def render_operators(plan: PlanNode, indent: str = "  ") -> str:
+    """The relational nodes of ``plan`` as an indented tree, down to its catalog plan."""
+    lines, node, depth, bottom = [], plan, 0, catalog_plan(plan)
+    while node is not bottom:
+        lines.append(f"{indent * depth}{node.label()}")
+        (node,) = node.children
+        depth += 1
+    lines.append(f"{indent * depth}[input: the catalog plan explained below]")
+    return "\n".join(lines)

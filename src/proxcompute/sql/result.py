@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+import textwrap
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ from proxcompute.catalog import Catalog, from_dataframe
 from proxcompute.errors import SqlError
 from proxcompute.execute import STREAM_CHUNK_PARTITIONS
 from proxcompute.plan import Explanation, PlanNode, find_scan, optimize, render_explain
-from proxcompute.plan.relational import Limit, has_operators
+from proxcompute.plan.relational import Limit, catalog_plan, has_operators, render_operators
 from proxcompute.sql.engine import run_sql
 from proxcompute.sql.gather import CompiledQuery
 from proxcompute.storage import PartitionPixel
@@ -271,8 +272,15 @@ class SqlResult:
             lines.append(f"maxrec: {self.maxrec} (a Limit of maxrec + 1 rows on top, to detect overflow)")
         if p.plan is not None:
             optimized = optimize(p.plan)
-            lines.append(render_explain(p.plan, optimized, execute.describe_reads(optimized)))
-            lines.append(f"runs as: {execute.strategy(optimized)}")
+            if has_operators(p.plan):
+                lines.append("SQL nodes above the input plan:")
+                lines.append(textwrap.indent(render_operators(p.plan), "  "))
+                lines.append("SQL nodes, optimized:")
+                lines.append(textwrap.indent(render_operators(optimized), "  "))
+            lines.append(f"runs as: {execute.strategy(optimized)} ({_STRATEGIES[execute.strategy(optimized)]})")
+            lines.append("input (the plan the Python method chain builds, as Catalog.explain() shows it):")
+            base, base_optimized = catalog_plan(p.plan), catalog_plan(optimized)
+            lines.append(render_explain(base, base_optimized, execute.describe_reads(base_optimized)))
         for key, cat in p.gather.items():
             if isinstance(cat, pa.Table):
                 lines.append(f"gathered as {key}: a table of {cat.num_rows:,} rows [{', '.join(cat.column_names)}]")
@@ -302,6 +310,14 @@ def _plain_integers(table: pa.Table) -> pa.Table:
                 pass
     return table
 
+
+_STRATEGIES = {
+    "partitions": "one task per partition, then the merge",
+    "stream": "partitions in storage order, a few at a time, until the limit is reached",
+    "single-scan": "the reader reads every partition with a thread per core, then one DuckDB pass",
+    "top-n-statistics": "row groups read best-first by their statistics until none can contribute",
+    "count": "the input's row count, without materializing rows",
+}
 
 _MODES = {
     "catalog": "the input catalog's rows are the answer",
