@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from proxcompute.execute.reader import _read, footer, selected_row_groups
 from proxcompute.ops.filters import apply_filters
@@ -75,12 +76,13 @@ def top_n_by_statistics(node: TopN) -> pa.Table:
         )  # fmt: skip
         if not table.num_rows:
             continue
-        best = table if best is None else pa.concat_tables([best, table], promote_options="default")
-        if best.num_rows >= k:
-            best = sort_table(best, node.keys, k).cast(table.schema)  # DuckDB gives string for large_string
-            value = best.column(key)[k - 1].as_py()
+        best = table if best is None else pa.concat_tables([best, table])
+        if best.num_rows >= k:  # the k-th smallest key (Arrow, like DuckDB, puts NaN and nulls last)
+            idx = pc.select_k_unstable(best, k, sort_keys=[(key, "ascending")])
+            value = pc.max(best.column(key).take(idx)).as_py()
             if value is not None and not (isinstance(value, float) and math.isnan(value)):
                 threshold = value
+                best = best.filter(pc.less_equal(best.column(key), value))  # ties kept
     if best is None:
         from proxcompute.plan.nodes import output_schema
 
