@@ -1,8 +1,10 @@
 """The only package that builds Dask graphs (public Dask API only)."""
 
+from proxcompute.execute.aggregate import aggregate, aggregate_table
 from proxcompute.execute.crossmatch import crossmatch_partition
 from proxcompute.execute.explain import describe_reads
 from proxcompute.execute.frames import to_dask
+from proxcompute.execute.map_partitions import learn_schema
 from proxcompute.execute.progress import progress_bar
 from proxcompute.execute.query import STREAM_CHUNK_PARTITIONS, compute_query, iter_tables, strategy
 from proxcompute.execute.reader import clear_footer_cache
@@ -13,6 +15,7 @@ from proxcompute.execute.run import (
     compute_table,
     count,
     head,
+    iter_completed,
     map_partitions,
     observe,
     to_catalog,
@@ -25,6 +28,8 @@ __all__ = [
     "STREAM_CHUNK_PARTITIONS",
     "Cancelled",
     "TaskObserver",
+    "aggregate",
+    "aggregate_table",
     "clear_footer_cache",
     "compute_query",
     "compute_table",
@@ -33,7 +38,9 @@ __all__ = [
     "current_client",
     "describe_reads",
     "head",
+    "iter_completed",
     "iter_tables",
+    "learn_schema",
     "local_client",
     "map_partitions",
     "map_tasks",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from proxcompute.ops.expr import And, Expr
 from proxcompute.plan.nodes import Filter, PlanNode, Project, RegionFilter, Scan
-from proxcompute.plan.relational import Operator
 
 __all__ = ["push_filters"]
 
@@ -23,32 +22,8 @@ def conjunction(predicates: list[Expr]) -> Expr:
     return terms[0] if len(terms) == 1 else And(tuple(terms))
 
 
-def _below_operators(plan: PlanNode, rule) -> PlanNode | None:
-    """``plan`` with ``rule`` applied below its lowest relational node, or None if it has none."""
-    path, node = [], plan
-    lowest = None
-    while node.children:
-        path.append(node)
-        if isinstance(node, Operator):
-            lowest = len(path)
-        (node,) = node.children
-    if lowest is None:
-        return None
-    out = rule(path[lowest - 1].children[0])
-    for n in reversed(path[:lowest]):
-        out = n.with_child(out)
-    return out
-
-
 def push_filters(plan: PlanNode) -> PlanNode:
-    """Canonical ``[Project] -> [Filter] -> RegionFilter* -> Scan`` form of ``plan``.
-
-    Relational nodes (SQL's ``SqlMap``, ``Sort``, ``Limit`` ...) are boundaries: the catalog
-    plan below the lowest one is rewritten, the nodes above are kept as they are.
-    """
-    below = _below_operators(plan, push_filters)
-    if below is not None:
-        return below
+    """Canonical ``[Project] -> [Filter] -> RegionFilter* -> Scan`` form of ``plan``."""
     top_columns: tuple[str, ...] | None = None
     predicates: list[Expr] = []
     regions: list = []

@@ -9,17 +9,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from proxcompute.plan.nodes import Filter, PlanNode, Project, RegionFilter, Scan
-from proxcompute.plan.rules.push_filters import _below_operators
 
 __all__ = ["push_projection"]
 
 
 def push_projection(plan: PlanNode) -> PlanNode:
-    """``plan`` with the Scan reading only the required columns (below relational nodes, the
-    columns the lowest one reads)."""
-    below = _below_operators(plan, push_projection)
-    if below is not None:
-        return below
+    """``plan`` with the Scan reading only the required columns."""
     if isinstance(plan, Project) and isinstance(plan.child, Scan):
         return replace(plan.child, columns=plan.columns)
     required = set(plan.output_columns())
@@ -31,6 +26,8 @@ def push_projection(plan: PlanNode) -> PlanNode:
             required |= node.predicate.columns()
         elif isinstance(node, RegionFilter):
             required |= {node.source.ra_column, node.source.dec_column}
+        else:  # a barrier (user function, aggregate): columns never move through it
+            return plan
         (node,) = node.children
     scan = node
     available = scan.output_columns()
