@@ -32,6 +32,10 @@ QUERIES = {
         "SELECT FLOOR(dec) AS band, COUNT(*) AS n, AVG(mag) AS m, MIN(color), MAX(color) FROM s "
         "GROUP BY FLOOR(dec) HAVING COUNT(*) > 3 ORDER BY band"
     ),
+    "group_by_columns_generic": (
+        "SELECT flag, COUNT(*) AS n, AVG(mag) AS m, STDDEV(mag) AS sd, MAX(color) FROM s GROUP BY flag "
+        "ORDER BY n DESC"
+    ),
     "count_distinct_two_level": "SELECT flag, COUNT(DISTINCT id) AS n FROM s GROUP BY flag",
     "positional_join": (
         "SELECT a.id, b.id, DISTANCE(POINT(a.ra, a.dec), POINT(b.ra, b.dec)) AS d FROM t AS a "

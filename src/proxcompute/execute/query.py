@@ -32,6 +32,7 @@ from typing import Any
 import pyarrow as pa
 
 from proxcompute.execute import topn
+from proxcompute.execute.aggregate import aggregate_table
 from proxcompute.execute.partition import (
     PART,
     PartitionJob,
@@ -49,8 +50,10 @@ from proxcompute.execute.run import (
     map_partitions,
 )
 from proxcompute.execute.scheduler import current_client
+from proxcompute.ops.aggregate import MergedState, partial_aggregate
 from proxcompute.ops.filters import apply_filters
 from proxcompute.ops.sql_engine import distinct_table, run_sql, sort_table
+from proxcompute.plan.aggregate import Aggregate
 from proxcompute.plan.nodes import Filter, PlanNode, Project, find_scan, output_schema
 from proxcompute.plan.optimizer import OptFlags, optimize
 from proxcompute.plan.relational import (
@@ -71,6 +74,9 @@ STREAM_CHUNK_PARTITIONS = 8
 """Partitions computed together when streaming results in storage order."""
 
 PARTIALS = "__partials"
+
+MERGE_NODES = (MergeOperator, Aggregate)
+"""Nodes that need every partition's rows (a per-partition part, then one merge)."""
 
 
 def _partial(node: MergeOperator, table: pa.Table, threads: int = 1) -> pa.Table:
@@ -101,6 +107,10 @@ def _final(node: MergeOperator, table: pa.Table, threads: int = 1) -> pa.Table:
 
 def _apply(node: PlanNode, table: pa.Table, threads: int = 1) -> pa.Table:
     """A node above the merge, on the one merged table."""
+    if isinstance(node, Aggregate):
+        state = MergedState.for_node(node.aggregation())
+        state.merge(partial_aggregate(table, node.aggregation()))
+        return state.finalize()
     if isinstance(node, MergeOperator):
         return _final(node, _partial(node, table, threads), threads)
     if isinstance(node, RowOperator):
@@ -121,7 +131,7 @@ def _split(plan: PlanNode) -> tuple[list[PlanNode], MergeOperator | None, PlanNo
     """(nodes above the lowest merge node, top first; that node; the partition-wise plan below)."""
     path, node, lowest = [], plan, None
     while node.children:
-        if isinstance(node, MergeOperator):
+        if isinstance(node, MERGE_NODES):
             lowest = len(path)
         path.append(node)
         (node,) = node.children
@@ -148,10 +158,13 @@ def _row_operators(plan: PlanNode) -> list[RowOperator]:
 
 def strategy(plan: PlanNode, client: Any = None) -> str:
     """How :func:`compute_query` runs the (optimized) ``plan``: ``stream``, ``top-n-statistics``,
-    ``single-scan``, ``partitions`` or ``count`` (answered by :func:`~proxcompute.execute.count`)."""
+    ``single-scan``, ``partitions``, ``aggregate`` (the generic aggregate's own executor,
+    :func:`~proxcompute.execute.aggregate_table`) or ``count`` (a ``COUNT(*)`` aggregate,
+    answered by :func:`~proxcompute.execute.count`: from metadata when nothing filters)."""
     _, merge, below = _split(plan)
-    if isinstance(merge, SqlAggregate) and merge.count_only:
-        return "count"
+    if isinstance(merge, Aggregate):
+        only_count = not merge.keys and all(a.func == "count" and a.column is None for a in merge.aggregates)
+        return "count" if only_count else "aggregate"
     if isinstance(merge, Limit):
         return "stream"
     if merge is None:
@@ -186,8 +199,10 @@ def compute_query(plan: PlanNode, *, client: Any = None, flags: OptFlags | None 
     if merge is None:
         return compute_table(optimized, client=client, flags=OptFlags.none())
     if how == "count":
-        n = count(catalog_plan(below), client=client, flags=OptFlags.none())
-        table = pa.table({merge.schema.names[0]: pa.array([n], type=pa.int64())})
+        n = count(below, client=client)
+        table = pa.table({a.name: pa.array([n], type=pa.int64()) for a in merge.aggregates})
+    elif how == "aggregate":
+        table = aggregate_table(merge, client=client, flags=OptFlags.none())
     elif how == "stream":
         parts = list(_stream(below, merge, client, STREAM_CHUNK_PARTITIONS))
         table = pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0]
@@ -212,7 +227,7 @@ def compute_query(plan: PlanNode, *, client: Any = None, flags: OptFlags | None 
 
 
 def _streamable(above: list[PlanNode], merge: MergeOperator | None) -> bool:
-    return (merge is None or isinstance(merge, Limit)) and not any(isinstance(n, MergeOperator) for n in above)
+    return (merge is None or isinstance(merge, Limit)) and not any(isinstance(n, MERGE_NODES) for n in above)
 
 
 def iter_tables(

@@ -5,7 +5,9 @@ yields rows partition by partition. The nodes here sit above it:
 
 * row by row, per partition: :class:`SqlMap` (a SELECT list and residual WHERE evaluated by
   the DuckDB operator) and :class:`Rename`;
-* over all partitions, with a per-partition part and a final merge chosen by the executor:
+* over all partitions, with a per-partition part and a final merge chosen by the executor
+  (with :class:`~proxcompute.plan.aggregate.Aggregate`, the generic GROUP BY that sky maps
+  use too, for what it can express):
   :class:`Limit` (TOP/LIMIT/OFFSET, in storage order), :class:`Sort` (ORDER BY),
   :class:`TopN` (ORDER BY with a limit; made by the ``fuse_top_n`` rule), :class:`Distinct`,
   :class:`SqlAggregate` (GROUP BY with expressions: DuckDB partial aggregates per partition,
@@ -186,15 +188,11 @@ class SqlAggregate(MergeOperator):
     schema: pa.Schema
     partial_schema: pa.Schema
     pieces: tuple[tuple[str, int | None, int | None], ...] = ()
-    count_only: bool = False
-    """The query is ``COUNT(*)`` of the child's rows: the executor counts (footers when unfiltered)."""
 
     def output_arrow_schema(self) -> pa.Schema:
         return self.schema
 
     def label(self) -> str:
-        if self.count_only:
-            return f"Count as {self.schema.names[0]} (row count of the input, no rows materialized)"
         return (
             f"SqlAggregate (DuckDB partial per partition: {_short(self.partial_sql)}; "
             f"DuckDB final merge: {_short(self.final_sql)})"

@@ -24,7 +24,7 @@ from sqlglot import exp
 from proxcompute.catalog import Catalog
 from proxcompute.errors import SqlError
 from proxcompute.ops.expr import Column, Compare, Expr, IsIn, Literal, kind_of
-from proxcompute.plan.relational import Limit, Rename, SqlAggregate
+from proxcompute.plan.relational import Limit, Rename, SqlMerge
 from proxcompute.sky import INDEX_COLUMN
 from proxcompute.sql.gather import CompiledQuery, check_select_shape, compile_gather, locate, rows_estimate
 from proxcompute.sql.geometry import const_value, spatial_test, to_region, translate_geometry
@@ -395,7 +395,7 @@ def _finish(
     base = projected.plan
     if has_agg or group:
         root = plan_aggregate(base, items, names, where, group, having, order_keys, distinct, limit, offset, pieces)
-        mode = "aggregate" if isinstance(root, SqlAggregate) else "two-level"
+        mode = "two-level" if _is_two_level(root) else "aggregate"
     elif (
         where is None
         and not distinct
@@ -415,3 +415,12 @@ def _finish(
         mode = "rows"
         root = plan_rows(base, items, names, where, order_keys, distinct, limit, offset, pieces)
     return CompiledQuery(text, mode, root, projected, tuple(names), tuple(notes))
+
+
+def _is_two_level(plan) -> bool:
+    node = plan
+    while node.children:
+        if isinstance(node, SqlMerge):
+            return True
+        (node,) = node.children
+    return False

@@ -24,9 +24,10 @@ from __future__ import annotations
 import pyarrow as pa
 from sqlglot import exp
 
-from proxcompute.errors import SqlError
+from proxcompute.errors import ProxError, SqlError
 from proxcompute.ops.sql_engine import SortKey, locate_error, run_sql
 from proxcompute.plan import PlanNode, Project, output_schema
+from proxcompute.plan.aggregate import Aggregate, AggSpec
 from proxcompute.plan.relational import Distinct, Limit, Rename, Sort, SqlAggregate, SqlMap, SqlMerge
 from proxcompute.sky import INDEX_COLUMN
 from proxcompute.sql.parse import position
@@ -120,7 +121,11 @@ def plan_rows(child, items, names, where, order_keys, distinct, limit, offset, p
 
 def plan_aggregate(child, items, names, where, group, having, order_keys, distinct, limit, offset,
                    pieces: Pieces) -> PlanNode:  # fmt: skip
-    """GROUP BY / aggregates as partial + final DuckDB SQL (or two levels when not decomposable)."""
+    """GROUP BY / aggregates: the generic ``Aggregate`` node when it can express the query, else
+    partial + final DuckDB SQL (or two levels when the aggregates do not decompose)."""
+    generic = generic_aggregate(child, items, names, where, group, having, order_keys, distinct, limit, offset)
+    if generic is not None:
+        return generic
     aggs: list[exp.AggFunc] = []
     occurrences: list[exp.AggFunc] = []
     exprs = items + ([having] if having is not None else []) + [k for k, _, j in order_keys if j is None]
@@ -191,16 +196,74 @@ def plan_aggregate(child, items, names, where, group, having, order_keys, distin
         final_items, names, source=PARTIALS, group=[col(f"__g{i}") for i in range(len(group))] or None,
         having=final_having, order=final_order or None, limit=limit, offset=offset,
     )  # fmt: skip
-    count_only = (
-        where is None and not group and having is None and len(aggs) == 1 and isinstance(aggs[0], exp.Count)
-        and isinstance(aggs[0].this, exp.Star) and len(items) == 1 and items[0] is aggs[0]
-        and not offset and limit != 0
-    )  # fmt: skip
     partial_schema = _bind(partial_sql, PART, output_schema(child), pieces)
     schema = _bind(final_sql, PARTIALS, partial_schema)
-    if count_only:
-        schema = pa.schema([pa.field(names[0], pa.int64())])
-    return SqlAggregate(child, partial_sql, final_sql, schema, partial_schema, pieces, count_only)
+    return SqlAggregate(child, partial_sql, final_sql, schema, partial_schema, pieces)
+
+
+_GENERIC = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "mean", exp.Min: "min", exp.Max: "max",
+            exp.Stddev: "std", exp.StddevSamp: "std"}  # fmt: skip
+"""SQL aggregates the generic ``Aggregate`` node computes (``std`` is the sample deviation)."""
+
+
+def _plain_column(e: exp.Expression, schema: pa.Schema, numeric: bool = False) -> str | None:
+    if not isinstance(e, exp.Column) or not e.meta.get("catalog_column") or e.name not in schema.names:
+        return None
+    t = schema.field(e.name).type
+    if numeric and not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        return None
+    return e.name
+
+
+def generic_aggregate(child, items, names, where, group, having, order_keys, distinct, limit, offset) -> PlanNode | None:
+    """``GROUP BY`` plain columns with ``COUNT``/``SUM``/``AVG``/``MIN``/``MAX``/``STDDEV`` of
+    plain numeric columns (and nothing else: no residual WHERE, HAVING or DISTINCT) as the
+    :class:`~proxcompute.plan.aggregate.Aggregate` node sky maps use, with ``Sort``/``Limit``/
+    ``Project``/``Rename`` above it; None when the query needs more."""
+    if where is not None or having is not None or distinct:
+        return None
+    schema = output_schema(child)
+    keys = [_plain_column(g, schema) for g in group]
+    if any(k is None for k in keys) or len(set(keys)) != len(keys):
+        return None
+    specs: list[AggSpec] = []
+    out: list[str] = []  # output column of each select item, before renaming
+    for item, name in zip(items, names, strict=True):
+        func = _GENERIC.get(type(item))
+        if func is None:
+            key = _plain_column(item, schema)
+            if key is None or key not in keys:
+                return None
+            out.append(key)
+            continue
+        arg = item.this
+        if isinstance(arg, exp.Star) and func == "count":
+            column = None
+        else:
+            column = _plain_column(arg, schema, numeric=True)  # count(string) fails in ops.aggregate
+            if column is None:
+                return None
+        specs.append(AggSpec(name, func, column))
+        out.append(name)
+    if len(set(out)) != len(out):
+        return None
+    try:
+        node: PlanNode = Aggregate(child, tuple(keys), tuple(specs))
+    except ProxError:  # a name clash between keys and aggregates, a non-numeric column
+        return None
+    keys_sort = []
+    for _, desc, j in order_keys:
+        if j is None:
+            return None
+        keys_sort.append(SortKey(out[j], desc[0], desc[1]))
+    if keys_sort:
+        node = Sort(node, tuple(keys_sort))
+    if limit is not None or offset:
+        node = Limit(node, limit, offset)
+    if out != node.output_columns():
+        node = Project(node, tuple(out))
+    renames = tuple((o, n) for o, n in zip(out, names, strict=True) if o != n)
+    return Rename(node, renames) if renames else node
 
 
 def plan_two_level(child, items, names, where, group, having, order_keys, distinct, limit, offset,

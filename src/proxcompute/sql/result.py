@@ -317,6 +317,7 @@ _STRATEGIES = {
     "single-scan": "the reader reads every partition with a thread per core, then one DuckDB pass",
     "top-n-statistics": "row groups read best-first by their statistics until none can contribute",
     "count": "the input's row count, without materializing rows",
+    "aggregate": "partial aggregation states per partition, merged exactly as they finish",
 }
 
 _MODES = {

@@ -1,0 +1,78 @@
+"""SQL GROUP BY on columns compiles to the generic Aggregate node (the one sky maps use) and
+agrees with pandas, NULLs included; forms it cannot express stay DuckDB SQL nodes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import proxcompute
+from proxcompute.plan import optimize
+from proxcompute.plan.aggregate import Aggregate
+from proxcompute.plan.relational import SqlAggregate, SqlMerge
+
+
+@pytest.fixture(scope="module")
+def stars(sql_df, stars_mem):
+    return sql_df, stars_mem  # NULLs in mag, color, band and name (tests/sql/conftest.py)
+
+
+def _nodes(plan):
+    out, node = [], plan
+    while True:
+        out.append(type(node))
+        if not node.children:
+            return out
+        (node,) = node.children
+
+
+def test_group_by_columns_equals_pandas(stars):
+    df, cat = stars
+    q = (
+        "SELECT band, flag, COUNT(*) AS n, COUNT(mag) AS nm, SUM(flag) AS sf, AVG(mag) AS m, "
+        "STDDEV(mag) AS sd, MIN(color) AS lo, MAX(color) AS hi FROM stars GROUP BY band, flag"
+    )
+    res = proxcompute.sql(q, {"stars": cat})
+    assert Aggregate in _nodes(res.plan) and SqlAggregate not in _nodes(res.plan)
+    got = res.compute().sort_values(["band", "flag"], na_position="first").reset_index(drop=True)
+    g = df.assign(band=df.band.astype("float64")).groupby(["band", "flag"], dropna=False)
+    want = (
+        g.agg(n=("id", "size"), nm=("mag", "count"), sf=("flag", "sum"), m=("mag", "mean"),
+              sd=("mag", "std"), lo=("color", "min"), hi=("color", "max"))
+        .reset_index()
+        .sort_values(["band", "flag"], na_position="first")
+        .reset_index(drop=True)
+    )
+    assert len(got) == len(want) and got["band"].isna().sum() == want["band"].isna().sum() == 4
+    np.testing.assert_array_equal(got["n"].to_numpy(), want["n"].to_numpy())
+    np.testing.assert_array_equal(got["nm"].to_numpy(), want["nm"].to_numpy())
+    np.testing.assert_array_equal(got["sf"].to_numpy(), want["sf"].to_numpy())
+    for c in ("m", "sd", "lo", "hi"):
+        np.testing.assert_allclose(got[c].to_numpy(dtype=float), want[c].to_numpy(dtype=float), rtol=1e-9)
+
+
+def test_count_star_is_counted_and_order_limit_sit_above_the_aggregate(stars):
+    df, cat = stars
+    res = proxcompute.sql("SELECT COUNT(*) AS n FROM stars WHERE mag < 20", {"stars": cat})
+    assert proxcompute.execute.strategy(optimize(res.plan)) == "count"
+    assert res.compute()["n"].tolist() == [int((df.mag < 20).sum())]
+    res = proxcompute.sql("SELECT TOP 2 flag AS f, COUNT(*) AS n FROM stars GROUP BY flag ORDER BY n DESC", {"stars": cat})
+    want = df.groupby("flag").size().sort_values(ascending=False).head(2)
+    got = res.compute()
+    assert got.columns.tolist() == ["f", "n"]
+    assert got["f"].tolist() == want.index.tolist() and got["n"].tolist() == want.tolist()
+
+
+@pytest.mark.parametrize(
+    ("query", "node"),
+    [
+        ("SELECT FLOOR(mag) AS b, COUNT(*) FROM stars GROUP BY FLOOR(mag)", SqlAggregate),  # expression key
+        ("SELECT flag, COUNT(*) FROM stars GROUP BY flag HAVING COUNT(*) > 3", SqlAggregate),
+        ("SELECT band, MIN(name) FROM stars GROUP BY band", SqlAggregate),  # a string column
+        ("SELECT flag, COUNT(DISTINCT band) FROM stars GROUP BY flag", SqlMerge),
+    ],
+)
+def test_forms_the_generic_node_cannot_express_stay_duckdb(stars, query, node):
+    res = proxcompute.sql(query, {"stars": stars[1]})
+    assert node in _nodes(res.plan) and Aggregate not in _nodes(res.plan)
+    assert "DuckDB" in res.explain()
