@@ -76,3 +76,21 @@ def test_forms_the_generic_node_cannot_express_stay_duckdb(stars, query, node):
     res = proxcompute.sql(query, {"stars": stars[1]})
     assert node in _nodes(res.plan) and Aggregate not in _nodes(res.plan)
     assert "DuckDB" in res.explain()
+
+
+def test_ivo_healpix_index_group_by_is_a_healpix_key_and_equals_healpy(stars):
+    healpy = pytest.importorskip("healpy")
+    df, cat = stars
+    q = "SELECT ivo_healpix_index(6, ra, dec) AS pix, COUNT(*) AS n, AVG(mag) AS m FROM stars GROUP BY ivo_healpix_index(6, ra, dec)"
+    res = proxcompute.sql(q, {"stars": cat})
+    agg = optimize(res.plan)
+    assert isinstance(agg, Aggregate) and agg.healpix_key is not None and agg.healpix_key.order == 6
+    got = res.compute().sort_values("pix").reset_index(drop=True)
+    pix = healpy.ang2pix(2**6, df.ra.to_numpy(), df.dec.to_numpy(), nest=True, lonlat=True)
+    want = df.assign(pix=pix).groupby("pix").agg(n=("id", "size"), m=("mag", "mean")).reset_index()
+    np.testing.assert_array_equal(got["pix"].to_numpy(), want["pix"].to_numpy())
+    np.testing.assert_array_equal(got["n"].to_numpy(), want["n"].to_numpy())
+    np.testing.assert_allclose(got["m"].to_numpy(dtype=float), want["m"].to_numpy(dtype=float), rtol=1e-9)
+    # the same numbers through the DuckDB UDF path (HAVING keeps it in SQL)
+    udf = proxcompute.sql(q + " HAVING COUNT(*) > 0", {"stars": cat}).compute().sort_values("pix")
+    assert udf["pix"].tolist() == got["pix"].tolist() and udf["n"].tolist() == got["n"].tolist()

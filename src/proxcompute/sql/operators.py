@@ -27,9 +27,11 @@ from sqlglot import exp
 from proxcompute.errors import ProxError, SqlError
 from proxcompute.ops.sql_engine import SortKey, locate_error, run_sql
 from proxcompute.plan import PlanNode, Project, output_schema
-from proxcompute.plan.aggregate import Aggregate, AggSpec
+from proxcompute.plan.aggregate import Aggregate, AggSpec, HealpixKey
+from proxcompute.plan.nodes import with_extra_columns
 from proxcompute.plan.relational import Distinct, Limit, Rename, Sort, SqlAggregate, SqlMap, SqlMerge
 from proxcompute.sky import INDEX_COLUMN
+from proxcompute.sql.geometry import const_value
 from proxcompute.sql.parse import position
 
 __all__ = ["PART", "PARTIALS", "plan_aggregate", "plan_rows", "plan_two_level", "select_sql"]
@@ -206,6 +208,19 @@ _GENERIC = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "mean", exp.Min: "min",
 """SQL aggregates the generic ``Aggregate`` node computes (``std`` is the sample deviation)."""
 
 
+def _healpix_order(e: exp.Expression, child: PlanNode) -> int | None:
+    """The order of ``ivo_healpix_index(order, ra, dec)`` on the catalog's own coordinates, else None."""
+    if not isinstance(e, exp.Anonymous) or str(e.name).lower() != "ivo_healpix_index" or len(e.expressions) != 3:
+        return None
+    order, ra, dec = e.expressions
+    value = const_value(order)
+    src = child.source
+    if value is None or value != int(value) or not 0 <= value <= 29 or INDEX_COLUMN not in src.schema.names:
+        return None
+    own = [c.name if isinstance(c, exp.Column) and c.meta.get("catalog_column") else None for c in (ra, dec)]
+    return int(value) if own == [src.ra_column, src.dec_column] else None
+
+
 def _plain_column(e: exp.Expression, schema: pa.Schema, numeric: bool = False) -> str | None:
     if not isinstance(e, exp.Column) or not e.meta.get("catalog_column") or e.name not in schema.names:
         return None
@@ -223,13 +238,28 @@ def generic_aggregate(child, items, names, where, group, having, order_keys, dis
     if where is not None or having is not None or distinct:
         return None
     schema = output_schema(child)
-    keys = [_plain_column(g, schema) for g in group]
+    keys: list[str | HealpixKey] = []
+    healpix_sql: dict[str, int] = {}  # SQL of an ivo_healpix_index key -> its position in keys
+    for g in group:
+        order = _healpix_order(g, child)
+        if order is not None:
+            healpix_sql[g.sql(dialect="duckdb")] = len(keys)
+            keys.append(HealpixKey(order))
+        else:
+            keys.append(_plain_column(g, schema))
     if any(k is None for k in keys) or len(set(keys)) != len(keys):
         return None
     specs: list[AggSpec] = []
     out: list[str] = []  # output column of each select item, before renaming
     for item, name in zip(items, names, strict=True):
         func = _GENERIC.get(type(item))
+        at = healpix_sql.get(item.sql(dialect="duckdb"))
+        if at is not None:
+            key = keys[at]
+            if key.name == "pixel" and name not in out:  # the first time it is selected: its name
+                keys[at] = key = HealpixKey(key.order, name)
+            out.append(key.name)
+            continue
         if func is None:
             key = _plain_column(item, schema)
             if key is None or key not in keys:
@@ -247,6 +277,8 @@ def generic_aggregate(child, items, names, where, group, having, order_keys, dis
         out.append(name)
     if len(set(out)) != len(out):
         return None
+    if healpix_sql:  # the pixel comes from the index column by a shift
+        child = with_extra_columns(child, [INDEX_COLUMN])
     try:
         node: PlanNode = Aggregate(child, tuple(keys), tuple(specs))
     except ProxError:  # a name clash between keys and aggregates, a non-numeric column
