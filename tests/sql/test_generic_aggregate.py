@@ -94,3 +94,35 @@ def test_ivo_healpix_index_group_by_is_a_healpix_key_and_equals_healpy(stars):
     # the same numbers through the DuckDB UDF path (HAVING keeps it in SQL)
     udf = proxcompute.sql(q + " HAVING COUNT(*) > 0", {"stars": cat}).compute().sort_values("pix")
     assert udf["pix"].tolist() == got["pix"].tolist() and udf["n"].tolist() == got["n"].tolist()
+
+
+def test_one_pass_duckdb_aggregate_equals_the_per_partition_engine(tmp_path):
+    """execute runs an Aggregate over a stored catalog in one DuckDB pass when nothing observes
+    it; NaN must be skipped like NULL there too, and a HealpixKey is the shifted index."""
+    from proxcompute import execute
+    from proxcompute.catalog import from_dataframe, open_catalog
+    from proxcompute.synthetic import generate_catalog
+
+    df = generate_catalog(40_000, seed=12)
+    df.loc[df.index % 7 == 0, "mag"] = np.nan
+    from_dataframe(df, name="c", max_rows=4_000).to_catalog(tmp_path / "c")
+    cat = open_catalog(tmp_path / "c")
+    q = (
+        "SELECT ivo_healpix_index(3, ra, dec) AS pix, flag, COUNT(*) AS n, COUNT(mag) AS nm, AVG(mag) AS m, "
+        "STDDEV(mag) AS sd, MIN(mag) AS lo, SUM(flag) AS sf FROM c GROUP BY ivo_healpix_index(3, ra, dec), flag"
+    )
+    res = proxcompute.sql(q, {"c": cat})
+    assert execute.strategy(optimize(res.plan)) == "single-scan"
+    one_pass = res.compute()
+    with execute.observe(execute.TaskObserver()):
+        assert execute.strategy(optimize(res.plan)) == "aggregate"
+        engine = res.compute()
+    pd_sort = ["pix", "flag"]
+    a = one_pass.sort_values(pd_sort).reset_index(drop=True)
+    b = engine.sort_values(pd_sort).reset_index(drop=True)
+    assert a.dtypes.tolist() == b.dtypes.tolist()
+    for c in ("pix", "flag", "n", "nm", "sf"):
+        assert a[c].tolist() == b[c].tolist()
+    for c in ("m", "sd", "lo"):
+        np.testing.assert_allclose(a[c].to_numpy(dtype=float), b[c].to_numpy(dtype=float), rtol=1e-9)
+    assert int(a["nm"].sum()) == int(df["mag"].notna().sum())

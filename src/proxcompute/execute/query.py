@@ -17,7 +17,11 @@ the driver. How the partition work runs is decided here (:func:`strategy`):
     no cluster, nobody observing, more than a few partitions and a merge that can take all
     rows at once: the reader reads every partition (threads, pruning, footer cache), the
     rows are joined into one Arrow table and DuckDB runs the per-partition part once with a
-    thread per core (no per-partition task and engine overhead);
+    thread per core (no per-partition task and engine overhead); a generic ``Aggregate``
+    too (:mod:`proxcompute.execute.aggregate_scan`);
+``aggregate``
+    a generic ``Aggregate`` otherwise: partial states per partition, merged as they finish
+    (:mod:`proxcompute.execute.aggregate`);
 ``partitions``
     one task per partition (in-process, local threads or Dask, see
     :func:`~proxcompute.execute.map_partitions`), then the merge.
@@ -33,6 +37,7 @@ import pyarrow as pa
 
 from proxcompute.execute import topn
 from proxcompute.execute.aggregate import aggregate_table
+from proxcompute.execute.aggregate_scan import aggregate_all_rows
 from proxcompute.execute.partition import (
     PART,
     PartitionJob,
@@ -164,7 +169,8 @@ def strategy(plan: PlanNode, client: Any = None) -> str:
     _, merge, below = _split(plan)
     if isinstance(merge, Aggregate):
         only_count = not merge.keys and all(a.func == "count" and a.column is None for a in merge.aggregates)
-        return "count" if only_count else "aggregate"
+        if only_count:
+            return "count"
     if isinstance(merge, Limit):
         return "stream"
     if merge is None:
@@ -180,7 +186,9 @@ def strategy(plan: PlanNode, client: Any = None) -> str:
         and type(scan.source).__name__ == "StoredSource"
         and all(isinstance(n, (Project, RowOperator)) for n in _nodes_between(below, base))
     )
-    return "single-scan" if single else "partitions"
+    if single:
+        return "single-scan"
+    return "aggregate" if isinstance(merge, Aggregate) else "partitions"
 
 
 def _nodes_between(top: PlanNode, bottom: PlanNode) -> list[PlanNode]:
@@ -214,7 +222,10 @@ def compute_query(plan: PlanNode, *, client: Any = None, flags: OptFlags | None 
         rows = compute_table(base, client=None, flags=OptFlags.none())
         for node in reversed(_nodes_between(below, base)):
             rows = _apply(node, rows, threads)
-        table = _final(merge, _partial(merge, rows, threads), threads)
+        if isinstance(merge, Aggregate):
+            table = aggregate_all_rows(merge, rows, threads=threads)
+        else:
+            table = _final(merge, _partial(merge, rows, threads), threads)
     else:
         pixels = find_scan(below).partitions
         job = PartitionJob(partial_partition, below, (merge,))
