@@ -434,9 +434,10 @@ def serve(
         raise ProxError(str(exc)) from None
     import uvicorn
 
-    app_ = create_app(config)
-    _console(stderr=True).print(f"serving {catalog_root} at http://{host}:{port}{config.base_path}")
-    uvicorn.run(app_, host=host, port=port, server_header=False, log_level="warning")
+    with _on_cluster(cluster) as client:  # the profile's cluster lives as long as the server
+        app_ = create_app(config, client=client)
+        _console(stderr=True).print(f"serving {catalog_root} at http://{host}:{port}{config.base_path}")
+        uvicorn.run(app_, host=host, port=port, server_header=False, log_level="warning")
 
 
 @app.command("run")

@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from proxcompute.arrow_types import is_nested_type
 from proxcompute.errors import InputError
-from proxcompute.storage.nested import is_nested_type
 
 # kind -> how the values are carried: "int", "float", "bool", "str" (timestamps, dates, ... are
 # converted to strings before anything else sees them).

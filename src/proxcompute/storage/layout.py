@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from proxcompute.errors import CorruptPartitionError, StorageError
-from proxcompute.sky.healpix import order_to_healpix29_range
+from proxcompute.sky.healpix import PartitionPixel
 
 __all__ = [
     "COLLECTION_PROPERTIES",
@@ -40,22 +39,6 @@ PROPERTIES = "hats.properties"
 COLLECTION_PROPERTIES = "collection.properties"
 PARTITION_INFO = "partition_info.csv"
 DATASET_DIR = "dataset"
-
-
-@dataclass(frozen=True, order=True)
-class PartitionPixel:
-    """One partition: a NESTED HEALPix pixel ``(order, pixel)``."""
-
-    order: int
-    pixel: int
-
-    @property
-    def healpix29_range(self) -> tuple[int, int]:
-        """Half-open range of ``_healpix_29`` values inside this pixel."""
-        return order_to_healpix29_range(self.order, self.pixel)
-
-    def __str__(self) -> str:
-        return f"Norder={self.order}/Npix={self.pixel}"
 
 
 def dataset_dir(root: str | os.PathLike) -> Path:

@@ -13,18 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from proxcompute.arrow_types import is_list_like as _list_like
+from proxcompute.arrow_types import is_nested_type
 from proxcompute.errors import CorruptPartitionError
 
 __all__ = ["check_nested_lengths", "is_nested_type", "nested_fields"]
-
-
-def _list_like(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t)
-
-
-def is_nested_type(t: pa.DataType) -> bool:
-    """Struct, list or map: a column that is not one flat value per row."""
-    return pa.types.is_struct(t) or pa.types.is_map(t) or _list_like(t) or pa.types.is_fixed_size_list(t)
 
 
 def nested_fields(schema: pa.Schema) -> list[tuple[str, str]]:
