@@ -20,8 +20,8 @@ the driver. How the partition work runs is decided here (:func:`strategy`):
     thread per core (no per-partition task and engine overhead); a generic ``Aggregate``
     too (:mod:`proxcompute.execute.aggregate_scan`);
 ``aggregate``
-    a generic ``Aggregate`` otherwise: partial states per partition, merged as they finish
-    (:mod:`proxcompute.execute.aggregate`);
+    a generic ``Aggregate`` otherwise: DuckDB partial states per partition, merged exactly as
+    they finish (:mod:`proxcompute.execute.aggregate_scan`);
 ``partitions``
     one task per partition (in-process, local threads or Dask, see
     :func:`~proxcompute.execute.map_partitions`), then the merge.
@@ -36,8 +36,7 @@ from typing import Any
 import pyarrow as pa
 
 from proxcompute.execute import topn
-from proxcompute.execute.aggregate import aggregate_table
-from proxcompute.execute.aggregate_scan import aggregate_all_rows
+from proxcompute.execute.aggregate_scan import aggregate_all_rows, duckdb_partial_partition
 from proxcompute.execute.partition import (
     PART,
     PartitionJob,
@@ -52,6 +51,7 @@ from proxcompute.execute.run import (
     compute_table,
     count,
     head,
+    iter_completed,
     map_partitions,
 )
 from proxcompute.execute.scheduler import current_client
@@ -210,7 +210,11 @@ def compute_query(plan: PlanNode, *, client: Any = None, flags: OptFlags | None 
         n = count(below, client=client)
         table = pa.table({a.name: pa.array([n], type=pa.int64()) for a in merge.aggregates})
     elif how == "aggregate":
-        table = aggregate_table(merge, client=client, flags=OptFlags.none())
+        state = MergedState.for_node(merge.aggregation())
+        job = PartitionJob(duckdb_partial_partition, merge)
+        for _, partial in iter_completed(job, find_scan(below).partitions, client=client, label="aggregate"):
+            state.merge(partial)
+        table = state.finalize()
     elif how == "stream":
         parts = list(_stream(below, merge, client, STREAM_CHUNK_PARTITIONS))
         table = pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0]
