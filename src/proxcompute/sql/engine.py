@@ -1,10 +1,11 @@
 """The SQL front's view of the DuckDB engine, which lives in :mod:`proxcompute.ops.sql_engine`.
 
-:func:`run_sql` runs SQL over Arrow tables (the per-partition and final-merge operator);
+:func:`run_sql` runs SQL over Arrow tables (the per-partition and final-merge operator).
 :func:`run_sql_on_file` runs it over Parquet files under one directory with a connection
-that may read nothing else. The executor no longer lets DuckDB read partition files (its
-own reader prunes partitions and row groups and caches footers); ``run_sql_on_file`` is
-kept for queries on single files the user names and for the guard it tests.
+that may read nothing else; no query path uses it any more (the executor's reader reads
+partition files, so it can prune partitions and row groups and cache footers). It stays,
+with the test of its file-access guard, until that test moves to the Arrow connections;
+then it can go.
 """
 
 from __future__ import annotations
