@@ -167,9 +167,10 @@ def strategy(plan: PlanNode, client: Any = None) -> str:
     :func:`~proxcompute.execute.aggregate_table`) or ``count`` (a ``COUNT(*)`` aggregate,
     answered by :func:`~proxcompute.execute.count`: from metadata when nothing filters)."""
     _, merge, below = _split(plan)
+    local = client is None and current_client() is None and _observer.get() is None
     if isinstance(merge, Aggregate):
         only_count = not merge.keys and all(a.func == "count" and a.column is None for a in merge.aggregates)
-        if only_count:
+        if only_count and _observer.get() is None:  # an observed job reports per-partition progress
             return "count"
     if isinstance(merge, Limit):
         return "stream"
@@ -177,7 +178,6 @@ def strategy(plan: PlanNode, client: Any = None) -> str:
         return "partitions"
     scan = find_scan(below)
     base = catalog_plan(below)
-    local = client is None and current_client() is None and _observer.get() is None
     if local and topn.applies(merge):
         return "top-n-statistics"
     single = (
@@ -212,7 +212,7 @@ def compute_query(plan: PlanNode, *, client: Any = None, flags: OptFlags | None 
     elif how == "aggregate":
         state = MergedState.for_node(merge.aggregation())
         job = PartitionJob(duckdb_partial_partition, merge)
-        for _, partial in iter_completed(job, find_scan(below).partitions, client=client, label="aggregate"):
+        for _, partial in iter_completed(job, find_scan(below).partitions, client=client, label="sql"):
             state.merge(partial)
         table = state.finalize()
     elif how == "stream":
