@@ -95,6 +95,8 @@ def duckdb_partial(table: pa.Table, node: Aggregate) -> Partial:
     sql = f"SELECT {', '.join(items)} FROM {_ident('__rows')}"
     if keys:
         sql += f" GROUP BY {', '.join(keys)}"
+    if table.num_columns == 0:  # COUNT(*) reads no column; DuckDB needs one to count rows
+        table = pa.table({"__none": pa.nulls(table.num_rows, pa.int8())})
     out = run_sql(sql, {"__rows": table})
     rows = out.column("__rows").to_numpy().astype(np.int64)
     key_arrays = [out.column(f"__k{i}").to_pandas().to_numpy() for i in range(len(node.keys))]
