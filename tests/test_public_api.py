@@ -20,6 +20,7 @@ EXPECTED = [
     "InvalidRegionError",
     "PlanError",
     "Polygon",
+    "ProperMotion",
     "ProxError",
     "SqlError",
     "StorageError",

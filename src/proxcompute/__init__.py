@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "PlanError": "proxcompute.errors",
     "SqlError": "proxcompute.errors",
     "Polygon": "proxcompute.sky",
+    "ProperMotion": "proxcompute.ops.proper_motion",
     "ProxError": "proxcompute.errors",
     "StorageError": "proxcompute.errors",
     "cluster": "proxcompute.cluster",
@@ -60,6 +61,7 @@ __all__ = [
     "InvalidRegionError",
     "PlanError",
     "Polygon",
+    "ProperMotion",
     "ProxError",
     "SqlError",
     "StorageError",
@@ -102,5 +104,6 @@ if TYPE_CHECKING:  # pragma: no cover
         StorageError,
     )
     from proxcompute.ingest import IngestResult, ingest
+    from proxcompute.ops.proper_motion import ProperMotion
     from proxcompute.sky import INDEX_COLUMN, Box, Cone, Polygon
     from proxcompute.synthetic import generate_catalog

@@ -250,9 +250,25 @@ def crossmatch(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Run on this cluster profile.")] = None,
+    pmra: Annotated[
+        str | None, typer.Option("--pmra", help="Left proper motion in RA*cos(dec) column, mas/yr.")
+    ] = None,
+    pmdec: Annotated[str | None, typer.Option("--pmdec", help="Left proper motion in Dec column, mas/yr.")] = None,
+    from_epoch: Annotated[
+        float | None, typer.Option("--from-epoch", help="Epoch of the left positions (Julian years).")
+    ] = None,
+    to_epoch: Annotated[
+        float | None, typer.Option("--to-epoch", help="Epoch to move them to: the right's (Julian years).")
+    ] = None,
 ) -> None:
-    """Crossmatch two catalogs (or a table file and a catalog); write a catalog or a file."""
+    """Crossmatch two catalogs (or a table file and a catalog); write a catalog or a file.
+
+    With --from-epoch/--to-epoch the left positions are moved by their proper motion
+    (--pmra/--pmdec columns, default pmra/pmdec) before matching.
+    """
     from proxcompute.execute import local_client
+
+    proper_motion = _proper_motion_option(pmra, pmdec, from_epoch, to_epoch)
 
     if out.exists() and not overwrite:
         raise ProxError(f"output {out} already exists; pass --overwrite to replace it")
@@ -264,6 +280,7 @@ def crossmatch(
         how=how,
         min_radius_arcsec=min_radius_arcsec,
         ensure_margin=ensure_margin,
+        proper_motion=proper_motion,
     )
     if cluster is not None and workers:
         raise ProxError("pass --workers (a local cluster) or --cluster PROFILE, not both")
@@ -276,6 +293,17 @@ def crossmatch(
         else:
             n = matched.to_catalog(out, overwrite=overwrite, client=client).count()
     _console().print(f"{n:,} matches written to {out}")
+
+
+def _proper_motion_option(pmra, pmdec, from_epoch, to_epoch):
+    """A ProperMotion from the crossmatch flags, or None when none is given."""
+    if pmra is None and pmdec is None and from_epoch is None and to_epoch is None:
+        return None
+    if from_epoch is None or to_epoch is None:
+        raise ProxError("a proper-motion crossmatch needs both --from-epoch and --to-epoch")
+    from proxcompute.ops.proper_motion import ProperMotion
+
+    return ProperMotion(pmra=pmra or "pmra", pmdec=pmdec or "pmdec", from_epoch=from_epoch, to_epoch=to_epoch)
 
 
 _SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".vot": "votable",

@@ -13,8 +13,9 @@ import pyarrow as pa
 from proxcompute import execute
 from proxcompute.catalog._display import html_summary, plot_coverage, plot_hist, plot_points, text_summary
 from proxcompute.catalog._tables import memory_source
-from proxcompute.errors import InvalidRegionError
+from proxcompute.errors import InvalidRegionError, PlanError
 from proxcompute.ops.crossmatch import CrossmatchArgs
+from proxcompute.ops.proper_motion import ProperMotion
 from proxcompute.plan import (
     Explanation,
     Filter,
@@ -50,6 +51,12 @@ def _value(x: Any, unit: str) -> Any:
         return float(to_value(unit))
     except Exception as exc:  # astropy raises UnitConversionError (a ValueError) and others
         raise InvalidRegionError(f"cannot convert {x!r} to {unit}: {exc}") from None
+
+
+def _proper_motion(pm: Any) -> ProperMotion | None:
+    if pm is None or isinstance(pm, ProperMotion):
+        return pm
+    raise PlanError(f"proper_motion must be a proxcompute.ProperMotion, got {type(pm).__name__}")
 
 
 class Catalog:
@@ -234,6 +241,7 @@ class Catalog:
         ensure_margin: bool = False,
         right_ra_column: str | None = None,
         right_dec_column: str | None = None,
+        proper_motion: ProperMotion | None = None,
     ) -> Catalog:
         """Crossmatch with ``right`` (a Catalog, DataFrame or astropy Table), lazily.
 
@@ -258,13 +266,20 @@ class Catalog:
             partitions on the fly instead of refusing.
         right_ra_column, right_dec_column
             Coordinate columns of an in-memory ``right`` (default ``ra``/``dec``).
+        proper_motion
+            A :class:`~proxcompute.ProperMotion`: move this catalog's positions from its
+            epoch to ``right``'s before matching. Separations are measured from the moved
+            positions; rows with a NaN motion are matched at their catalogue position.
+            Partitions whose rows move further than the right margin reaches read the
+            neighbouring right partitions, so no pair is lost.
 
         Returns
         -------
         Catalog
             Partitioned like this catalog: ``_healpix_29`` (the left row's), left columns
-            suffixed, right columns suffixed, and ``_dist_arcsec``. Chainable with
-            ``cone_search``/``where``/columns and writable with :meth:`to_catalog`.
+            suffixed, (with ``proper_motion``: ``ra_epoch``, ``dec_epoch``, the moved
+            positions in degrees), right columns suffixed, and ``_dist_arcsec``. Chainable
+            with ``cone_search``/``where``/columns and writable with :meth:`to_catalog`.
 
         Examples
         --------
@@ -300,6 +315,7 @@ class Catalog:
             left_dec=self.dec_column,
             right_ra=right_plan.source.ra_column,
             right_dec=right_plan.source.dec_column,
+            proper_motion=_proper_motion(proper_motion),
         )
         source = crossmatch_source(self._plan, right_plan, args, right_margin=right_margin, ensure_margin=ensure_margin)
         return Catalog(Scan(source))
