@@ -351,6 +351,56 @@ class Catalog:
                 raise TypeError(f"select columns with a name or a list of names, got {key!r}")
         return self._derive(Project(self._plan, cols))
 
+    # -- ids and joins (issue 12 part 3) --------------------------------------------------
+
+    def id_search(
+        self,
+        values: dict[str, Any],
+        *,
+        scan: bool = False,
+        index_catalogs: dict[str, str | os.PathLike] | None = None,
+    ) -> Catalog:
+        """Rows whose columns hold ``values``, read through the catalog's index catalogs.
+
+        Parameters
+        ----------
+        values
+            ``{"column": value}`` or ``{"column": [v1, v2, ...]}``; with several columns a
+            row must match each of them.
+        scan
+            Without an index, read every partition instead of refusing (row groups are
+            still skipped by the column's statistics).
+        index_catalogs
+            ``{"column": path}`` of index catalogs to use; by default the collection's
+            ``all_indexes`` or the ``<catalog>_<column>_index`` directory next to the catalog
+            (what ``proxcompute index`` and ``ingest(index_columns=...)`` build).
+
+        Returns
+        -------
+        Catalog
+            Lazy. Only the partitions the index names are read, and in them only the row
+            groups whose ``_healpix_29`` statistics hold the ids' cells. The result has no
+            margin.
+
+        Raises
+        ------
+        ColumnNotFoundError
+            A column of ``values`` is not in the catalog.
+        PlanError
+            No index for a column (the message says how to build one) and ``scan`` is False.
+
+        Examples
+        --------
+        >>> from proxcompute.catalog import from_dataframe
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> cat = from_dataframe(generate_catalog(5_000, seed=2))
+        >>> cat.id_search({"id": [3, 5, 8]}, scan=True).compute()["id"].tolist()
+        [8, 3, 5]
+        """
+        from proxcompute.plan.ids import id_search_plan
+
+        return Catalog(id_search_plan(self._plan, values, scan=scan, index_catalogs=index_catalogs))
+
     # -- execution -----------------------------------------------------------------------
 
     def compute(self, client: Any = None) -> pd.DataFrame:
