@@ -73,6 +73,10 @@ def ingest(
         bool, typer.Option("--drop-invalid", help="Skip rows with NaN/inf or |dec| > 90 coordinates.")
     ] = False,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Run on this cluster profile.")] = None,
+    index_column: Annotated[
+        list[str] | None,
+        typer.Option("--index-column", help="Also build an index catalog of this column (repeatable)."),
+    ] = None,
 ) -> None:
     """Ingest tables into a HEALPix-partitioned, HATS-compatible catalog (with margin)."""
     from proxcompute.ingest import ingest as run_ingest
@@ -91,8 +95,25 @@ def ingest(
             overwrite=overwrite,
             drop_invalid=drop_invalid,
             client=client,
+            index_columns=index_column or (),
         )
     _console().print(str(result))
+
+
+@app.command("index")
+def index_command(
+    catalog: Annotated[Path, typer.Argument(help="Catalog or collection directory.")],
+    column: Annotated[str, typer.Option("--column", help="Column to index (ids, names).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Index catalog directory (default: NAME_COLUMN_index next to the catalog).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Local threads (default: one per core).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index.")] = False,
+) -> None:
+    """Build a HATS index catalog of a column, for id_search and joins (LSDB reads it too)."""
+    from proxcompute.ingest.index import build_index
+
+    _console().print(str(build_index(catalog, column, out=out, overwrite=overwrite, workers=workers)))
 
 
 @app.command()

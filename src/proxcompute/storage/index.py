@@ -294,5 +294,7 @@ def lookup(meta: IndexMeta, values: Sequence[object]) -> pa.Table:
         except (OSError, pa.ArrowException) as exc:
             raise StorageError(f"cannot read index file {path}: {exc}") from None
         pieces.append(table.filter(pc.is_in(table.column(meta.column), value_set=vals)))
+    if not pieces:
+        return pa.schema([meta.schema.field(c) for c in want]).empty_table()
     out = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
     return out.replace_schema_metadata(None)
