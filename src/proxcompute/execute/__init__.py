@@ -3,6 +3,7 @@
 from proxcompute.execute.crossmatch import crossmatch_partition
 from proxcompute.execute.explain import describe_reads
 from proxcompute.execute.frames import to_dask
+from proxcompute.execute.join import join_partition
 from proxcompute.execute.progress import progress_bar
 from proxcompute.execute.reader import clear_footer_cache
 from proxcompute.execute.run import (
@@ -30,6 +31,7 @@ __all__ = [
     "current_client",
     "describe_reads",
     "head",
+    "join_partition",
     "local_client",
     "map_partitions",
     "map_tasks",

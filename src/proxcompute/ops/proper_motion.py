@@ -116,10 +116,10 @@ def apply_space_motion(
 
     Examples
     --------
-    >>> ra, dec = apply_space_motion(np.array([10.0]), np.array([0.0]), np.array([3600.0]),
-    ...                              np.array([0.0]), 1000.0)  # 1"/yr east for 1000 yr
+    >>> ra, dec = apply_space_motion(np.array([10.0]), np.array([0.0]), np.array([100.0]),
+    ...                              np.array([0.0]), 100.0)  # 0.1"/yr east for 100 yr
     >>> round(float(ra[0] - 10.0) * 3600, 6), float(dec[0])
-    (1000.0, 0.0)
+    (10.0, 0.0)
     """
     ra = np.radians(np.asarray(ra_deg, dtype=np.float64))
     dec = np.radians(np.asarray(dec_deg, dtype=np.float64))

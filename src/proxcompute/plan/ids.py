@@ -28,7 +28,15 @@ from proxcompute.sky import INDEX_COLUMN
 from proxcompute.sky.healpix import order_to_healpix29_range
 from proxcompute.storage.index import find_index, lookup, read_index_meta
 
-__all__ = ["IdIn", "id_search_plan", "normalise_values"]
+__all__ = [
+    "IdIn",
+    "cells_to_ranges",
+    "id_search_plan",
+    "index_path",
+    "located_ranges",
+    "normalise_values",
+    "restrict_to_ranges",
+]
 
 _SHOWN = 5
 
@@ -69,7 +77,7 @@ def _predicate(values: Mapping[str, tuple[Any, ...]], schema: pa.Schema) -> Expr
     return parts[0] if len(parts) == 1 else And(tuple(parts))
 
 
-def _cells_to_ranges(cells: np.ndarray) -> np.ndarray:
+def cells_to_ranges(cells: np.ndarray) -> np.ndarray:
     cells = np.unique(cells.astype(np.int64))
     if cells.size == 0:
         return np.empty((0, 2), dtype=np.int64)
@@ -79,10 +87,10 @@ def _cells_to_ranges(cells: np.ndarray) -> np.ndarray:
     return np.stack([starts, ends], axis=1)
 
 
-def _located_ranges(found: pa.Table) -> np.ndarray:
+def located_ranges(found: pa.Table) -> np.ndarray:
     """Merged ``_healpix_29`` ranges that hold the index rows ``found``."""
     if INDEX_COLUMN in found.column_names:
-        return _cells_to_ranges(found.column(INDEX_COLUMN).to_numpy())
+        return cells_to_ranges(found.column(INDEX_COLUMN).to_numpy())
     orders = found.column("Norder").to_numpy().astype(np.int64)
     pixels = found.column("Npix").to_numpy().astype(np.int64)
     pairs = sorted(set(zip(orders.tolist(), pixels.tolist(), strict=True)))
@@ -124,9 +132,15 @@ def id_search_plan(
         meta = read_index_meta(_index_path(source, column, index_catalogs))
         if meta.column != column:
             raise PlanError(f"index catalog {meta.root} indexes {meta.column!r}, not {column!r}")
-        here = _located_ranges(lookup(meta, vals)) if vals else np.empty((0, 2), dtype=np.int64)
+        here = located_ranges(lookup(meta, vals)) if vals else np.empty((0, 2), dtype=np.int64)
         ranges = here if ranges is None else intersect_ranges(ranges, here)
     assert ranges is not None
+
+    return Filter(restrict_to_ranges(plan, ranges), predicate)
+
+
+def restrict_to_ranges(plan: PlanNode, ranges: np.ndarray) -> PlanNode:
+    """``plan`` with its Scan reading only the partitions and rows within ``_healpix_29`` ranges."""
 
     def restrict(node: PlanNode) -> PlanNode:
         if not isinstance(node, Scan):
@@ -140,16 +154,24 @@ def id_search_plan(
         merged = ranges if node.ranges is None else intersect_ranges(node.ranges, ranges)
         return replace(node, pixels=pixels, ranges=merged)
 
-    return Filter(transform_up(plan, restrict), predicate)
+    return transform_up(plan, restrict)
 
 
-def _index_path(source: Any, column: str, index_catalogs: Mapping[str, str | os.PathLike] | None) -> Path:
+def index_path(
+    source: Any, column: str, index_catalogs: Mapping[str, str | os.PathLike] | None
+) -> Path | None:
+    """The index catalog of ``column`` for a plan's source: given, listed or conventional; or None."""
     if index_catalogs and column in index_catalogs:
         return Path(index_catalogs[column])
     root = source.root if isinstance(source, StoredSource) else None
-    found = find_index(root, column) if root is not None else None
+    return find_index(root, column) if root is not None else None
+
+
+def _index_path(source: Any, column: str, index_catalogs: Mapping[str, str | os.PathLike] | None) -> Path:
+    found = index_path(source, column, index_catalogs)
     if found is not None:
         return found
+    root = source.root if isinstance(source, StoredSource) else None
     if root is None:
         raise PlanError(
             f"catalog {source.name!r} is not stored, so it has no index of {column!r}: "
