@@ -18,7 +18,7 @@ from proxcompute.execute.reader import SOURCE_READERS
 from proxcompute.ops.expr import Expr
 from proxcompute.ops.filters import filter_by_ranges
 from proxcompute.ops.join import KeyMap, join_tables
-from proxcompute.plan.ids import cells_to_ranges, located_ranges, restrict_to_ranges
+from proxcompute.plan.ids import cells_to_ranges, coarsen_ranges, located_ranges, restrict_to_ranges
 from proxcompute.plan.join import JoinSource
 from proxcompute.plan.nodes import Project, find_scan
 from proxcompute.plan.optimizer import optimize
@@ -57,7 +57,7 @@ def join_partition(source: JoinSource, pixel: PartitionPixel, ranges: np.ndarray
     if len(keys):
         cells = _right_ranges(source, keys)
         if len(cells):
-            plan = optimize(restrict_to_ranges(source.right, cells))
+            plan = optimize(restrict_to_ranges(source.right, coarsen_ranges(cells)))
             right = concat([run_partition(plan, p) for p in find_scan(plan).partitions], plan)
     return join_tables(left, right, source.args, source.schema)
 

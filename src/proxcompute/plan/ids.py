@@ -135,8 +135,25 @@ def id_search_plan(
         here = located_ranges(lookup(meta, vals)) if vals else np.empty((0, 2), dtype=np.int64)
         ranges = here if ranges is None else intersect_ranges(ranges, here)
     assert ranges is not None
+    ranges = coarsen_ranges(ranges)
 
     return Filter(restrict_to_ranges(plan, ranges), predicate)
+
+
+MAX_RANGES = 256
+"""At most this many ``_healpix_29`` ranges restrict a Scan: thousands of one-cell ranges would
+cut each row group into thousands of slices, while the id predicate is exact anyway."""
+
+
+def coarsen_ranges(ranges: np.ndarray, max_ranges: int = MAX_RANGES) -> np.ndarray:
+    """At most ``max_ranges`` ranges covering ``ranges``, bridging the smallest gaps first."""
+    if len(ranges) <= max_ranges:
+        return ranges
+    gaps = ranges[1:, 0] - ranges[:-1, 1]
+    keep = np.sort(np.argsort(gaps, kind="stable")[len(gaps) - (max_ranges - 1) :])  # the widest gaps stay
+    starts = np.r_[ranges[0, 0], ranges[keep + 1, 0]]
+    ends = np.r_[ranges[keep, 1], ranges[-1, 1]]
+    return np.stack([starts, ends], axis=1)
 
 
 def restrict_to_ranges(plan: PlanNode, ranges: np.ndarray) -> PlanNode:
