@@ -23,7 +23,7 @@ from proxcompute.ops.proper_motion import (
     max_displacement_deg,
 )
 from proxcompute.sky import INDEX_COLUMN, radec_to_healpix29
-from proxcompute.storage import PartitionPixel
+from proxcompute.sky.healpix import PartitionPixel
 
 __all__ = [
     "DIST_COLUMN",

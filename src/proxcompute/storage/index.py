@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from proxcompute.errors import StorageError
 from proxcompute.sky.healpix import INDEX_COLUMN
+from proxcompute.storage.collection import read_collection
 from proxcompute.storage.layout import COLLECTION_PROPERTIES, PROPERTIES
 from proxcompute.storage.properties import read_properties
 
@@ -189,11 +190,9 @@ def _file_order(path: Path) -> tuple[int, str]:
 
 def collection_indexes(collection: str | os.PathLike) -> dict[str, str]:
     """``{column: index directory}`` from a collection's ``all_indexes`` (empty if none)."""
-    path = Path(collection) / COLLECTION_PROPERTIES
-    if not path.exists():
+    if not (Path(collection) / COLLECTION_PROPERTIES).exists():
         return {}
-    words = read_properties(path).get("all_indexes", "").replace(",", " ").replace(";", " ").split()
-    return dict(zip(words[0::2], words[1::2], strict=False))
+    return {c: str(p) for c, p in read_collection(collection).indexes.items()}
 
 
 def find_index(catalog_root: str | os.PathLike, column: str) -> Path | None:
@@ -207,7 +206,6 @@ def find_index(catalog_root: str | os.PathLike, column: str) -> Path | None:
     listed = collection_indexes(parent)
     if column in listed:
         d = Path(listed[column])
-        d = d if d.is_absolute() else parent / d
         return d if d.is_dir() else None
     sibling = parent / index_catalog_name(root.name, column)
     if (sibling / PROPERTIES).exists():
@@ -228,7 +226,11 @@ def register_indexes(collection: str | os.PathLike, indexes: dict[str, str]) -> 
     if not path.exists():
         raise StorageError(f"{collection} is not a collection: {COLLECTION_PROPERTIES} is missing")
     lines = path.read_text().splitlines()
-    current = collection_indexes(collection)
+    root = Path(collection)
+    current = {
+        c: (os.path.relpath(p, root) if Path(p).is_relative_to(root) else p)
+        for c, p in collection_indexes(root).items()
+    }
     current.update(indexes)
     props = read_properties(path)
     default = props.get("default_index") or next(iter(indexes))
