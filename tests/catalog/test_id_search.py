@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_sky
+from sky_data import make_sky
 
 import proxcompute.ingest.index as index_mod
 from proxcompute import (
@@ -58,10 +58,12 @@ def _ids(df: pd.DataFrame) -> list:
 
 def test_index_layout_is_listed_and_sorted(collection, sky):
     assert collection_indexes(collection) == {
-        "id": "sky_id_index",
-        "sid": "sky_sid_index",
-        "group": "sky_group_index",
+        c: str(collection / f"sky_{c}_index") for c in ("id", "sid", "group")
     }
+    assert (
+        "all_indexes=id sky_id_index sid sky_sid_index group sky_group_index"
+        in (collection / "collection.properties").read_text()
+    )
     meta = read_index_meta(collection / "sky_id_index")
     assert meta.total_rows == len(sky)
     assert len(meta.files) >= 5 and len(meta.rg_min) >= 100

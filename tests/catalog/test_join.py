@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_sky
+from sky_data import make_sky
 
 from proxcompute import ColumnNotFoundError, PlanError, from_dataframe, ingest, open_catalog
 from proxcompute.ingest.index import build_index
