@@ -254,6 +254,21 @@ def _value_array(values: Sequence[object], type_: pa.DataType) -> pa.Array:
     return pc.unique(arr.drop_null())
 
 
+def _matching_rows(table: pa.Table, column: str, sorted_vals: np.ndarray, vals: pa.Array) -> pa.Table:
+    """Rows of ``table`` (sorted by ``column``) whose value is one of ``sorted_vals``."""
+    col = table.column(column).to_numpy(zero_copy_only=False)
+    try:
+        lo = np.searchsorted(col, sorted_vals, side="left")
+        hi = np.searchsorted(col, sorted_vals, side="right")
+    except TypeError:  # values numpy cannot order: test each row
+        return table.filter(pc.is_in(table.column(column), value_set=vals))
+    n = hi - lo
+    if not n.any():
+        return table.slice(0, 0)
+    take = np.repeat(lo, n) + (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n))
+    return table.take(pa.array(take, type=pa.int64()))
+
+
 def lookup(meta: IndexMeta, values: Sequence[object]) -> pa.Table:
     """Index rows whose value is in ``values``: the value column and ``_healpix_29``
     (or ``Norder``/``Npix`` when the index has no ``_healpix_29``).
@@ -295,7 +310,7 @@ def lookup(meta: IndexMeta, values: Sequence[object]) -> pa.Table:
             )
         except (OSError, pa.ArrowException) as exc:
             raise StorageError(f"cannot read index file {path}: {exc}") from None
-        pieces.append(table.filter(pc.is_in(table.column(meta.column), value_set=vals)))
+        pieces.append(_matching_rows(table, meta.column, sorted_vals, vals))
     if not pieces:
         return pa.schema([meta.schema.field(c) for c in want]).empty_table()
     out = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
