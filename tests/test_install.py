@@ -85,6 +85,7 @@ def test_every_cli_command_runs_from_the_plain_wheel(wheel_envs, tmp_path):
     runs = {
         "ingest": ["raw.parquet", "--out", "catalogs/survey", "--max-rows", "5000", "--margin-arcsec", "10"],
         "info": ["catalogs/survey", "--json"],
+        "index": ["catalogs/survey", "--column", "id"],
         "cone": ["catalogs/survey", "--ra", "45", "--dec", "30", "--radius-arcsec", "3600", "--out", "cone.csv"],
         "crossmatch": ["targets.csv", "catalogs/survey", "--radius-arcsec", "1", "--out", "m.parquet"],
         "sql": ["SELECT COUNT(*) AS n FROM survey WHERE mag < 20", "--catalog-root", "catalogs"],
