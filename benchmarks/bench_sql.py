@@ -86,7 +86,7 @@ TOOL_NAMES = {"proxcompute": "proxcompute", "duckdb": "DuckDB, hand-written", "p
 class Query:
     key: str
     label: str
-    kind: str  # cone | xmatch | count | groupby
+    kind: str  # cone | xmatch | count | groupby | topn
     target: str
     limit: float
     radius_deg: float = 0.0
@@ -98,6 +98,7 @@ QUERIES = [
     Query("xmatch", 'all pairs within 1", small x big', "xmatch", "< 1 s", 1.0),
     Query("count", "count(*) where mag < 20", "count", "< 30 ms", 0.03),
     Query("groupby", "GROUP BY floor(dec): count, avg(mag)", "groupby", "< 75 ms", 0.075),
+    Query("topn", "TOP 10 ORDER BY mag, id", "topn", "—", 0.0),
 ]
 
 
@@ -121,6 +122,8 @@ def adql(q: Query) -> str:
         )
     if q.kind == "count":
         return "SELECT COUNT(*) FROM big WHERE mag < 20"
+    if q.kind == "topn":
+        return "SELECT TOP 10 id, mag FROM big ORDER BY mag, id"
     return "SELECT FLOOR(dec) AS d, COUNT(*) AS n, AVG(mag) AS m FROM big GROUP BY FLOOR(dec)"
 
 
@@ -164,6 +167,8 @@ WHERE b.dec BETWEEN a.dec - {r!r} AND a.dec + {r!r}
   AND {hav} <= {math.radians(r)!r}"""
     if q.kind == "count":
         return "SELECT count(*) FROM big WHERE mag < 20"
+    if q.kind == "topn":
+        return "SELECT id, mag FROM big ORDER BY mag, id LIMIT 10"
     return "SELECT floor(dec) AS d, count(*) AS n, avg(mag) AS m FROM big GROUP BY floor(dec)"
 
 
@@ -180,6 +185,8 @@ def pg_sql(q: Query, big: str, small: str) -> str:
         )
     if q.kind == "count":
         return f"SELECT count(*) FROM {big} WHERE mag < 20"
+    if q.kind == "topn":
+        return f"SELECT id, mag FROM {big} ORDER BY mag, id LIMIT 10"
     return f"SELECT floor(dec) AS d, count(*) AS n, avg(mag) AS m FROM {big} GROUP BY floor(dec)"
 
 
@@ -231,6 +238,9 @@ def _save(q: Query, result: Any, path: Path) -> int:
         np.savez(path, a=a, b=b, d=d)
     elif q.kind == "count":
         np.savez(path, n=np.asarray([int(cols[0][0])]))
+    elif q.kind == "topn":
+        ids = cols[0].astype(np.int64) if cols else np.empty(0, np.int64)
+        np.savez(path, ids=ids)
     else:
         d, cnt, m = (np.asarray(c, dtype=np.float64) for c in cols[:3]) if cols else (np.empty(0),) * 3
         np.savez(path, d=d, n=cnt, m=m)
@@ -595,6 +605,10 @@ class Truth:
     def count(self) -> int:
         return int((self.big.mag < 20.0).sum())
 
+    def topn(self, n: int = 10) -> np.ndarray:
+        """Ids of the first ``n`` rows ordered by (mag, id)."""
+        return self.big.ids[np.lexsort((self.big.ids, self.big.mag))[:n]].astype(np.int64)
+
     def groupby(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         keys, inv, n = np.unique(np.floor(self.big.dec), return_inverse=True, return_counts=True)
         return keys, n, np.bincount(inv, weights=self.big.mag) / n
@@ -625,6 +639,9 @@ def check(q: Query, path: Path, truth: Truth, answers: dict) -> tuple[bool, str]
     if q.kind == "count":
         ok = int(got["n"][0]) == answers[q.key]
         return ok, "" if ok else f"{int(got['n'][0]):,} != {answers[q.key]:,}"
+    if q.kind == "topn":
+        ok = np.array_equal(got["ids"], answers[q.key])
+        return ok, "" if ok else f"ids {got['ids'].tolist()} != {answers[q.key].tolist()}"
     keys, n, m = answers[q.key]
     order = np.argsort(got["d"])
     ok = (
@@ -674,7 +691,7 @@ def build_table(results: dict[str, dict], status: dict[str, str], checks: dict, 
         peers = [t for k, t in times.items() if k != "proxcompute" and t]
         ours = times.get("proxcompute")
         cells.append(f"{min(peers) / ours:.2f}x" if (ours and peers) else "—")
-        cells.append(q.target + ((" ✔" if ours < q.limit else " ✘") if ours else ""))
+        cells.append(q.target + ((" ✔" if ours < q.limit else " ✘") if (ours and q.limit > 0) else ""))
         qc = checks.get(q.key, {})
         cells.append(" ".join(f"{'✓' if ok else '✗'}{_short(t)}" for t, (ok, _) in qc.items()) or "—")
         lines.append("| " + " | ".join(cells) + " |")
@@ -792,6 +809,9 @@ def main(argv: list[str] | None = None) -> int:
         elif q.kind == "count":
             answers[q.key] = truth.count()
             rows[q.key] = 1
+        elif q.kind == "topn":
+            answers[q.key] = truth.topn()
+            rows[q.key] = 10
         else:
             answers[q.key] = truth.groupby()
             rows[q.key] = len(answers[q.key][0])

@@ -14,6 +14,17 @@ A pipeline is a YAML file::
               out: results/bright.parquet}
       - name: export            # a catalog (optionally filtered/projected) to a file or catalog
         write: {catalog: catalogs/matches, where: "mag_survey < 21", columns: [id_targets], out: m.csv}
+      - name: colours           # your function over every partition (Catalog.map_partitions)
+        map: {catalog: catalogs/survey, function: "mycode.photometry:colours", include_margin: false,
+              out: catalogs/colours}
+      - name: density           # a HEALPix sky map: FITS (every aggregate a column) and a PNG
+        skymap: {catalog: catalogs/colours, order: 8, aggregates: {n: count, mean_r: [r, mean]},
+                 out: maps/density.fits, png: maps/density.png}
+
+A ``map`` step's ``function`` is ``package.module:callable``, imported from the Python path
+or from the pipeline file's directory (``mycode/photometry.py`` next to the YAML); ``meta``
+(``{column: dtype}``) declares its output schema, ``include_pixel``/``include_margin`` are
+those of ``map_partitions``.
 
 Paths are relative to the YAML file. Progress is kept in ``.proxcompute-run/<name>.json``
 next to it. With ``--resume``, finished steps whose settings did not change are skipped and
@@ -41,7 +52,7 @@ from proxcompute.errors import ProxError
 
 __all__ = ["Pipeline", "PipelineError", "StepResult", "load_pipeline", "run_pipeline"]
 
-STEP_KINDS = ("ingest", "crossmatch", "sql", "write")
+STEP_KINDS = ("ingest", "crossmatch", "sql", "write", "map", "skymap")
 FILE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".vot": "votable",
                  ".votable": "votable", ".xml": "votable"}  # fmt: skip
 _ALLOWED = {
@@ -50,12 +61,16 @@ _ALLOWED = {
                    "ensure_margin", "name"},
     "sql": {"query", "catalog_root", "catalogs", "out", "maxrec", "name"},
     "write": {"catalog", "where", "columns", "out", "name"},
+    "map": {"catalog", "function", "meta", "include_margin", "include_pixel", "where", "out", "name"},
+    "skymap": {"catalog", "order", "aggregates", "where", "out", "png", "plot"},
 }  # fmt: skip
 _REQUIRED = {
     "ingest": {"inputs", "out"},
     "crossmatch": {"left", "right", "radius_arcsec", "out"},
     "sql": {"query", "out"},
     "write": {"catalog", "out"},
+    "map": {"catalog", "function", "out"},
+    "skymap": {"catalog", "order", "out"},
 }
 
 
@@ -258,6 +273,8 @@ def _run_step(pipe: Pipeline, step: Step, client: Any, resume: bool) -> tuple[st
             return str(out), _write_arrow(result.to_arrow(client), out)
         cat = result.to_catalog(out, name=s.get("name"), client=client, resume_dir=resume_dir, overwrite=True)
         return str(out), cat.count()
+    if step.kind in ("map", "skymap"):
+        return _run_user_step(pipe, step, client, out, resume_dir)
     # write
     cat = _open_input(pipe, s["catalog"])
     if s.get("where"):
@@ -268,6 +285,86 @@ def _run_step(pipe: Pipeline, step: Step, client: Any, resume: bool) -> tuple[st
         return str(out), _write_arrow(_arrow(cat, client), out)
     written = cat.to_catalog(out, name=s.get("name"), client=client, resume_dir=resume_dir, overwrite=True)
     return str(out), written.count()
+
+
+def import_function(spec: str, base: Path) -> Callable[..., Any]:
+    """``package.module:callable`` imported from the Python path or from ``base``.
+
+    A module found under ``base`` (not installed) is pickled by value, so cluster workers
+    that cannot import it still run it.
+    """
+    import importlib
+    import sys
+
+    module_name, _, attr = str(spec).partition(":")
+    if not module_name or not attr:
+        raise PipelineError(f"function {spec!r}: write it as package.module:callable")
+    added = str(base) not in sys.path
+    if added:
+        sys.path.insert(0, str(base))
+    try:
+        module = importlib.import_module(module_name)
+        origin = getattr(module, "__file__", None) or ""
+        if origin and Path(origin).resolve().is_relative_to(base.resolve()):
+            module = importlib.reload(module)  # the user's code next to the pipeline: take their latest edit
+    except ImportError as exc:
+        raise PipelineError(f"function {spec!r}: cannot import {module_name!r} ({exc})") from None
+    except Exception as exc:  # the user's module failed while importing
+        raise PipelineError(f"function {spec!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}") from None
+    finally:
+        if added:
+            sys.path.remove(str(base))
+    fn = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise PipelineError(f"function {spec!r}: {module_name!r} has no {attr!r}")
+    if not callable(fn):
+        raise PipelineError(f"function {spec!r} is not callable")
+    origin = getattr(module, "__file__", None) or ""
+    if origin and Path(origin).resolve().is_relative_to(base.resolve()):
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
+    return fn  # type: ignore[return-value]
+
+
+def _run_user_step(pipe: Pipeline, step: Step, client: Any, out: Path, resume_dir: Path) -> tuple[str, int | None]:
+    s = step.settings
+    cat = _open_input(pipe, s["catalog"])
+    if s.get("where"):
+        cat = cat.where(s["where"])
+    if step.kind == "map":
+        fn = import_function(s["function"], pipe.base)
+        mapped = cat.map_partitions(fn, meta=s.get("meta"), include_pixel=bool(s.get("include_pixel", False)),
+                                    include_margin=s.get("include_margin", False))  # fmt: skip
+        if _is_file(out):
+            return str(out), _write_arrow(_arrow(mapped, client), out)
+        written = mapped.to_catalog(out, name=s.get("name"), client=client, resume_dir=resume_dir, overwrite=True)
+        return str(out), written.count()
+    from matplotlib.figure import Figure
+
+    from proxcompute import execute
+    from proxcompute.catalog import SkyMap
+
+    aggregates = {k: tuple(v) if isinstance(v, list) else v for k, v in (s.get("aggregates") or {"n": "count"}).items()}
+    node = cat._aggregate_node(s["order"], aggregates)
+    sky = SkyMap(execute.aggregate(node, client=client, resume_dir=resume_dir), name=cat.name)
+    sky.to_fits(out, overwrite=True)
+    png = pipe.path(s["png"]) if s.get("png") else out.with_suffix(".png")
+    fig = Figure(figsize=(10, 6))
+    sky.plot(s.get("plot"), ax=fig.add_subplot())
+    tmp = png.with_name(f".{png.name}.tmp-{os.getpid()}.png")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, png)
+    finally:
+        tmp.unlink(missing_ok=True)
+    import shutil
+
+    shutil.rmtree(resume_dir, ignore_errors=True)
+    return str(out), sky.rows
 
 
 def _arrow(cat: Any, client: Any) -> Any:

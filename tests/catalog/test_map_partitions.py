@@ -38,6 +38,20 @@ def test_matches_pandas_on_the_whole_table(cat, sky_df):
     assert np.all(np.diff(idx) >= 0)  # still in catalog order
 
 
+def test_repr_shows_the_function(mem_cat):
+    text = repr(mem_cat.map_partitions(colours).where("r < 20"))
+    assert "operations: map_partitions test_map_partitions:colours -> where r < 20" in text
+    assert "map_partitions" in mem_cat.map_partitions(colours)._repr_html_()
+
+
+def test_count_and_len_run_the_function(mem_cat, sky_df):
+    mapped = mem_cat.map_partitions(colours)
+    assert mapped.count() == len(colours(sky_df)) < len(sky_df)
+    with pytest.raises(TypeError, match="count"):
+        len(mapped)
+    assert mapped.skymap(0).rows == mapped.count()
+
+
 def test_meta_declares_the_schema_without_computing(cat, sky_df):
     calls = []
 

@@ -190,6 +190,14 @@ def test_after_where_cone_search_crossmatch_and_map_partitions(mem_cat, sky_df):
     )
 
 
+def test_after_a_column_selection_without_the_index(mem_cat):
+    sm = mem_cat[["ra", "dec", "mag"]].skymap(2, {"n": "count", "m": ("mag", "max")})
+    want = mem_cat.skymap(2, {"n": "count", "m": ("mag", "max")})
+    np.testing.assert_array_equal(sm.to_numpy("m"), want.to_numpy("m"))
+    with pytest.raises(ColumnNotFoundError, match="color"):
+        mem_cat[["ra", "dec", "mag"]].skymap(2, {"c": ("color", "mean")})
+
+
 def test_to_fits_is_read_by_healpy_nested(holes_df, tmp_path):
     sm = from_dataframe(holes_df, max_rows=300).skymap(4, {"n": "count", "mean_mag": ("mag", "mean")})
     path = sm.to_fits(tmp_path / "map.fits")

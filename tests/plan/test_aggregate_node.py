@@ -132,6 +132,19 @@ def test_group_by_columns_with_nulls_matches_pandas(scan):
     assert whole == [{"n": len(df), "s": int(df["flag"].sum())}]
 
 
+def test_filters_and_columns_over_an_aggregate_run_on_its_rows(scan):
+    """HAVING-like: a Filter and a Project above the Aggregate apply to the grouped rows."""
+    from proxcompute.execute import compute_table
+
+    node = Aggregate(scan, ("flag",), (AggSpec("n", "count"), AggSpec("m", "mean", "mag")))
+    plan = Project(Filter(node, parse_predicate("n > 1000", node.output_arrow_schema())), ("flag", "n"))
+    got = compute_table(plan).to_pandas()
+    sizes = scan.source.table.to_pandas().groupby("flag").size()
+    want = sizes[sizes > 1000]
+    assert list(got.columns) == ["flag", "n"] and 0 < len(got) < 4
+    assert got["flag"].tolist() == want.index.tolist() and got["n"].tolist() == want.tolist()
+
+
 def test_group_by_key_with_nulls():
     from proxcompute.execute import compute_table
     from proxcompute.plan import MemorySource, Scan

@@ -5,8 +5,10 @@ import shutil
 import pytest
 
 import proxcompute
+from proxcompute import execute
 from proxcompute.catalog import from_dataframe
 from proxcompute.errors import CorruptPartitionError, SqlError
+from proxcompute.plan import optimize
 from proxcompute.sql.engine import run_sql, run_sql_on_file
 from proxcompute.synthetic import generate_catalog
 
@@ -56,7 +58,7 @@ def test_corrupt_partition_is_named(stored, tmp_path):
     victim = sorted(broken.rglob("Npix=*.parquet"))[2]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])
     res = proxcompute.sql("SELECT flag, COUNT(*) AS n FROM c GROUP BY flag", {"c": broken})
-    assert res._plan.direct_sql is not None
+    assert execute.strategy(optimize(res.plan)) == "single-scan"  # the generic Aggregate, one pass
     with pytest.raises(CorruptPartitionError) as info:
         res.compute()
     assert info.value.path.endswith(victim.name)
@@ -69,8 +71,17 @@ def test_direct_and_arrow_paths_agree(stored):
     mem = proxcompute.open_catalog(stored)
     q = "SELECT flag, COUNT(*) AS n, AVG(mag) AS m, MIN(color) AS c FROM c WHERE mag < 21 GROUP BY flag ORDER BY flag"
     direct = proxcompute.sql(q, {"c": stored})
-    via_arrow = proxcompute.sql(q, {"c": mem.where("dec > -91")})  # a filtered catalog: read through Arrow
-    assert direct._plan.direct_sql is not None and via_arrow._plan.direct_sql is None
-    a, b = direct.compute(), via_arrow.compute()
-    assert a["n"].tolist() == b["n"].tolist() and a["flag"].tolist() == b["flag"].tolist()
-    assert a["m"].tolist() == pytest.approx(b["m"].tolist(), rel=1e-12)
+    via_arrow = proxcompute.sql(q, {"c": mem.where("dec > -91")})
+    having = proxcompute.sql(q.replace(" ORDER BY", " HAVING COUNT(*) >= 0 ORDER BY"), {"c": stored})
+    assert execute.strategy(optimize(direct.plan)) == "single-scan"  # the generic Aggregate, one pass
+    assert execute.strategy(optimize(having.plan)) == "single-scan"  # DuckDB SQL, one pass
+    a, c = direct.compute(), having.compute()
+    with execute.observe(execute.TaskObserver()):  # observed: one task per partition
+        assert execute.strategy(optimize(having.plan)) == "partitions"
+        assert execute.strategy(optimize(via_arrow.plan)) == "aggregate"  # numpy states per partition
+        b = via_arrow.compute()
+        d = having.compute()
+    for other in (b, c, d):
+        assert a["n"].tolist() == other["n"].tolist() and a["flag"].tolist() == other["flag"].tolist()
+        assert a["m"].tolist() == pytest.approx(other["m"].tolist(), rel=1e-12)
+        assert a["c"].tolist() == other["c"].tolist()

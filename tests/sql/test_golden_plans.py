@@ -1,4 +1,4 @@
-"""Golden plans: what each query class compiles to (mode, pushdown, per-partition and final SQL).
+"""Golden plans: what each query class compiles to (mode, pushdown, the plan nodes before and after the optimizer).
 
 Regenerate after an intended change with ``PROXCOMPUTE_UPDATE_GOLDEN=1 pytest tests/sql/test_golden_plans.py``
 and review the diff.
@@ -11,7 +11,7 @@ import pytest
 
 import proxcompute
 from proxcompute.catalog import from_dataframe
-from proxcompute.plan import render_tree
+from proxcompute.plan import optimize, render_tree
 from proxcompute.synthetic import generate_catalog
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -31,6 +31,10 @@ QUERIES = {
     "group_by": (
         "SELECT FLOOR(dec) AS band, COUNT(*) AS n, AVG(mag) AS m, MIN(color), MAX(color) FROM s "
         "GROUP BY FLOOR(dec) HAVING COUNT(*) > 3 ORDER BY band"
+    ),
+    "group_by_columns_generic": (
+        "SELECT flag, COUNT(*) AS n, AVG(mag) AS m, STDDEV(mag) AS sd, MAX(color) FROM s GROUP BY flag "
+        "ORDER BY n DESC"
     ),
     "count_distinct_two_level": "SELECT flag, COUNT(DISTINCT id) AS n FROM s GROUP BY flag",
     "positional_join": (
@@ -54,19 +58,14 @@ def summary(res) -> str:
     p = res._plan
     lines = [f"mode: {p.mode}"]
     lines += [f"pushed: {n}" for n in p.notes]
-    if p.catalog is not None:
-        lines += ["input:"] + ["  " + line for line in render_tree(p.catalog.plan).splitlines()]
+    if res.plan is not None:
+        lines += ["plan:"] + ["  " + line for line in render_tree(res.plan).splitlines()]
+        lines += ["optimized:"] + ["  " + line for line in render_tree(optimize(res.plan)).splitlines()]
     for key, cat in p.gather.items():
         cols = cat.column_names if hasattr(cat, "column_names") else cat.columns
         lines.append(f"gathered {key}: {getattr(cat, 'name', 'table')} [{', '.join(cols)}]")
-    if p.count_only:
-        lines.append("count: from the input catalog")
-    elif p.partition_sql:
-        lines.append(f"per partition: {p.partition_sql}")
-    if p.final_sql:
-        lines.append(f"final: {p.final_sql}")
-    if p.limit is not None or p.offset:
-        lines.append(f"limit: {p.limit} offset: {p.offset}")
+    if p.gather_sql:
+        lines.append(f"final: {p.gather_sql}")
     return "\n".join(lines) + "\n"
 
 

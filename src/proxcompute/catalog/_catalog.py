@@ -499,7 +499,9 @@ class Catalog:
             )
 
     def _aggregate_node(self, order: int, aggregates: dict[str, Any] | None) -> PlanNode:
+        from proxcompute.plan import with_extra_columns
         from proxcompute.plan.aggregate import Aggregate, AggSpec, HealpixKey
+        from proxcompute.sky import INDEX_COLUMN
 
         specs = []
         for name, how in (aggregates or {"n": "count"}).items():
@@ -515,7 +517,10 @@ class Catalog:
                 specs.append(AggSpec(name, str(how[1]), str(how[0])))
             else:
                 raise PlanError(f"aggregate {name!r}: use 'count' or (column, func), got {how!r}")
-        return Aggregate(self._plan, (HealpixKey(order),), tuple(specs))
+        plan = self._plan
+        if INDEX_COLUMN not in plan.output_columns():  # cat[["mag"]].skymap(...): the key still needs it
+            plan = with_extra_columns(plan, [INDEX_COLUMN])
+        return Aggregate(plan, (HealpixKey(order),), tuple(specs))
 
     # -- ids and joins (issue 12 part 3) --------------------------------------------------
 

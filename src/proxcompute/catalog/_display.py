@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from proxcompute.plan import Filter, PlanNode, Project, RegionFilter, is_filtered
+from proxcompute.plan.map_partitions import MapPartitions, function_name
 from proxcompute.sky.healpix import pixel_boundaries_xyz, pixel_center
 from proxcompute.storage import PartitionPixel
 from proxcompute.storage.nested import nested_fields
@@ -38,6 +39,8 @@ def _operations(plan: PlanNode) -> list[str]:
             ops.append(f"where {node.predicate}")
         elif isinstance(node, Project):
             ops.append(f"select [{', '.join(node.columns)}]")
+        elif isinstance(node, MapPartitions):
+            ops.append(f"map_partitions {function_name(node.fn)}")
         node = node.children[0]
     return list(reversed(ops))
 

@@ -205,7 +205,7 @@ class SkyMap:
         return img
 
     def plot(self, name: str | None = None, ax: Any = None, *, width: int = 800, cmap: str = "viridis",
-             log: bool = False, title: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
+             log: bool | None = None, title: str | None = None, **kwargs: Any) -> Any:  # fmt: skip
         """Draw one aggregate on a Mollweide map with a colour bar; returns the Axes.
 
         Parameters
@@ -217,7 +217,8 @@ class SkyMap:
         width
             Raster width in screen pixels.
         cmap, log
-            Colour map, and a logarithmic colour scale.
+            Colour map, and a logarithmic colour scale (default: for counts spanning more
+            than two decades). Pixels without a value are grey, as in healpy.
         **kwargs
             Passed to ``imshow``.
 
@@ -230,6 +231,7 @@ class SkyMap:
         >>> ax.get_title()
         'dataframe: n = count(*), order 3'
         """
+        import matplotlib
         import matplotlib.pyplot as plt
         from matplotlib.colors import LogNorm
         from matplotlib.patches import Ellipse
@@ -239,11 +241,20 @@ class SkyMap:
         if ax is None:
             _, ax = plt.subplots(figsize=(9, 5))
         finite = img[np.isfinite(img)]
+        if log is None:
+            func = self._state.node.aggregates[self._index(name)].func
+            positive = finite[finite > 0]
+            log = func == "count" and positive.size > 0 and positive.max() > 100 * positive.min()
+        colours = matplotlib.colormaps[cmap].copy() if isinstance(cmap, str) else cmap.copy()
+        colours.set_bad("0.7")
+        cmap = colours
         if log and finite.size and (finite > 0).any():
             kwargs.setdefault("norm", LogNorm(vmin=finite[finite > 0].min(), vmax=finite.max()))
         extent = (-2 * np.sqrt(2), 2 * np.sqrt(2), -np.sqrt(2), np.sqrt(2))
         im = ax.imshow(img, extent=extent, cmap=cmap, interpolation="nearest", **kwargs)
-        ax.add_patch(Ellipse((0, 0), 4 * np.sqrt(2), 2 * np.sqrt(2), fill=False, lw=0.8, color="0.3"))
+        sky = Ellipse((0, 0), 4 * np.sqrt(2), 2 * np.sqrt(2), fill=False, lw=0.8, color="0.3")
+        ax.add_patch(sky)
+        im.set_clip_path(sky)  # grey inside the sky is "no value"; outside it nothing is drawn
         ax.set_axis_off()
         ax.set_aspect("equal")
         prefix = f"{self.name}: " if self.name else ""
@@ -268,10 +279,7 @@ class SkyMap:
         )
         thumb = ""
         try:
-            import matplotlib
-
-            matplotlib.use(matplotlib.get_backend())  # keep the user's backend
-            from matplotlib.figure import Figure
+            from matplotlib.figure import Figure  # no pyplot: the user's backend and figures are untouched
 
             fig = Figure(figsize=(4, 2.3))
             self.plot(ax=fig.add_subplot(), width=240, title="")

@@ -7,6 +7,7 @@ from proxcompute.execute.frames import to_dask
 from proxcompute.execute.join import join_partition
 from proxcompute.execute.map_partitions import learn_schema
 from proxcompute.execute.progress import progress_bar
+from proxcompute.execute.query import STREAM_CHUNK_PARTITIONS, compute_query, iter_tables, strategy
 from proxcompute.execute.reader import clear_footer_cache
 from proxcompute.execute.run import (
     IN_PROCESS_MAX_PARTITIONS,
@@ -25,11 +26,13 @@ from proxcompute.execute.tasks import map_tasks
 
 __all__ = [
     "IN_PROCESS_MAX_PARTITIONS",
+    "STREAM_CHUNK_PARTITIONS",
     "Cancelled",
     "TaskObserver",
     "aggregate",
     "aggregate_table",
     "clear_footer_cache",
+    "compute_query",
     "compute_table",
     "count",
     "crossmatch_partition",
@@ -37,6 +40,7 @@ __all__ = [
     "describe_reads",
     "head",
     "iter_completed",
+    "iter_tables",
     "join_partition",
     "learn_schema",
     "local_client",
@@ -44,6 +48,7 @@ __all__ = [
     "map_tasks",
     "observe",
     "progress_bar",
+    "strategy",
     "to_catalog",
     "to_dask",
 ]

@@ -119,29 +119,20 @@ def _checked(node: MapPartitions, pixel: PartitionPixel, out: Any, schema: pa.Sc
             raise _fail(
                 node, pixel, f"returned columns that contradict meta ({detail}); meta: {schema.names}"
             )
-        try:
-            table = pa.Table.from_pandas(out[schema.names], schema=schema, preserve_index=False, safe=True)
-        except (
-            pa.ArrowInvalid,
-            pa.ArrowTypeError,
-            pa.ArrowNotImplementedError,
-            ValueError,
-            TypeError,
-        ) as exc:
-            raise _fail(node, pixel, f"returned values that do not fit meta's types: {exc}") from None
+        table = _to_arrow(node, pixel, out[schema.names], schema, "returned values that do not fit meta's types")
     else:
-        try:
-            table = pa.Table.from_pandas(out, preserve_index=False)
-        except (
-            pa.ArrowInvalid,
-            pa.ArrowTypeError,
-            pa.ArrowNotImplementedError,
-            ValueError,
-            TypeError,
-        ) as exc:
-            raise _fail(node, pixel, f"returned a DataFrame Arrow cannot store: {exc}") from None
-        table = table.replace_schema_metadata(None)
+        table = _to_arrow(node, pixel, out, None, "returned a DataFrame Arrow cannot store").replace_schema_metadata(None)
     return _ordered(node, pixel, table)
+
+
+_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError)
+
+
+def _to_arrow(node: MapPartitions, pixel: PartitionPixel, df: pd.DataFrame, schema: pa.Schema | None, what: str):
+    try:
+        return pa.Table.from_pandas(df, schema=schema, preserve_index=False, safe=True)
+    except _CONVERSION_ERRORS as exc:
+        raise _fail(node, pixel, f"{what}: {exc}") from None
 
 
 def _ordered(node: MapPartitions, pixel: PartitionPixel, table: pa.Table) -> pa.Table:

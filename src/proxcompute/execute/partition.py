@@ -15,8 +15,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from proxcompute.errors import SqlError
 from proxcompute.execute.reader import iter_partition
 from proxcompute.ops.filters import apply_filters, count_matches
+from proxcompute.ops.sql_engine import locate_error, run_sql
 from proxcompute.plan.nodes import (
     Filter,
     PlanNode,
@@ -26,6 +28,7 @@ from proxcompute.plan.nodes import (
     output_schema,
     replace_source,
 )
+from proxcompute.plan.relational import Rename, RowOperator, SqlMap
 from proxcompute.plan.source import MemorySource
 from proxcompute.storage import DEFAULT_ROW_GROUP_ROWS, PartitionPixel, write_partition_file
 
@@ -76,8 +79,33 @@ def iter_pieces(plan: PlanNode, pixel: PartitionPixel, *, chunked: bool = False)
             yield apply_filters(table, predicate=plan.predicate)
         elif isinstance(plan, Project):
             yield table.select(list(plan.columns))
+        elif isinstance(plan, RowOperator):
+            yield apply_row_operator(plan, table)
         else:  # pragma: no cover - new node types must teach the executor
             raise TypeError(f"cannot execute plan node {type(plan).__name__}")
+
+
+PART = "__part"
+"""The table name the per-partition SQL of ``SqlMap``/``SqlAggregate`` reads."""
+
+
+def run_sql_located(sql: str, tables: dict[str, pa.Table], pieces: tuple = (), threads: int = 1) -> pa.Table:
+    """``run_sql``; an error that depends on the data (``CAST('x' AS DOUBLE)``) is located by
+    running each piece of the query on the same rows."""
+    try:
+        return run_sql(sql, tables, threads=threads)
+    except SqlError as exc:
+        raise locate_error(exc, list(pieces), tables) from None
+
+
+def apply_row_operator(node: RowOperator, table: pa.Table, *, threads: int = 1) -> pa.Table:
+    """A row operator on rows of one partition (or of all of them, in the single scan)."""
+    if isinstance(node, Rename):
+        mapping = dict(node.names)
+        return table.rename_columns([mapping.get(c, c) for c in table.column_names])
+    if isinstance(node, SqlMap):
+        return run_sql_located(node.sql, {PART: table}, node.pieces, threads)
+    raise TypeError(f"cannot execute plan node {type(node).__name__}")  # pragma: no cover
 
 
 def concat(pieces: list[pa.Table], plan: PlanNode) -> pa.Table:

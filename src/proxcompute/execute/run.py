@@ -227,11 +227,9 @@ def _check_picklable(job: PartitionJob) -> None:
 
 def compute_table(plan: PlanNode, *, client: Any = None, flags: OptFlags | None = None) -> pa.Table:
     """The plan's result as one Arrow table, partitions in storage order."""
-    from proxcompute.plan.aggregate import Aggregate
+    from proxcompute.execute.aggregate import aggregate_table, contains_aggregate
 
-    if isinstance(plan, Aggregate):  # one row per group, merged across partitions
-        from proxcompute.execute.aggregate import aggregate_table
-
+    if contains_aggregate(plan):  # one row per group, merged across partitions (then HAVING, columns)
         return aggregate_table(plan, client=client, flags=flags)
     optimized = optimize(plan, flags)
     pixels = find_scan(optimized).partitions

@@ -320,7 +320,7 @@ def partial_aggregate(table: pa.Table, node: Aggregation) -> Partial:
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for spec in node.aggregates:
         if spec.column is None:
-            states.append({"n": rows.copy()})
+            states.append({})  # count(*) is the group's rows: no state of its own
             continue
         if spec.column not in cache:
             values, valid = _column_values(table, spec.column)
@@ -333,6 +333,8 @@ def partial_aggregate(table: pa.Table, node: Aggregation) -> Partial:
 
 
 def _merge_into(dst: dict[str, np.ndarray], src: dict[str, np.ndarray], pos: np.ndarray, func: str) -> None:
+    if not src:  # count(*): merged with the rows
+        return
     na = dst["n"][pos]
     nb = src["n"]
     tot = na + nb
@@ -385,7 +387,7 @@ class MergedState:
         states = []
         for spec in node.aggregates:
             st = {}
-            for name in _STATES[spec.func]:
+            for name in _STATES[spec.func] if spec.column is not None else ():
                 st[name] = np.zeros(size, dtype=_state_dtype(name, spec, schema))
             states.append(st)
         return cls(node, dense, np.zeros(size, dtype=np.int64), states)
@@ -433,6 +435,8 @@ class MergedState:
         """``(values, valid)`` of aggregate ``i`` over every slot (dense: every pixel)."""
         spec = self.node.aggregates[i]
         st = self.states[i]
+        if spec.column is None:  # count(*)
+            return self.rows, np.ones(len(self.rows), dtype=bool)
         n = st["n"]
         if spec.func == "count":
             return n, np.ones(len(n), dtype=bool)

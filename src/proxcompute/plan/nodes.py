@@ -205,6 +205,8 @@ def is_filtered(plan: PlanNode) -> bool:
             return True
         if isinstance(node, Scan):
             return bool(node.regions) or node.predicate is not None or node.pixels is not None
+        if not isinstance(node, Project):  # a node that computes rows (user function, aggregate)
+            return True
         node = node.children[0]
     return False
 

@@ -6,7 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from proxcompute.plan.nodes import Filter, PlanNode, Project, RegionFilter, Scan
-from proxcompute.plan.rules import filters_into_scan, prune_partitions, push_filters, push_projection
+from proxcompute.plan.rules import (
+    filters_into_scan,
+    fuse_top_n,
+    prune_partitions,
+    push_filters,
+    push_projection,
+)
 
 __all__ = ["RULES", "OptFlags", "optimize"]
 
@@ -15,6 +21,7 @@ RULES: tuple[tuple[str, Callable[[PlanNode], PlanNode]], ...] = (
     ("filters_into_scan", filters_into_scan),
     ("prune_partitions", prune_partitions),
     ("push_projection", push_projection),
+    ("fuse_top_n", fuse_top_n),
 )
 """Rules in the order they run: ``(name, rule)``."""
 
@@ -27,6 +34,7 @@ class OptFlags:
     filters_into_scan: bool = True
     prune_partitions: bool = True
     push_projection: bool = True
+    fuse_top_n: bool = True
 
     @classmethod
     def none(cls) -> OptFlags:
@@ -37,14 +45,27 @@ class OptFlags:
 def optimize(plan: PlanNode, flags: OptFlags | None = None) -> PlanNode:
     """Apply the enabled :data:`RULES` to ``plan`` and return the optimized plan.
 
-    A node the rules do not know (an aggregate, a user function) is a barrier: nothing is
-    moved through it. The plan below it is optimized on its own (reading only the columns
-    the node says it needs, if it says so with ``input_columns()``); the nodes above it
-    stay as written.
+    A node the catalog rules do not know (an aggregate, a user function, SQL's relational
+    nodes) is a barrier: nothing is moved through it. The plan below it is optimized on its
+    own (reading only the columns the node says it needs, if it says so with
+    ``input_columns()``); the nodes above it stay as written. Rules about relational nodes
+    (:data:`PLAN_RULES`) then run over the whole plan.
     """
     flags = flags or OptFlags()
     if not any(getattr(flags, name) for name, _ in RULES):
         return plan
+    plan = _optimize(plan, flags)
+    for name, rule in RULES:
+        if name in PLAN_RULES and getattr(flags, name):
+            plan = rule(plan)
+    return plan
+
+
+PLAN_RULES = frozenset({"fuse_top_n"})
+"""Rules that rewrite relational nodes anywhere in a plan (run after the catalog rules)."""
+
+
+def _optimize(plan: PlanNode, flags: OptFlags) -> PlanNode:
     above: list[PlanNode] = []
     node = plan
     while not isinstance(node, Scan) and isinstance(node, _RELATIONAL):
@@ -52,14 +73,14 @@ def optimize(plan: PlanNode, flags: OptFlags | None = None) -> PlanNode:
         node = node.children[0]
     if isinstance(node, Scan):
         for name, rule in RULES:
-            if getattr(flags, name):
+            if name not in PLAN_RULES and getattr(flags, name):
                 plan = rule(plan)
         return plan
     child = node.children[0]
     need = getattr(node, "input_columns", None)
     if need is not None and flags.push_projection and tuple(need()) != tuple(child.output_columns()):
         child = Project(child, tuple(need()))
-    out = node.with_child(optimize(child, flags))
+    out = node.with_child(_optimize(child, flags))
     for parent in reversed(above):
         if isinstance(parent, Project) and isinstance(out, Project) and flags.push_projection:
             out = Project(out.child, parent.columns)  # the outer selection defines the columns

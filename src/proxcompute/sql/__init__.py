@@ -14,11 +14,11 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from proxcompute.sql.compile import SqlPlan, compile_query
+from proxcompute.sql.compile import CompiledQuery, compile_query
 from proxcompute.sql.registry import CatalogRegistry
 from proxcompute.sql.result import SqlResult, SqlTruncatedWarning
 
-__all__ = ["CatalogRegistry", "SqlPlan", "SqlResult", "SqlTruncatedWarning", "sql"]
+__all__ = ["CatalogRegistry", "CompiledQuery", "SqlResult", "SqlTruncatedWarning", "sql"]
 
 
 def sql(

@@ -7,8 +7,10 @@ A *spatial test* is a WHERE conjunct that asks whether a point lies in a shape:
 whose shape is constant into a region filter (pruning + row-group ranges + exact kernel),
 and a circle test between two catalogs into a crossmatch.
 
-Geometry anywhere else is translated to SQL expressions over the coordinate columns (a
-haversine ``DISTANCE``, ``CONTAINS`` of a circle or box as 0/1), so it can run per row.
+Geometry anywhere else (a ``DISTANCE`` in the select list, a test between two columns of
+one row) is a per-row value, translated to SQL expressions over the coordinate columns (a
+haversine ``DISTANCE``, ``CONTAINS`` of a circle or box as 0/1) that the DuckDB operator
+evaluates; the macros live with it in :mod:`proxcompute.ops.sql_engine`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from proxcompute.errors import InvalidRegionError, SqlError
+from proxcompute.ops.sql_engine import MACROS as ENGINE_MACROS
 from proxcompute.sky import Box, Cone, Polygon, Region
 from proxcompute.sql.parse import position
 
@@ -35,16 +38,7 @@ COORD_SYSTEMS = {"", "ICRS", "ICRS GEOCENTER", "ICRS TOPOCENTER", "UNKNOWN"}
 SHAPES = {"CIRCLE", "BOX", "POLYGON"}
 GEOMETRY = SHAPES | {"POINT"}
 
-DISTANCE_MACRO = (
-    "CREATE OR REPLACE MACRO __adql_distance(ra1, dec1, ra2, dec2) AS degrees(2 * asin(least(1.0, sqrt("
-    "pow(sin(radians(dec2 - dec1) / 2), 2) + cos(radians(dec1)) * cos(radians(dec2)) * "
-    "pow(sin(radians(ra2 - ra1) / 2), 2)))))"
-)
-BOX_MACRO = (
-    "CREATE OR REPLACE MACRO __adql_in_box(ra, dec, c1, c2, w, h) AS "
-    "abs(dec - c2) <= h / 2 AND (w >= 360 OR abs(((ra - c1 + 540) % 360) - 180) <= w / 2)"
-)
-MACROS = (DISTANCE_MACRO, BOX_MACRO)
+MACROS = ENGINE_MACROS
 """SQL macros the translated geometry calls; every engine connection defines them."""
 
 

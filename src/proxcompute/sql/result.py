@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+import textwrap
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -14,45 +15,18 @@ import pyarrow as pa
 from proxcompute import execute
 from proxcompute.catalog import Catalog, from_dataframe
 from proxcompute.errors import SqlError
-from proxcompute.execute.partition import PartitionJob, run_partition
-from proxcompute.plan import PlanNode, find_scan, optimize
-from proxcompute.sql.compile import PART, PARTIALS, SqlPlan, locate_error
-from proxcompute.sql.engine import _FileSetError, run_sql, run_sql_on_file
+from proxcompute.execute import STREAM_CHUNK_PARTITIONS
+from proxcompute.plan import Explanation, PlanNode, find_scan, optimize, render_explain
+from proxcompute.plan.relational import Limit, catalog_plan, has_operators, render_operators
+from proxcompute.sql.engine import run_sql
+from proxcompute.sql.gather import CompiledQuery
 from proxcompute.storage import PartitionPixel
 
-__all__ = ["SqlResult", "SqlTruncatedWarning"]
-
-STREAM_CHUNK_PARTITIONS = 8
-"""Partitions computed together when streaming results in storage order."""
+__all__ = ["STREAM_CHUNK_PARTITIONS", "SqlResult", "SqlTruncatedWarning"]
 
 
 class SqlTruncatedWarning(UserWarning):
     """A result was cut at ``maxrec`` rows (the TAP OVERFLOW condition)."""
-
-
-def sql_partition(plan: PlanNode, pixel: PartitionPixel, sql: str, pieces: tuple = ()) -> pa.Table:
-    """Run ``sql`` over the rows of ``plan`` in one partition (one Dask task).
-
-    An error that depends on the data (``CAST('x' AS DOUBLE)``) is located by running each
-    piece of the query on the same rows.
-    """
-    table = run_partition(plan, pixel)
-    try:
-        return run_sql(sql, {PART: table})
-    except SqlError as exc:
-        raise locate_error(exc, list(pieces), {PART: table}) from None
-
-
-def sql_file_partition(plan: PlanNode, pixel: PartitionPixel, sql: str, pieces: tuple = ()) -> pa.Table:
-    """Run ``sql`` with DuckDB reading the partition's Parquet file itself (one Dask task)."""
-    src = plan.source
-    path = os.path.realpath(src.partition_path(pixel))
-    try:
-        return run_sql_on_file(sql, path, os.path.realpath(src.root))
-    except SqlError as exc:
-        if exc.line is not None or not pieces:
-            raise
-        raise locate_error(exc, list(pieces), {PART: run_partition(plan, pixel)}) from None
 
 
 class SqlResult:
@@ -74,7 +48,7 @@ class SqlResult:
     (10, True)
     """
 
-    def __init__(self, plan: SqlPlan, *, maxrec: int | None = None) -> None:
+    def __init__(self, plan: CompiledQuery, *, maxrec: int | None = None) -> None:
         if maxrec is not None and (isinstance(maxrec, bool) or int(maxrec) != maxrec or maxrec < 0):
             raise SqlError("limit", f"maxrec must be a whole number >= 0, got {maxrec!r}")
         self._plan = plan
@@ -100,21 +74,24 @@ class SqlResult:
         return self._plan.catalog
 
     @property
+    def plan(self) -> PlanNode | None:
+        """The plan (None for a query gathered into one DuckDB): the input catalog's plan with
+        SQL's relational nodes on top, run by :mod:`proxcompute.execute`."""
+        return self._plan.plan
+
+    @property
     def partitions(self) -> list[PartitionPixel]:
         """Partitions the query reads (for distributed modes)."""
-        if self._plan.catalog is None:
+        if self._plan.plan is None:
             return []
-        return list(find_scan(optimize(self._plan.catalog.plan)).partitions)
+        return list(find_scan(optimize(self._plan.plan)).partitions)
 
     # -- running ---------------------------------------------------------------------------
 
-    def _want(self) -> int | None:
-        """Rows to produce (after OFFSET): TOP/LIMIT, or maxrec + 1 to detect overflow."""
-        p = self._plan
-        cap = None if self.maxrec is None else self.maxrec + 1
-        if p.limit is None:
-            return cap
-        return p.limit if cap is None else min(p.limit, cap)
+    def _capped_plan(self) -> PlanNode:
+        """The plan, with a ``Limit`` of ``maxrec + 1`` rows on top to detect overflow."""
+        plan = self._plan.plan
+        return plan if self.maxrec is None else Limit(plan, self.maxrec + 1)
 
     def to_arrow(self, client: Any = None) -> pa.Table:
         """Run the query; the whole result as one Arrow table.
@@ -171,10 +148,10 @@ class SqlResult:
         """The result as Arrow record batches, in order, with :attr:`overflow` set at the end.
 
         Row-by-row queries (``catalog`` mode, and ``rows`` mode without ORDER BY or DISTINCT)
-        stream: a few partitions at a time are computed and handed out, and the stream stops
-        once TOP/LIMIT or ``maxrec`` rows are out, so a large result never sits in memory.
-        Other queries are computed, then handed out. At least one (possibly empty) batch is
-        always yielded, so the schema is known.
+        stream (:func:`proxcompute.execute.iter_tables`): a few partitions at a time are
+        computed and handed out, and the stream stops once TOP/LIMIT or ``maxrec`` rows are
+        out, so a large result never sits in memory. Other queries are computed, then handed
+        out. At least one (possibly empty) batch is always yielded, so the schema is known.
 
         Examples
         --------
@@ -184,130 +161,36 @@ class SqlResult:
         >>> sum(batch.num_rows for batch in res.iter_batches()) == len(res.compute())
         True
         """
-        p = self._plan
-        if not (p.mode == "catalog" or (p.mode == "rows" and p.final_sql is None)):
+        if self._plan.plan is None:
             table = self.to_arrow(client)
             yield from table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
             return
-        if p.mode == "catalog":
-            optimized = optimize(p.catalog.plan)
-            pixels = list(find_scan(optimized).partitions)
-            job = PartitionJob(run_partition, optimized)
-            empty = self._named(p.catalog.schema.empty_table())
-        else:
-            job, pixels = self._job()
-            empty = self._named(p.partial_schema.empty_table())
-        want, skip, cap = self._want(), p.offset, self.maxrec
-        seen = sent = 0
+        cap, sent, seen, schema = self.maxrec, 0, 0, None
         self.overflow = None
-        for start in range(0, len(pixels), STREAM_CHUNK_PARTITIONS):
-            chunk = pixels[start : start + STREAM_CHUNK_PARTITIONS]
-            for table in execute.map_partitions(job, chunk, client=client, label="sql"):
-                table = _plain_integers(self._named(table))
-                if skip:
-                    drop = min(skip, table.num_rows)
-                    table, skip = table.slice(drop), skip - drop
-                if want is not None:
-                    table = table.slice(0, max(0, want - seen))
-                seen += table.num_rows
-                if cap is not None:
-                    table = table.slice(0, max(0, cap - sent))
-                if table.num_rows:
-                    sent += table.num_rows
-                    yield from table.to_batches()
-                if want is not None and seen >= want:
-                    break
-            if want is not None and seen >= want:
-                break
+        for table in execute.iter_tables(self._capped_plan(), client=client):
+            table = _plain_integers(table)
+            schema = schema or table.schema
+            seen += table.num_rows
+            if cap is not None:
+                table = table.slice(0, max(0, cap - sent))
+            if table.num_rows:
+                sent += table.num_rows
+                yield from table.to_batches()
         self.overflow = cap is not None and seen > cap
         if self.overflow:
             warnings.warn(f"the result was truncated at maxrec={cap} rows", SqlTruncatedWarning, stacklevel=2)
         if not sent:
-            yield pa.RecordBatch.from_pylist([], schema=_plain_integers(empty).schema)
+            yield pa.RecordBatch.from_pylist([], schema=schema)
 
     def _run(self, client: Any) -> pa.Table:
         p = self._plan
-        if p.mode == "gather":
+        if p.plan is None:
             tables = {
                 k: c if isinstance(c, pa.Table) else execute.compute_table(c.plan, client=client)
                 for k, c in p.gather.items()
             }
-            return run_sql(p.final_sql, tables)
-        if p.mode == "catalog":
-            want = self._want()
-            if want is not None:
-                table = execute.head(p.catalog.plan, want + p.offset).slice(p.offset)
-            else:
-                table = execute.compute_table(p.catalog.plan, client=client).slice(p.offset)
-            return self._named(table)
-        if p.count_only:
-            n = p.catalog.count(client=client)
-            return pa.table({p.output_names[0]: pa.array([n], type=pa.int64())})
-        job, pixels = self._job()
-        if p.direct_sql is not None and self._single_scan_ok(client):
-            partials = self._single_scan(pixels)
-            if partials is not None:
-                if p.mode == "rows" and p.final_sql is None:
-                    want = self._want()
-                    return self._named(partials.slice(p.offset, want) if want is not None else partials)
-                return self._named(run_sql(p.final_sql, {PARTIALS: partials}) if p.final_sql else partials)
-        if p.mode == "rows" and p.final_sql is None and self._want() is not None:
-            need = self._want() + p.offset
-            pieces, found = [], 0
-            for start in range(0, len(pixels), STREAM_CHUNK_PARTITIONS):
-                chunk = pixels[start : start + STREAM_CHUNK_PARTITIONS]
-                for t in execute.map_partitions(job, chunk, client=client, label="sql"):
-                    pieces.append(t)
-                    found += t.num_rows
-                if found >= need:
-                    break
-            table = self._concat(pieces).slice(p.offset, self._want())
-            return self._named(table)
-        partials = self._concat(execute.map_partitions(job, pixels, client=client, label="sql"))
-        if p.final_sql is None:
-            return self._named(partials)
-        return self._named(run_sql(p.final_sql, {PARTIALS: partials}))
-
-    def _single_scan_ok(self, client: Any) -> bool:
-        """One multi-threaded DuckDB scan of all the files: no cluster, and not observed by a job."""
-        from proxcompute.execute.run import _observer
-        from proxcompute.execute.scheduler import current_client
-
-        return client is None and current_client() is None and _observer.get() is None
-
-    def _single_scan(self, pixels: list[PartitionPixel]) -> pa.Table | None:
-        p = self._plan
-        src = optimize(p.catalog.plan).source
-        paths = [os.path.realpath(src.partition_path(px)) for px in pixels]
-        if not paths:
-            return None
-        try:
-            return run_sql_on_file(p.direct_sql, paths, os.path.realpath(src.root), threads=os.cpu_count() or 1)
-        except _FileSetError:
-            return None  # the per-partition path names the corrupt file
-
-    def _job(self) -> tuple[PartitionJob, list[PartitionPixel]]:
-        p = self._plan
-        optimized = optimize(p.catalog.plan)
-        pixels = list(find_scan(optimized).partitions)
-        pieces = tuple(p.pieces)
-        if p.direct_sql is not None:
-            return PartitionJob(sql_file_partition, optimized, (p.direct_sql, pieces)), pixels
-        return PartitionJob(sql_partition, optimized, (p.partition_sql, pieces)), pixels
-
-    def _concat(self, tables: list[pa.Table]) -> pa.Table:
-        tables = [t for t in tables if t.num_rows]
-        if not tables:
-            return self._plan.partial_schema.empty_table()
-        return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
-
-    def _named(self, table: pa.Table) -> pa.Table:
-        p = self._plan
-        if p.mode == "catalog" and p.rename:
-            return table.rename_columns([p.rename.get(c, c) for c in table.column_names])
-        if p.mode == "rows" and p.final_sql is None and table.num_columns > len(p.output_names):
-            table = table.select(list(range(len(p.output_names))))
-        return table
+            return run_sql(p.gather_sql, tables)
+        return execute.compute_query(self._capped_plan(), client=client)
 
     def _cap(self, table: pa.Table) -> pa.Table:
         table = _plain_integers(table)
@@ -349,7 +232,7 @@ class SqlResult:
         ('bright', True)
         """
         p = self._plan
-        if p.mode == "catalog" and not p.rename and p.limit is None and self.maxrec is None and not p.offset:
+        if p.mode == "catalog" and not has_operators(p.plan) and self.maxrec is None:
             return p.catalog.to_catalog(path, name=name, overwrite=overwrite, client=client, resume_dir=resume_dir)
         table = self.to_arrow(client)
         cols = table.column_names
@@ -368,8 +251,11 @@ class SqlResult:
 
     # -- explaining --------------------------------------------------------------------------
 
-    def explain(self) -> str:
-        """How the query runs: the input catalog's plan, the per-partition SQL and the merge.
+    def explain(self) -> Explanation:
+        """The query, then its plan explained as :meth:`Catalog.explain` explains one.
+
+        For a query the Python method chain can express (regions, filters, projection,
+        positional join), the text after the header is exactly that chain's ``explain()``.
 
         Examples
         --------
@@ -380,29 +266,29 @@ class SqlResult:
         mode: catalog (the input catalog's rows are the answer)
         """
         p = self._plan
-        lines = [f"query: {' '.join(p.text.split())}", f"mode: {p.mode} ({_MODES[p.mode]})"]
+        lines = [f"SQL: {' '.join(p.text.split())}", f"mode: {p.mode} ({_MODES[p.mode]})"]
         lines += [f"pushed: {n}" for n in p.notes]
-        if p.catalog is not None:
-            lines.append("input:")
-            lines += ["  " + line for line in str(p.catalog.explain()).splitlines()]
-        if p.count_only:
-            lines.append("count: from the input catalog (no rows are materialized)")
-        elif p.direct_sql is not None:
-            lines.append(f"per partition (DuckDB reading the partition file): {p.direct_sql}")
-        elif p.partition_sql is not None:
-            lines.append(f"per partition (DuckDB over Arrow): {p.partition_sql}")
+        if self.maxrec is not None:
+            lines.append(f"maxrec: {self.maxrec} (a Limit of maxrec + 1 rows on top, to detect overflow)")
+        if p.plan is not None:
+            optimized = optimize(p.plan)
+            if has_operators(p.plan):
+                lines.append("SQL nodes above the input plan:")
+                lines.append(textwrap.indent(render_operators(p.plan), "  "))
+                lines.append("SQL nodes, optimized:")
+                lines.append(textwrap.indent(render_operators(optimized), "  "))
+            lines.append(f"runs as: {execute.strategy(optimized)} ({_STRATEGIES[execute.strategy(optimized)]})")
+            lines.append("input (the plan the Python method chain builds, as Catalog.explain() shows it):")
+            base, base_optimized = catalog_plan(p.plan), catalog_plan(optimized)
+            lines.append(render_explain(base, base_optimized, execute.describe_reads(base_optimized)))
         for key, cat in p.gather.items():
             if isinstance(cat, pa.Table):
                 lines.append(f"gathered as {key}: a table of {cat.num_rows:,} rows [{', '.join(cat.column_names)}]")
             else:
                 lines.append(f"gathered as {key}: {cat.name} [{', '.join(cat.columns)}]")
-        if p.final_sql is not None:
-            lines.append(f"final (DuckDB): {p.final_sql}")
-        if p.mode == "catalog" and p.limit is not None:
-            lines.append(f"limit: first {p.limit} rows in storage order (offset {p.offset})")
-        if self.maxrec is not None:
-            lines.append(f"maxrec: {self.maxrec}")
-        return "\n".join(lines)
+        if p.gather_sql is not None:
+            lines.append(f"final (DuckDB over the gathered tables): {p.gather_sql}")
+        return Explanation("\n".join(lines))
 
     def __repr__(self) -> str:
         return f"<SqlResult mode={self.mode} partitions={len(self.partitions)}>\n{self.explain()}"
@@ -425,9 +311,18 @@ def _plain_integers(table: pa.Table) -> pa.Table:
     return table
 
 
+_STRATEGIES = {
+    "partitions": "one task per partition, then the merge",
+    "stream": "partitions in storage order, a few at a time, until the limit is reached",
+    "single-scan": "the reader reads every partition with a thread per core, then one DuckDB pass",
+    "top-n-statistics": "row groups read best-first by their statistics until none can contribute",
+    "count": "the input's row count, without materializing rows",
+    "aggregate": "partial aggregation states per partition, merged exactly as they finish",
+}
+
 _MODES = {
     "catalog": "the input catalog's rows are the answer",
-    "rows": "per-partition SQL, merged in storage order or by a final ORDER BY/DISTINCT",
+    "rows": "per-partition SQL, in storage order or merged by a sort/top-n/distinct",
     "aggregate": "partial aggregates per partition, final aggregate on the driver",
     "two-level": "per-partition filter and projection, then the query on their union",
     "gather": "the named catalogs in one DuckDB (not distributed)",
