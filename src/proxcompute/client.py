@@ -58,21 +58,16 @@ import httpx
 import pyarrow as pa
 
 from proxcompute.errors import ProxError
+from proxcompute.formats import SUFFIX_FORMATS, WRITABLE, arrow_to_astropy
+from proxcompute.storage.atomic import atomic_path
 
 __all__ = ["Client", "JobStatus", "ResultTruncatedWarning", "TapError", "TapQueryError", "TapTimeoutError"]
 
 ResultKind = Literal["pandas", "table", "arrow"]
 RESULT_KINDS = ("pandas", "table", "arrow")
 VOTABLE_MIME = "application/x-votable+xml"
-FILE_FORMATS = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".vot": "votable",
-    ".votable": "votable",
-    ".xml": "votable",
-}
+FILE_FORMATS = {e: f for e, f in SUFFIX_FORMATS.items() if f in WRITABLE and not e.endswith(".gz")}
+"""The result file names the client writes (a downloaded result is stored as the service sent it)."""
 FILE_MIMES = {"votable": VOTABLE_MIME, "csv": "text/csv", "tsv": "text/tab-separated-values"}
 ACTIVE = {"QUEUED", "EXECUTING", "UNKNOWN", "HELD", "SUSPENDED"}
 UPLOAD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -217,31 +212,6 @@ def _plain_message(response: httpx.Response) -> str:
         text = re.sub(r"<[^>]+>", " ", text)
     text = " ".join(text.split())
     return text[:500] or response.reason_phrase or "no message"
-
-
-def _arrow_to_astropy(table: pa.Table):
-    import numpy as np
-    from astropy.table import MaskedColumn, Table
-
-    out = Table()
-    for name, col in zip(table.column_names, table.columns, strict=True):
-        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.dictionary_decode()
-        t = arr.type
-        mask = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
-            values = np.array(arr.fill_null("").to_pylist(), dtype=str)
-        elif pa.types.is_boolean(t):
-            values = arr.fill_null(False).to_numpy(zero_copy_only=False)
-        elif pa.types.is_integer(t):
-            values = arr.fill_null(0).to_numpy(zero_copy_only=False)
-        elif pa.types.is_fixed_size_list(t) and arr.null_count == 0:
-            values = arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), t.list_size)
-        else:
-            values = arr.to_numpy(zero_copy_only=False)
-        out[name] = MaskedColumn(values, mask=mask) if mask is not None else values
-    return out
 
 
 def _to_arrow(obj: Any) -> pa.Table:
@@ -644,10 +614,9 @@ class Client:
     ) -> int | None:
         """Stream a response body into ``out`` (atomically); CSV/TSV: return the data rows."""
         url = self._full(path)
-        tmp = out.with_name(f".{out.name}.part-{os.getpid()}")
         newlines = 0
         try:
-            with self._http.stream(method, url, **kwargs) as response:
+            with self._http.stream(method, url, **kwargs) as response, atomic_path(out, suffix=".part") as tmp:
                 if response.status_code >= 400:
                     response.read()
                     self._raise_for(response, what, query=True)
@@ -662,15 +631,12 @@ class Client:
                     message = _votable_error(head)
                     if message is not None:
                         raise TapQueryError(message, status=response.status_code, url=url)
-            os.replace(tmp, out)
         except httpx.TimeoutException:
             raise TapError(f"{what}: the TAP service at {url} did not answer in time", url=url) from None
         except httpx.HTTPError as exc:
             raise TapError(f"{what}: cannot reach the TAP service at {url}: {exc}", url=url) from None
         except OSError as exc:
             raise TapError(f"cannot write {out}: {exc}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
         return max(newlines - 1, 0) if kind in ("csv", "tsv") else None
 
     @staticmethod
@@ -722,7 +688,7 @@ class Client:
                 return table
             if fmt == "pandas":
                 return table.to_pandas()
-            return _arrow_to_astropy(table)
+            return arrow_to_astropy(table)
         head = data[:65536]
         if not head.lstrip().startswith(b"<"):
             raise TapError(f"the service sent neither Parquet nor VOTable: {data[:200]!r}")

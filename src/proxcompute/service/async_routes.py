@@ -37,6 +37,7 @@ from proxcompute.service.params import TapParams, TapRequestError, read_params
 from proxcompute.service.query import compile_spec, parse_query_spec, run_query
 from proxcompute.service.uws_xml import job_document, job_list, parameters_document, results_document
 from proxcompute.service.vosi import column_metadata
+from proxcompute.storage.atomic import atomic_write
 
 __all__ = ["async_routes", "make_executor"]
 
@@ -63,18 +64,13 @@ def make_executor(state: Any):
         job_dir = config.results_dir / job.id
         job_dir.mkdir(parents=True, exist_ok=True)
         path = job_dir / f"result.{EXTENSIONS.get(spec.fmt, 'vot')}"
-        tmp = path.with_suffix(path.suffix + ".part")
         observer = TaskObserver(progress=progress, cancel=cancel)
         registry, tables = state.registry_for(job.owner)
-        try:
-            with observe(observer), open(tmp, "wb") as fh:
-                rows, overflow = run_query(
-                    spec, registry, fh, cancel=cancel, column_meta=column_metadata(tables, spec.query),
-                    mydb=state.mydb, user=job.owner, client=state.client,
-                )  # fmt: skip
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with observe(observer), atomic_write(path, "wb") as fh:
+            rows, overflow = run_query(
+                spec, registry, fh, cancel=cancel, column_meta=column_metadata(tables, spec.query),
+                mydb=state.mydb, user=job.owner, client=state.client,
+            )  # fmt: skip
         return JobOutcome(str(path), spec.mime, path.stat().st_size, rows, overflow)
 
     return execute

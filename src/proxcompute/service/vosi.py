@@ -8,10 +8,11 @@ for each Arrow type (taplint compares those too).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from xml.sax.saxutils import escape, quoteattr
 
 import pyarrow as pa
 
+from proxcompute.formats.xml import quoted_attr as quoteattr
+from proxcompute.formats.xml import xml_text as escape
 from proxcompute.sql import CatalogRegistry
 
 __all__ = [
