@@ -106,6 +106,11 @@ class SqlResult:
             return []
         return list(find_scan(optimize(self._plan.catalog.plan)).partitions)
 
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """Inputs gathered whole (catalogs or Arrow tables by name) when there is no single catalog."""
+        return dict(self._plan.gather)
+
     # -- running ---------------------------------------------------------------------------
 
     def _want(self) -> int | None:
