@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxcompute.errors import ProxError
+from proxcompute.errors import ProxError, ResultTruncatedWarning  # noqa: F401 - the one truncation warning
 
 
 class TapError(ProxError):
@@ -46,5 +46,3 @@ def _rebuild(cls, message, status, url):
     return cls(message, status=status, url=url)
 
 
-class ResultTruncatedWarning(UserWarning):
-    """The result was cut at ``MAXREC`` rows; more rows match the query."""

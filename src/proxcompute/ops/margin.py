@@ -279,7 +279,7 @@ def plan_margin(
     return _plan_cone(order, pixel, float(radius_arcsec))
 
 
-def _plan_ring(order: int, pixel: int, radius: float, m: int) -> MarginSelector:
+def _plan_ring(order: int, pixel: int, radius_arcsec: float, m: int) -> MarginSelector:
     _check_traversal()
     depth = m - order
     side = 1 << depth
@@ -323,7 +323,7 @@ def _plan_ring(order: int, pixel: int, radius: float, m: int) -> MarginSelector:
     return MarginSelector(
         order=order,
         pixel=pixel,
-        radius_arcsec=radius,
+        radius_arcsec=radius_arcsec,
         tolerance_arcsec=_tolerance(sag),
         mode="ring",
         ring_order=m,
@@ -343,7 +343,7 @@ def _tolerance(sag_arcsec: float) -> float:
     return 2.0 * sag_arcsec + 1e-7
 
 
-def _plan_cone(order: int, pixel: int, radius: float) -> MarginSelector:
+def _plan_cone(order: int, pixel: int, radius_arcsec: float) -> MarginSelector:
     pts, _s, sag = _sampled_boundary(order, pixel, 1)
     nseg = pts.shape[0]
     block_start = np.arange(0, nseg, _CONE_BLOCK, dtype=np.int64)
@@ -351,7 +351,7 @@ def _plan_cone(order: int, pixel: int, radius: float) -> MarginSelector:
     centers, radii = mk.block_caps(pts, block_start, block_len)
     tol = _tolerance(sag)
     ra, dec = healpix.pixel_center(order, np.array([pixel]))
-    cone_deg = 1.01 * healpix.max_pixel_radius_deg(order) + (radius + tol) * _ARCSEC_DEG
+    cone_deg = 1.01 * healpix.max_pixel_radius_deg(order) + (radius_arcsec + tol) * _ARCSEC_DEG
     cover_order = 0
     while cover_order < INDEX_ORDER and healpix.pixel_resolution_deg(cover_order + 1) >= cone_deg / 4.0:
         cover_order += 1
@@ -359,7 +359,7 @@ def _plan_cone(order: int, pixel: int, radius: float) -> MarginSelector:
     return MarginSelector(
         order=order,
         pixel=pixel,
-        radius_arcsec=radius,
+        radius_arcsec=radius_arcsec,
         tolerance_arcsec=tol,
         mode="cone",
         ring_order=cover_order,

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from proxcompute import execute
 from proxcompute.catalog import Catalog, from_dataframe
-from proxcompute.errors import SqlError
+from proxcompute.errors import ResultTruncatedWarning, SqlError
 from proxcompute.execute.partition import PartitionJob, run_partition
 from proxcompute.plan import PlanNode, find_scan, optimize
 from proxcompute.sql.compile import PART, PARTIALS, SqlPlan, locate_error
@@ -26,8 +26,8 @@ STREAM_CHUNK_PARTITIONS = 8
 """Partitions computed together when streaming results in storage order."""
 
 
-class SqlTruncatedWarning(UserWarning):
-    """A result was cut at ``maxrec`` rows (the TAP OVERFLOW condition)."""
+SqlTruncatedWarning = ResultTruncatedWarning
+"""A result was cut at ``maxrec`` rows: :class:`proxcompute.errors.ResultTruncatedWarning`, the one truncation warning."""
 
 
 def sql_partition(plan: PlanNode, pixel: PartitionPixel, sql: str, pieces: tuple = ()) -> pa.Table:
