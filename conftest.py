@@ -51,3 +51,23 @@ def pytest_ignore_collect(collection_path, config):
     if collection_path.name == "conftest.py":
         return True
     return None
+
+
+@pytest.fixture(scope="session")
+def wheel_envs(tmp_path_factory):
+    """(plain, user) virtual environments with the wheel of this checkout, built once per run.
+
+    ``PROXCOMPUTE_WHEEL_ENVS=DIR`` reuses (or creates) them in ``DIR`` across runs while
+    working on the docs; CI leaves it unset and gets fresh ones.
+    """
+    sys.path.insert(0, str(Path(__file__).parent / "tests"))
+    from wheel_env import WheelEnv, build_wheel_envs
+
+    keep = os.environ.get("PROXCOMPUTE_WHEEL_ENVS")
+    if keep and (Path(keep) / "user" / "bin" / "proxcompute").exists():
+        return WheelEnv(Path(keep) / "plain"), WheelEnv(Path(keep) / "user")
+    workdir = Path(keep) if keep else tmp_path_factory.mktemp("wheel")
+    workdir.mkdir(parents=True, exist_ok=True)
+    plain, user, seconds = build_wheel_envs(workdir)
+    print(f"wheel environments built in {seconds:.0f} s")
+    return plain, user

@@ -43,18 +43,20 @@ def _failed_cell(nb) -> tuple[int, str, str] | None:
     return None
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("PROXCOMPUTE_PROGRESS", "0")  # the kernel inherits this environment
+def run_notebook(path: Path, workdir: Path, kernel_name: str = "python3") -> tuple[object, str | None]:
+    """Execute ``path`` in a fresh kernel whose working directory is ``workdir``.
+
+    Returns the executed notebook and ``None``, or the notebook and a description of the
+    first failing cell (its source and error, without ANSI colours). ``kernel_name`` picks
+    the kernelspec (``python3`` is this interpreter; tests/test_install.py passes the wheel's).
+    """
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb,
         timeout=CELL_TIMEOUT,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},  # the kernel's working directory
+        kernel_name=kernel_name,
+        resources={"metadata": {"path": str(workdir)}},  # the kernel's working directory
     )
-    start = time.perf_counter()
     problem = None
     try:
         client.execute()
@@ -67,6 +69,15 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
             problem = f"cell {index} failed\n--- source ---\n{source}\n--- error ---\n{error}"
     except nbclient.exceptions.CellTimeoutError as exc:
         problem = f"a cell ran longer than {CELL_TIMEOUT} s: {exc}"
+    return nb, problem
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PROXCOMPUTE_PROGRESS", "0")  # the kernel inherits this environment
+    start = time.perf_counter()
+    nb, problem = run_notebook(path, tmp_path)
     if problem is not None:  # outside the except block: no chained nbclient traceback
         pytest.fail(f"{path.name}: {problem}", pytrace=False)
     seconds = time.perf_counter() - start

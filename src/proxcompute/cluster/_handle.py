@@ -93,7 +93,7 @@ class Cluster:
 
 
 def cluster(profile: str = "local", **overrides: Any) -> Cluster:
-    """Start a cluster from a profile in ``clusters/`` and make it the one computations use.
+    """Start a cluster from a cluster profile (shipped, or your own) and make it the one computations use.
 
     Parameters
     ----------

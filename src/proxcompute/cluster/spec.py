@@ -11,7 +11,8 @@ Profiles are plain YAML in Dask's config layout::
 
 They are looked up, later sources overriding earlier ones by profile name, in:
 
-1. the repository's ``clusters/`` directory (shipped profiles),
+1. the profiles shipped in the package (``proxcompute/cluster/profiles/*.yaml``, package data
+   found with :mod:`importlib.resources`, so a wheel has them),
 2. ``~/.config/proxcompute/clusters/``,
 3. ``PROXCOMPUTE_CLUSTERS``: files or directories separated by ``os.pathsep``.
 
@@ -22,10 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import math
 import os
 import re
 from collections.abc import Mapping
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -308,21 +311,23 @@ def _check_limits_shape(limits: object, where: str) -> None:
 # ---------------------------------------------------------------------------- lookup
 
 
-def _repo_dir() -> Path:
-    return Path(__file__).resolve().parents[3] / "clusters"
+def shipped_profiles_dir() -> Traversable:
+    """The directory of the profiles shipped as package data (``proxcompute/cluster/profiles``)."""
+    return importlib.resources.files("proxcompute.cluster") / "profiles"
 
 
-def profile_paths() -> list[Path]:
+def profile_paths() -> list[Traversable]:
     """Profile files and directories in lookup order (later ones override earlier ones)."""
-    paths = [_repo_dir(), Path.home() / ".config" / "proxcompute" / "clusters"]
+    paths: list[Traversable] = [shipped_profiles_dir(), Path.home() / ".config" / "proxcompute" / "clusters"]
     env = os.environ.get(ENV_VAR, "")
     paths += [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
     return paths
 
 
-def _files(path: Path, explicit: bool) -> list[Path]:
+def _files(path: Traversable, explicit: bool) -> list[Traversable]:
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        found = [p for p in path.iterdir() if p.name.endswith((".yaml", ".yml")) and p.is_file()]
+        return sorted(found, key=lambda p: p.name)
     if path.is_file():
         return [path]
     if explicit:
@@ -330,7 +335,7 @@ def _files(path: Path, explicit: bool) -> list[Path]:
     return []
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Traversable) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -344,7 +349,7 @@ def _read(path: Path) -> dict[str, Any]:
 def _raw_profiles() -> dict[str, tuple[Any, str]]:
     """Unresolved profile bodies by name, with the file each came from (last one wins)."""
     raw: dict[str, tuple[Any, str]] = {}
-    n_builtin = 2  # the repository dir and the user config dir may be absent
+    n_builtin = 2  # the shipped dir and the user config dir may be absent
     for i, path in enumerate(profile_paths()):
         for f in _files(path, explicit=i >= n_builtin):
             for name, body in _read(f).items():

@@ -9,6 +9,7 @@ to a binary file-like object one batch at a time.
 2
 """
 
+from ._columns import check_flat
 from ._write import FORMATS, MEDIA_TYPES, normalize_format, write_table
 from .tables import (
     SUFFIX_FORMATS,
@@ -27,6 +28,7 @@ __all__ = [
     "SUFFIX_FORMATS",
     "WRITABLE",
     "arrow_to_astropy",
+    "check_flat",
     "format_of",
     "normalize_format",
     "read_table",

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
+from proxcompute.errors import ProxError
 from proxcompute.service.job_table import jobs_table, metadata, owner_clause, row_to_job, sqlite_on_connect
 from proxcompute.service.uws import (  # noqa: F401 - re-exported: the job model lives in uws
     ABORTED,
@@ -151,7 +152,13 @@ class JobStore:
                 self._serial = threading.Lock()  # one shared connection: serialise its use
         else:
             kwargs["pool_pre_ping"] = True
-        self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        try:
+            self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        except ModuleNotFoundError as exc:  # a PostgreSQL URL without its driver installed
+            raise ProxError(
+                f"the job database {self.url.render_as_string(hide_password=True)} needs the "
+                f"{exc.name} package: pip install 'proxcompute[postgres]'"
+            ) from None
         if self.url.get_backend_name() == "sqlite":
             sa.event.listen(self.engine, "connect", sqlite_on_connect)
         metadata.create_all(self.engine)
