@@ -14,20 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxcompute.ops.expr import (
-    And,
-    Arith,
-    Column,
-    Compare,
-    Expr,
-    Func,
-    IsIn,
-    IsNull,
-    Literal,
-    Neg,
-    Not,
-    Or,
-)
+from proxcompute.ops.expr import And, Arith, Column, Compare, Expr, Func, IsIn, IsNull, Literal, Neg, Not, Or
 
 __all__ = ["ColumnStats", "may_match"]
 
