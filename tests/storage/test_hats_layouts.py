@@ -335,3 +335,42 @@ def test_a_file_missing_a_column_is_named(base):
     pq.write_table(pq.read_table(f).drop_columns(["mag"]), f)
     with pytest.raises(CorruptPartitionError, match=rf"{f}.*no column 'mag'"):
         open_catalog(dest).where("mag < 20").compute()
+
+
+# -- point_map.fits -----------------------------------------------------------------------
+
+
+def test_written_catalogs_have_the_point_map_hats_reads(base):
+    import healpy as hp
+
+    from proxcompute.storage.skymap import POINT_MAP_ORDER, read_point_map
+
+    root, df = base
+    pix, counts, order = read_point_map(root / "base" / "point_map.fits")
+    assert order == POINT_MAP_ORDER
+    want = np.bincount(
+        hp.ang2pix(1 << order, df.ra.to_numpy(), df.dec.to_numpy(), nest=True, lonlat=True), minlength=12 * 4**order
+    )
+    np.testing.assert_array_equal(pix, np.flatnonzero(want))
+    np.testing.assert_array_equal(counts, want[want > 0])
+    assert (root / "base" / "skymap.fits").read_bytes() == (root / "base" / "point_map.fits").read_bytes()
+    props = read_properties(root / "base" / "hats.properties")
+    assert props["hats_skymap_order"] == str(order)
+    assert float(props["moc_sky_fraction"]) == pytest.approx(pix.size / (12 * 4**order), abs=1e-5)
+    assert int(props["hats_estsize"]) > 0
+
+
+def test_dense_point_map_is_written_implicit(tmp_path):
+    from astropy.io import fits
+
+    from proxcompute.storage.skymap import read_point_map, write_point_map
+
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 5, 12 * 4**3)
+    write_point_map(tmp_path, np.arange(counts.size), counts, 3)
+    with fits.open(tmp_path / "point_map.fits") as hdus:
+        assert hdus[1].header["INDXSCHM"] == "IMPLICIT" and hdus[1].header["NSIDE"] == 8
+    pix, got, order = read_point_map(tmp_path / "point_map.fits")
+    assert order == 3
+    np.testing.assert_array_equal(pix, np.flatnonzero(counts))
+    np.testing.assert_array_equal(got, counts[counts > 0])

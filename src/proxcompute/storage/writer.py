@@ -28,6 +28,12 @@ from proxcompute.storage.layout import (
     write_partition_info,
 )
 from proxcompute.storage.properties import write_properties
+from proxcompute.storage.skymap import (
+    POINT_MAP_ORDER,
+    point_map_histogram,
+    point_map_properties,
+    write_point_map,
+)
 
 __all__ = [
     "DEFAULT_ROW_GROUP_ROWS",
@@ -243,7 +249,13 @@ class CatalogBuilder:
         write_partition_info(self.staging, pixels)
         write_dataset_metadata(self.staging, pixels, schema)
         max_order = max((p.order for p in pixels), default=0)
-        write_properties(self.staging, self.properties(sum(pixel_rows.values()), max_order, max_rows))
+        props = self.properties(sum(pixel_rows.values()), max_order, max_rows)
+        if self.catalog_type != "margin" and pixels:  # LSDB builds its MOC from point_map.fits
+            map_order = POINT_MAP_ORDER
+            pix, counts = point_map_histogram(self.staging, pixels, map_order)
+            write_point_map(self.staging, pix, counts, map_order)
+            props.update(point_map_properties(self.staging, pix, map_order))
+        write_properties(self.staging, props)
         if publish_now:
             return publish(self.staging, self.dest, self.overwrite)
         return self.staging
