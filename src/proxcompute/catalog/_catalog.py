@@ -864,10 +864,6 @@ class Catalog:
         >>> len(t), str(t["ra"].unit)
         (14, 'deg')
         """
-        from astropy.table import Table
+        from proxcompute.formats import arrow_to_astropy
 
-        table = Table(self.to_arrow(client).to_pandas().to_dict("list"))
-        for c in (self.ra_column, self.dec_column):
-            if c in table.colnames:
-                table[c].unit = "deg"
-        return table
+        return arrow_to_astropy(self.to_arrow(client), units={self.ra_column: "deg", self.dec_column: "deg"})
