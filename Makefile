@@ -35,9 +35,11 @@ demo: $(USER_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks catalogs clusters scripts conftest.py
+	$(BIN)/lint-imports
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks catalogs clusters scripts conftest.py
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install and start a single-node SLURM (munge + slurmctld + slurmd, partitions short/long) on
 # this machine, for the cluster tests and for trying the slurm profile. Needs root and apt.
-# Recipe and pitfalls: ../shared/reference/clusters.md §1. Stop with stop_slurm.sh.
+# Stop with stop_slurm.sh (cancels only the jobs proxcompute submitted, then the daemons).
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "setup_slurm.sh: needs root" >&2; exit 2; }
 if [ "${SKIP_APT:-0}" != 1 ] && ! command -v slurmctld >/dev/null 2>&1; then

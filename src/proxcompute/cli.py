@@ -124,9 +124,13 @@ def info(
     for order, n in summary["orders"].items():
         orders.add_row(str(order), str(n))
     con.print(orders)
+    for line in summary["collection"]["lines"] if summary["collection"] else []:
+        con.print(f"collection: {line}")
     cols = Table("column", "type", title="columns")
     for col, typ in summary["columns"].items():
         cols.add_row(col, typ)
+        for sub, subtyp in summary["nested_fields"].get(col, {}).items():
+            cols.add_row(f"  {sub}", subtyp)
     con.print(cols)
 
 
@@ -134,8 +138,24 @@ def catalog_summary(cat) -> dict:
     """A JSON-ready summary of a Catalog's metadata."""
     from collections import Counter
 
+    from proxcompute.catalog._display import collection_lines
+    from proxcompute.storage.nested import nested_fields
+
     orders = Counter(p.order for p in cat.partitions)
     margin = getattr(cat, "margin", None)
+    nested: dict[str, dict[str, str]] = {}
+    for path, typ in nested_fields(cat.schema):
+        nested.setdefault(path.split(".")[0], {})[path] = typ
+    info = getattr(getattr(cat.plan.source, "meta", None), "collection", None)
+    collection = None
+    if info is not None:
+        collection = {
+            "margins": list(info.margins),
+            "default_margin": info.default_margin,
+            "indexes": {c: str(p.relative_to(info.root)) if p.is_relative_to(info.root) else str(p)
+                        for c, p in info.indexes.items()},
+            "lines": collection_lines(cat),
+        }  # fmt: skip
     return {
         "name": cat.name,
         "path": str(getattr(cat, "path", "")),
@@ -145,6 +165,8 @@ def catalog_summary(cat) -> dict:
         "ra_column": cat.ra_column,
         "dec_column": cat.dec_column,
         "columns": {f.name: str(f.type) for f in cat.schema},
+        "nested_fields": nested,
+        "collection": collection,
         "margin": None
         if margin is None
         else {
@@ -162,6 +184,11 @@ def _write_table(df, out: Path) -> None:
         df.to_parquet(tmp, index=False)
         tmp.replace(out)
     elif suffix == ".csv":
+        import pyarrow as pa
+
+        from proxcompute.formats import check_flat
+
+        check_flat(pa.Schema.from_pandas(df, preserve_index=False), "CSV")  # no Python reprs in cells
         tmp = out.with_name(out.name + ".tmp")
         df.to_csv(tmp, index=False)
         tmp.replace(out)
@@ -411,9 +438,10 @@ def serve(
         raise ProxError(str(exc)) from None
     import uvicorn
 
-    app_ = create_app(config)
-    _console(stderr=True).print(f"serving {catalog_root} at http://{host}:{port}{config.base_path}")
-    uvicorn.run(app_, host=host, port=port, server_header=False, log_level="warning")
+    with _on_cluster(cluster) as client:  # the profile's cluster lives as long as the server
+        app_ = create_app(config, client=client)
+        _console(stderr=True).print(f"serving {catalog_root} at http://{host}:{port}{config.base_path}")
+        uvicorn.run(app_, host=host, port=port, server_header=False, log_level="warning")
 
 
 @app.command("run")

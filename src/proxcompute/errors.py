@@ -16,11 +16,13 @@ __all__ = [
     "IngestError",
     "InputError",
     "InvalidCoordinatesError",
+    "InvalidOrderError",
     "InvalidRegionError",
     "PlanError",
     "ProxError",
     "SqlError",
     "StorageError",
+    "UserFunctionError",
 ]
 
 
@@ -107,3 +109,26 @@ class SqlError(PlanError):
 
     def __reduce__(self):  # picklable across Dask workers
         return (type(self), (self.phase, self.message, self.line, self.column))
+
+
+class InvalidOrderError(PlanError, ValueError):
+    """A HEALPix order outside 0..29 (or not an integer)."""
+
+
+class UserFunctionError(ProxError):
+    """A user function (``map_partitions``, a pipeline ``map`` step) failed on a partition.
+
+    ``partition`` names it (``Norder=../Npix=..``); the message ends with the user's own
+    traceback, kept as text so the error pickles across Dask workers.
+    """
+
+    def __init__(self, message: str, partition: str = "", user_traceback: str = "") -> None:
+        self.message = message
+        self.partition = partition
+        self.user_traceback = user_traceback
+        where = f" in partition {partition}" if partition else ""
+        tb = f"\n{user_traceback.rstrip()}" if user_traceback else ""
+        super().__init__(f"user function failed{where}: {message}{tb}")
+
+    def __reduce__(self):  # picklable across Dask workers
+        return (type(self), (self.message, self.partition, self.user_traceback))

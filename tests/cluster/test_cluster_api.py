@@ -74,8 +74,8 @@ def test_up_status_join_down(state_dir, tmp_path, capsys):
         assert main(["cluster", "down", "local"]) == 0
         assert up.wait(timeout=60) == 0
         assert not (state_dir / "local.json").exists()
-        time.sleep(0.5)
-        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        _, alive = psutil.wait_procs(children, timeout=30)  # the workers exit with their nanny
+        assert not [c for c in alive if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
         assert main(["cluster", "down", "local"]) == 1  # nothing up: a clear error
     finally:
         if up.poll() is None:

@@ -42,13 +42,25 @@ def recording(monkeypatch, stage: str, log: Path, fail_on: str | None = None):
         flag.touch()
         try:
             if item.id == fail_on:
-                time.sleep(0.2)  # let the other tasks finish first
+                wait_for_another(stage, item.id, log, running)  # so the resume has finished tasks to skip
                 raise Interrupted(f"interrupted at {stage} {item.id}")
             return original(item, **kwargs)
         finally:
             flag.unlink()
 
     monkeypatch.setattr(_tasks, f"{stage}_task", wrapper)
+
+
+def wait_for_another(stage: str, item_id: str, log: Path, running: Path, timeout: float = 30.0) -> None:
+    """Block until a task of ``stage`` other than ``item_id`` has finished (its marker is written
+    inside the task, so it is on disk), or ``timeout`` seconds passed (the test's own
+    assertions then say that nothing finished)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = {p.name.removeprefix(f"{stage}-") for p in running.glob(f"{stage}-*")}
+        if calls(log) - busy - {item_id}:
+            return
+        time.sleep(0.01)
 
 
 def calls(log: Path) -> set[str]:

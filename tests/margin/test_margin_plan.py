@@ -64,8 +64,8 @@ def test_ring_width_ratio_at_the_worst_pixels(order):
     assert om.MIN_RING_WIDTH_RATIO * om.MARGIN_ORDER_FACTOR > 1.3
 
 
-def test_boundary_traversal_order_is_what_ring_mode_assumes():
-    om._TRAVERSAL_CHECKED = False
+def test_boundary_traversal_order_is_what_ring_mode_assumes(monkeypatch):
+    monkeypatch.setattr(om, "_TRAVERSAL_CHECKED", False)  # run the check here; restored afterwards
     om._check_traversal()
     # the stretch of every border sub-pixel of a few pixels on every kind of face
     from proxcompute.sky.healpix import edge_subpixels, pixel_boundaries_xyz

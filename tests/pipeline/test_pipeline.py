@@ -61,6 +61,18 @@ def test_pipeline_results_equal_the_api(project, capsys):
     exported = pd.read_csv(tmp / "results" / "m.csv")
     assert list(exported.columns) == ["id_targets", "id_survey"]
     assert len(exported) == int((want["mag_survey"] < 21).sum())
+    # and against astropy, independent of the library: each target's nearest survey row within 2"
+    from astropy.coordinates import SkyCoord
+
+    idx, sep, _ = SkyCoord(targets["ra"], targets["dec"], unit="deg").match_to_catalog_sky(
+        SkyCoord(df["ra"], df["dec"], unit="deg")
+    )
+    near = sep.arcsec <= 2
+    ref = pd.DataFrame({"id_targets": targets["id"][near], "id_survey": df["id"].to_numpy()[idx[near]],
+                        "mag": df["mag"].to_numpy()[idx[near]]})  # fmt: skip
+    got_pairs = set(zip(bright["id_targets"], bright["id_survey"], strict=True))
+    assert got_pairs == set(zip(ref.loc[ref["mag"] < 20, "id_targets"], ref.loc[ref["mag"] < 20, "id_survey"], strict=True))
+    assert len(got_pairs) > 100
 
 
 def test_failure_then_resume_skips_finished_steps_and_partitions(project):

@@ -539,7 +539,7 @@ def test_runner_abort_while_executing(store, recorder, make_runner, tmp_path, pl
         time.sleep(0.02)
     assert recorder.cancel_seen.get(job.id)
     assert not partial.exists()
-    time.sleep(0.1)
+    runner.shutdown(wait=True)  # every worker thread has returned: nothing can change the job any more
     final = store.get(job.id, "alice")
     assert final.phase == ABORTED and final.result_path is None and final.error_message is None
     with pytest.raises(PhaseError, match="cannot ABORT a job in phase ABORTED"):
@@ -555,12 +555,14 @@ def test_runner_abort_pending_and_queued(store, recorder, make_runner):
     runner.run(first.id, "alice")
     runner.run(second.id, "alice")
     assert recorder.started.setdefault(first.id, threading.Event()).wait(5)
-    time.sleep(0.1)
-    assert store.get(second.id, "alice").phase == QUEUED
+    assert store.get(second.id, "alice").phase == QUEUED  # the only worker is busy with the first
     assert runner.abort(second.id, "alice").phase == ABORTED
     recorder.release.set()
     assert wait_final(store, first.id, "alice").phase == COMPLETED
-    time.sleep(0.1)
+    # one worker takes jobs in order: once a third job has run, the aborted second had its turn
+    third = new_job(store)
+    runner.run(third.id, "alice")
+    assert wait_final(store, third.id, "alice").phase == COMPLETED
     assert second.id not in recorder.started
     assert store.get(second.id, "alice").phase == ABORTED
 
@@ -583,7 +585,6 @@ def test_runner_timeout(store, recorder, make_runner, tmp_path):
     while partial.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not partial.exists()
-    time.sleep(0.1)
     assert store.get(job.id, "alice").phase == ERROR
 
     # the job's own (shorter) execution duration applies too
@@ -593,6 +594,9 @@ def test_runner_timeout(store, recorder, make_runner, tmp_path):
     assert done.error_message == (
         "execution time limit of 1 s exceeded (queue 'long'); resubmit with a larger EXECUTIONDURATION"
     )
+    runner.shutdown(wait=True)  # every worker has returned: the late results did not overwrite ERROR
+    assert store.get(job.id, "alice").phase == ERROR
+    assert store.get(job2.id, "alice").phase == ERROR
 
 
 def test_timeout_message_names_the_next_longer_queue(store, make_runner):

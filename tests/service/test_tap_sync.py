@@ -41,6 +41,20 @@ def test_pyvo_sync_cone_equals_brute_force(tap, served):
     assert result.query_status == "OK"
 
 
+def test_group_by_in_a_box_equals_pandas(tap, served):
+    _, _, df = served
+    q = ("SELECT flag, COUNT(*) AS n, MAX(mag) AS top FROM survey.gaia "
+         "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), BOX('ICRS', 45, 30, 6, 4)) GROUP BY flag ORDER BY flag")  # fmt: skip
+    got = tap.search(q).to_table()
+    # BOX as the service defines it: centre (45, 30), 6 degrees of RA by 4 of Dec (a coordinate box)
+    sel = df[(np.abs(df["ra"] - 45) <= 3) & (np.abs(df["dec"] - 30) <= 2)]
+    want = sel.groupby("flag").agg(n=("mag", "size"), top=("mag", "max")).reset_index()
+    assert len(want) > 1
+    np.testing.assert_array_equal(np.asarray(got["flag"]), want["flag"])
+    np.testing.assert_array_equal(np.asarray(got["n"]), want["n"])
+    np.testing.assert_allclose(np.asarray(got["top"]), want["top"])
+
+
 def test_pyvo_values_and_types_round_trip(tap, served):
     _, root, _ = served
     q = "SELECT TOP 20 id, ra, dec, mag, color, flag FROM survey.gaia WHERE mag < 20 ORDER BY id"

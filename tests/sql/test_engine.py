@@ -23,19 +23,21 @@ def stored(tmp_path_factory):
     [
         "SELECT * FROM read_csv('/etc/passwd')",
         "SELECT * FROM '/etc/passwd'",
-        "COPY (SELECT 1) TO '/tmp/proxcompute-engine-test.csv'",
-        "ATTACH '/tmp/proxcompute-engine-test.db'",
+        "COPY (SELECT 1) TO '{tmp}/proxcompute-engine-test.csv'",
+        "ATTACH '{tmp}/proxcompute-engine-test.db'",
         "INSTALL httpfs",
         "SET enable_external_access = true",
     ],
 )
 def test_engine_connections_cannot_touch_files_even_if_sql_got_through(query, stored, tmp_path):
+    query = query.replace("{tmp}", str(tmp_path))  # a fresh directory: the file cannot exist beforehand
     with pytest.raises(SqlError):
         run_sql(query, {})
     some_partition = next(stored.rglob("Npix=*.parquet"))
     with pytest.raises(SqlError):
         run_sql_on_file(query, str(some_partition), str(stored))
     assert not (tmp_path / "proxcompute-engine-test.csv").exists()
+    assert not (tmp_path / "proxcompute-engine-test.db").exists()
 
 
 def test_reader_connection_reads_only_its_catalog(stored, tmp_path):

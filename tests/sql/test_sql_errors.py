@@ -8,7 +8,6 @@ refused before anything runs: the files they name must not appear.
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import pytest
@@ -17,7 +16,8 @@ import proxcompute
 from proxcompute.errors import SqlError
 from proxcompute.sql import SqlTruncatedWarning
 
-FILES = ("/tmp/x.csv", "/tmp/x.db", "/tmp/x.parquet")
+FILES = ("x.csv", "x.db", "x.parquet")
+"""Files the refused queries name, under ``{tmp}`` (the test's fresh ``tmp_path``): none may appear."""
 INTERNAL = ("__part", "__partials", "__g0", "__adql", "__a0", "__o0")
 ANY = object()
 """Position not asserted (the error has no single offending token)."""
@@ -164,10 +164,10 @@ CORPUS = [
     E("UPDATE stars SET mag = 1", "forbidden", (1, 1), id="update"),
     E("DELETE FROM stars", "forbidden", (1, 1), id="delete"),
     E("CREATE TABLE x AS SELECT 1", "forbidden", (1, 1), id="create"),
-    E("COPY stars TO '/tmp/x.csv'", "forbidden", (1, 1), id="copy"),
-    E("COPY (SELECT * FROM stars) TO '/tmp/x.csv'", "forbidden", (1, 1), id="copy-query"),
-    E("ATTACH '/tmp/x.db'", "forbidden", (1, 1), id="attach"),
-    E("ATTACH DATABASE '/tmp/x.db' AS x", "forbidden", (1, 1), id="attach-database"),
+    E("COPY stars TO '{tmp}/x.csv'", "forbidden", (1, 1), id="copy"),
+    E("COPY (SELECT * FROM stars) TO '{tmp}/x.csv'", "forbidden", (1, 1), id="copy-query"),
+    E("ATTACH '{tmp}/x.db'", "forbidden", (1, 1), id="attach"),
+    E("ATTACH DATABASE '{tmp}/x.db' AS x", "forbidden", (1, 1), id="attach-database"),
     E("\n  DROP TABLE stars", "forbidden", (2, 3), id="drop-multiline"),
     E("PRAGMA database_list", "forbidden", (1, 1), id="pragma"),
     E("SET threads = 4", "forbidden", (1, 1), id="set"),
@@ -181,7 +181,7 @@ CORPUS = [
         (1, 8),
         id="read-csv-select",
     ),
-    E("SELECT * FROM read_parquet('/tmp/x.parquet')", "forbidden", (1, 15), id="read-parquet"),
+    E("SELECT * FROM read_parquet('{tmp}/x.parquet')", "forbidden", (1, 15), id="read-parquet"),
     E("SELECT * FROM '/etc/passwd'", ("forbidden", "unknown table"), (1, 15), id="file-as-table"),
     E("SELECT * FROM glob('/etc/*')", "forbidden", (1, 15), id="glob"),
     E('SELECT * FROM "../../etc/passwd"', ("forbidden", "unknown table"), (1, 15), id="path-name"),
@@ -239,8 +239,8 @@ def test_corpus_size():
 
 
 @pytest.mark.parametrize(("query", "phases", "where", "contains"), CORPUS)
-def test_refused(query, phases, where, contains, catalogs):
-    existed = {f for f in FILES if os.path.exists(f)}
+def test_refused(query, phases, where, contains, catalogs, tmp_path):
+    query = query.replace("{tmp}", str(tmp_path))
     with pytest.raises(SqlError) as info:
         proxcompute.sql(query, catalogs).to_arrow()
     exc = info.value
@@ -255,7 +255,7 @@ def test_refused(query, phases, where, contains, catalogs):
         assert contains in exc.message
     _check_message(exc)
     for f in FILES:
-        assert f in existed or not os.path.exists(f), f"{f} was created by {query!r}"
+        assert not (tmp_path / f).exists(), f"{f} was created by {query!r}"
 
 
 def test_no_suggestion_when_nothing_is_close(catalogs):

@@ -3,5 +3,6 @@
 from proxcompute.catalog._catalog import Catalog
 from proxcompute.catalog._crossmatch import crossmatch
 from proxcompute.catalog._open import from_dataframe, open_catalog
+from proxcompute.catalog._skymap import SkyMap
 
-__all__ = ["Catalog", "crossmatch", "from_dataframe", "open_catalog"]
+__all__ = ["Catalog", "SkyMap", "crossmatch", "from_dataframe", "open_catalog"]

@@ -13,8 +13,9 @@ import pyarrow as pa
 from proxcompute.plan import Filter, PlanNode, Project, RegionFilter, is_filtered
 from proxcompute.sky.healpix import pixel_boundaries_xyz, pixel_center
 from proxcompute.storage import PartitionPixel
+from proxcompute.storage.nested import nested_fields
 
-__all__ = ["html_summary", "plot_coverage", "text_summary"]
+__all__ = ["collection_lines", "html_summary", "plot_coverage", "text_summary"]
 
 
 class Catalog(Protocol):
@@ -60,12 +61,30 @@ def _partitions(cat: Catalog) -> str:
     return f"{head} ({_orders(pixels)})" if pixels else head
 
 
+def collection_lines(cat: Catalog) -> list[str]:
+    """The margins and index catalogs of the collection ``cat`` was opened from (if any)."""
+    meta = getattr(cat.plan.source, "meta", None)
+    info = getattr(meta, "collection", None)
+    return info.describe() if info is not None else []
+
+
+def _nested(cat: Catalog) -> list[str]:
+    return [f"{path} ({typ})" for path, typ in nested_fields(cat.schema)]
+
+
 def text_summary(cat: Catalog) -> str:
-    """Multi-line ``repr``: name, rows (or "lazy"), partitions by order, columns."""
+    """Multi-line ``repr``: name, rows (or "lazy"), partitions by order, columns, nested
+    fields, and a collection's margins and indexes."""
     lines = [f"<Catalog {cat.name!r}", f"  rows:       {_rows(cat)}", f"  partitions: {_partitions(cat)}"]
     ops = _operations(cat.plan)
     if ops:
         lines.append(f"  operations: {' -> '.join(ops)}")
+    coll = collection_lines(cat)
+    if coll:
+        lines.append(f"  collection: {'; '.join(coll)}")
+    nested = _nested(cat)
+    if nested:
+        lines.append(f"  nested:     {', '.join(nested)}")
     lines.append(f"  columns:    {', '.join(cat.columns)}>")
     return "\n".join(lines)
 
@@ -84,7 +103,18 @@ def html_summary(cat: Catalog) -> str:
     ops = _operations(cat.plan)
     if ops:
         rows.append(("operations", esc(" → ".join(ops))))
+    coll = collection_lines(cat)
+    if coll:
+        rows.append(("collection", "<br>".join(esc(c) for c in coll)))
     rows.append(("columns", cols))
+    nested = nested_fields(cat.schema)
+    if nested:
+        rows.append(
+            (
+                "nested fields",
+                "".join(f"<code>{esc(p)}</code>&nbsp;<small>{esc(t)}</small><br>" for p, t in nested),
+            )
+        )
     thumb = coverage_thumbnail(cat.partitions) if len(cat.partitions) <= THUMBNAIL_MAX_PARTITIONS else ""
     if thumb:
         rows.append(("coverage", thumb))

@@ -10,7 +10,8 @@ from typing import Any
 from proxcompute.catalog._catalog import Catalog
 from proxcompute.catalog._tables import memory_source
 from proxcompute.plan import Scan, Source, StoredSource
-from proxcompute.storage import read_catalog_meta, resolve_catalog_paths
+from proxcompute.storage import read_catalog_meta, read_collection, resolve_catalog_paths
+from proxcompute.storage.layout import COLLECTION_PROPERTIES
 from proxcompute.storage.partitioning import DEFAULT_MAX_ROWS
 
 __all__ = ["from_dataframe", "open_catalog"]
@@ -32,7 +33,8 @@ def open_catalog(path: str | os.PathLike) -> Catalog:
 
     Reads ``hats.properties``, ``partition_info.csv`` and ``_common_metadata``; no row data
     and no partition footers. For a collection, the catalog's default margin is available
-    as ``.margin`` (its metadata is read on first access).
+    as ``.margin`` (its metadata is read on first access); the collection's other margins and
+    its index catalogs are listed in the repr and in ``proxcompute info``.
 
     Raises
     ------
@@ -50,7 +52,8 @@ def open_catalog(path: str | os.PathLike) -> Catalog:
     ('demo', 5000, True)
     """
     cat_dir, margin_dir = resolve_catalog_paths(path)
-    source = StoredSource(read_catalog_meta(cat_dir))
+    collection = read_collection(path) if (Path(path) / COLLECTION_PROPERTIES).exists() else None
+    source = StoredSource(read_catalog_meta(cat_dir, collection=collection))
     return Catalog(Scan(source), margin=_margin_loader(margin_dir))
 
 

@@ -1,8 +1,10 @@
 """The only package that builds Dask graphs (public Dask API only)."""
 
+from proxcompute.execute.aggregate import aggregate, aggregate_table
 from proxcompute.execute.crossmatch import crossmatch_partition
 from proxcompute.execute.explain import describe_reads
 from proxcompute.execute.frames import to_dask
+from proxcompute.execute.map_partitions import learn_schema
 from proxcompute.execute.progress import progress_bar
 from proxcompute.execute.reader import clear_footer_cache
 from proxcompute.execute.run import (
@@ -12,6 +14,7 @@ from proxcompute.execute.run import (
     compute_table,
     count,
     head,
+    iter_completed,
     map_partitions,
     observe,
     to_catalog,
@@ -23,6 +26,8 @@ __all__ = [
     "IN_PROCESS_MAX_PARTITIONS",
     "Cancelled",
     "TaskObserver",
+    "aggregate",
+    "aggregate_table",
     "clear_footer_cache",
     "compute_table",
     "count",
@@ -30,6 +35,8 @@ __all__ = [
     "current_client",
     "describe_reads",
     "head",
+    "iter_completed",
+    "learn_schema",
     "local_client",
     "map_partitions",
     "map_tasks",

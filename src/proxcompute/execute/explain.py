@@ -27,10 +27,14 @@ def describe_reads(optimized: PlanNode) -> ReadSummary:
     for pixel in scan.partitions:
         if isinstance(src, StoredSource):
             path = src.partition_path(pixel)
-            md = footer(path)
-            n = len(selected_row_groups(md, scan.ranges, scan.predicate))
+            n = groups = rows = 0
+            for f in src.meta.partition_files(pixel):  # several for a directory partition
+                md = footer(f)
+                n += len(selected_row_groups(md, scan.ranges, scan.predicate, src.meta))
+                groups += md.num_row_groups
+                rows += md.num_rows
             loc = str(path.relative_to(src.root)) if path.is_relative_to(src.root) else str(path)
-            reads.append(PartitionRead(pixel, n, md.num_row_groups, md.num_rows, loc))
+            reads.append(PartitionRead(pixel, n, groups, rows, loc))
         elif isinstance(src, MemorySource):
             rows = src.partition_rows(pixel)
             reads.append(PartitionRead(pixel, int(rows > 0), 1, rows, "in memory"))

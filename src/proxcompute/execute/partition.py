@@ -30,6 +30,7 @@ from proxcompute.plan.source import MemorySource
 from proxcompute.storage import DEFAULT_ROW_GROUP_ROWS, PartitionPixel, write_partition_file
 
 __all__ = [
+    "NODE_RUNNERS",
     "PartitionJob",
     "count_partition",
     "iter_pieces",
@@ -37,6 +38,11 @@ __all__ = [
     "run_partition",
     "write_partition",
 ]
+
+
+NODE_RUNNERS: dict[type, Callable[[Any, PartitionPixel], pa.Table]] = {}
+"""Runners of plan nodes that work on a whole partition, registered by the module that runs
+them: ``runner(node, pixel) -> pa.Table``."""
 
 
 def iter_pieces(plan: PlanNode, pixel: PartitionPixel, *, chunked: bool = False) -> Iterator[pa.Table]:
@@ -55,6 +61,10 @@ def iter_pieces(plan: PlanNode, pixel: PartitionPixel, *, chunked: bool = False)
                 dec_column=src.dec_column,
                 columns=plan.output_columns(),
             )
+        return
+    runner = NODE_RUNNERS.get(type(plan))
+    if runner is not None:  # nodes that need a whole partition at once (a user function)
+        yield runner(plan, pixel)
         return
     for table in iter_pieces(plan.children[0], pixel, chunked=chunked):
         if isinstance(plan, RegionFilter):

@@ -23,8 +23,8 @@ from proxcompute.ops.expr import Expr
 from proxcompute.ops.stats import ColumnStats, may_match
 from proxcompute.plan.source import MemorySource, Source, StoredSource
 from proxcompute.sky import INDEX_COLUMN
-from proxcompute.storage import PartitionPixel, select_row_groups
-from proxcompute.storage.reader import open_partition_file
+from proxcompute.storage import CatalogMeta, PartitionPixel, select_row_groups
+from proxcompute.storage.reader import leaf_columns, open_partition_file, without_metadata
 
 __all__ = ["SOURCE_READERS", "clear_footer_cache", "footer", "iter_partition", "selected_row_groups"]
 
@@ -84,13 +84,24 @@ def _row_group_stats(md: pq.FileMetaData, rg: int, columns: dict[str, int]) -> d
     return out
 
 
-def selected_row_groups(md: pq.FileMetaData, ranges: np.ndarray | None, predicate: Expr | None) -> list[int]:
-    """Row groups that may hold rows in ``ranges`` satisfying ``predicate``."""
-    rgs = select_row_groups(md, ranges)
+def selected_row_groups(
+    md: pq.FileMetaData,
+    ranges: np.ndarray | None,
+    predicate: Expr | None,
+    meta: CatalogMeta | None = None,
+) -> list[int]:
+    """Row groups that may hold rows in ``ranges`` satisfying ``predicate``.
+
+    ``meta`` says which stored column is the spatial index and at which order (default
+    ``_healpix_29``)."""
+    if meta is None:
+        rgs = select_row_groups(md, ranges)
+    else:
+        rgs = select_row_groups(md, ranges, meta.index_column, meta.index_order)
     if predicate is None or not rgs:
         return rgs
-    names = md.schema.to_arrow_schema().names
-    cols = {c: names.index(c) for c in predicate.columns() if c in names}
+    leaves = leaf_columns(md)  # statistics are per leaf column: look columns up by path
+    cols = {c: leaves[c] for c in predicate.columns() if c in leaves}
     return [rg for rg in rgs if may_match(predicate, _row_group_stats(md, rg, cols))]
 
 
@@ -100,7 +111,7 @@ def _read(path: Path, md: pq.FileMetaData, rgs: list[int], columns: list[str], t
         table = pf.read_row_groups(rgs, columns=columns, use_threads=threads)
     except (OSError, pa.ArrowException) as exc:
         raise CorruptPartitionError(str(path), str(exc)) from None
-    return table.replace_schema_metadata(None)
+    return without_metadata(table)
 
 
 def iter_partition(
@@ -131,13 +142,21 @@ def iter_partition(
         return
     if not isinstance(source, StoredSource):  # pragma: no cover - new source types must add a reader
         raise TypeError(f"cannot read partitions of {type(source).__name__}")
-    path = source.partition_path(pixel)
-    md = footer(path)
-    rgs = selected_row_groups(md, ranges, predicate)
-    if not rgs:
-        return
-    if chunked:
-        for rg in rgs:
-            yield _read(path, md, [rg], columns, threads=False)
-    else:
-        yield _read(path, md, rgs, columns, threads=len(rgs) > 1)
+    meta = source.meta
+    read_cols = meta.file_columns(columns)
+    pieces = []
+    for path in meta.partition_files(pixel):
+        md = footer(path)
+        rgs = selected_row_groups(md, ranges, predicate, meta)
+        if not rgs:
+            continue
+        if chunked:
+            for rg in rgs:
+                yield meta.finish_table(_read(path, md, [rg], read_cols, threads=False), columns, path)
+        else:
+            table = _read(path, md, rgs, read_cols, threads=len(rgs) > 1)
+            pieces.append(meta.finish_table(table, columns, path))
+    if len(pieces) == 1:
+        yield pieces[0]
+    elif pieces:  # the files of a directory partition: sorted each, not together
+        yield meta.finish_table(pa.concat_tables(pieces), columns, meta.partition_path(pixel))

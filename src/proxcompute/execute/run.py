@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from proxcompute.errors import PlanError, ProxError
+from proxcompute.errors import PlanError, ProxError, UserFunctionError
 from proxcompute.execute.partition import (
     PROGRESS_DIR,
     PartitionJob,
@@ -54,6 +54,7 @@ __all__ = [
     "compute_table",
     "count",
     "head",
+    "iter_completed",
     "map_partitions",
     "observe",
     "to_catalog",
@@ -132,19 +133,39 @@ def map_partitions(
     :class:`~proxcompute.errors.CorruptPartitionError`) are raised unchanged.
     """
     pixels = list(pixels)
+    results: list[Any] = [None] * len(pixels)
+    for i, result in iter_completed(job, pixels, client=client, label=label):
+        results[i] = result
+    return results
+
+
+def iter_completed(
+    job: PartitionJob,
+    pixels: Sequence[PartitionPixel],
+    *,
+    client: Any = None,
+    label: str = "partition",
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(i, job(pixels[i]))`` as tasks finish, in completion order (see :func:`map_partitions`).
+
+    A consumer that folds results as they come (an aggregation) holds one result at a time;
+    each result is dropped by the scheduler once yielded. Before Dask tasks are submitted,
+    the job is pickled once: a user function that cannot travel to the workers fails here
+    with :class:`~proxcompute.errors.UserFunctionError`, before any work starts.
+    """
+    pixels = list(pixels)
     obs = _observer.get()
     if obs is not None:
         obs.check()
         obs._add(len(pixels))
     client = client if client is not None else current_client()
     if client is None and len(pixels) <= IN_PROCESS_MAX_PARTITIONS:
-        out = []
-        for p in pixels:
-            out.append(job(p))
+        for i, p in enumerate(pixels):
+            yield i, job(p)
             if obs is not None:
                 obs._advance()
                 obs.check()
-        return out
+        return
     description = f"{label} {len(pixels)} partitions"
     show = len(pixels) >= PROGRESS_MIN_TASKS
     if client is None:
@@ -152,11 +173,11 @@ def map_partitions(
 
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="proxcompute") as pool:
             futures = {pool.submit(job, p): i for i, p in enumerate(pixels)}
-            results: list[Any] = [None] * len(pixels)
             with progress_bar(description, total=len(futures), enabled=show, transient=True) as advance:
                 try:
                     for fut in as_completed(futures):
-                        results[futures[fut]] = fut.result()
+                        i = futures.pop(fut)
+                        yield i, fut.result()
                         advance(1)
                         if obs is not None:
                             obs._advance()
@@ -165,30 +186,53 @@ def map_partitions(
                     for fut in futures:
                         fut.cancel()
                     raise
-            return results
+        return
     import dask
     from distributed import as_completed as dask_as_completed
 
     job, items = job.for_other_processes(pixels)
+    _check_picklable(job)
     tag = uuid.uuid4().hex[:12]
     task = dask.delayed(job, pure=False, name=f"proxcompute-{label}-fn-{tag}")
     parts = [task(item, dask_key_name=f"proxcompute-{label}-{tag}-{i}") for i, item in enumerate(items)]
     futures = client.compute(parts)
+    index = {f.key: i for i, f in enumerate(futures)}
     try:
         with progress_bar(description, total=len(futures), enabled=show, transient=True) as advance:
-            for _ in dask_as_completed(futures, loop=client.loop):
+            for fut in dask_as_completed(futures, loop=client.loop):
+                result = fut.result()
+                fut.release()
+                yield index[fut.key], result
                 advance(1)
                 if obs is not None:
                     obs._advance()
                     obs.check()
-        return list(client.gather(futures))
     except BaseException:
         client.cancel(futures)
         raise
 
 
+def _check_picklable(job: PartitionJob) -> None:
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(job)
+    except Exception as exc:  # any pickling failure: a lambda closing over a lock, a file, a client ...
+        raise UserFunctionError(
+            f"the computation cannot be sent to the cluster's workers: it does not pickle ({type(exc).__name__}: "
+            f"{exc}). Define the function at the top level of a module, and do not let it hold open files, "
+            "locks or clients."
+        ) from None
+
+
 def compute_table(plan: PlanNode, *, client: Any = None, flags: OptFlags | None = None) -> pa.Table:
     """The plan's result as one Arrow table, partitions in storage order."""
+    from proxcompute.plan.aggregate import Aggregate
+
+    if isinstance(plan, Aggregate):  # one row per group, merged across partitions
+        from proxcompute.execute.aggregate import aggregate_table
+
+        return aggregate_table(plan, client=client, flags=flags)
     optimized = optimize(plan, flags)
     pixels = find_scan(optimized).partitions
     tables = map_partitions(PartitionJob(run_partition, optimized), pixels, client=client, label="compute")

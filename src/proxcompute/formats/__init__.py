@@ -9,7 +9,8 @@ to a binary file-like object one batch at a time.
 2
 """
 
+from ._columns import check_flat
 from ._write import FORMATS, MEDIA_TYPES, normalize_format, write_table
 from .votable import write_votable_error
 
-__all__ = ["FORMATS", "MEDIA_TYPES", "normalize_format", "write_table", "write_votable_error"]
+__all__ = ["FORMATS", "MEDIA_TYPES", "check_flat", "normalize_format", "write_table", "write_votable_error"]

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from proxcompute.arrow_types import is_nested_type
 from proxcompute.errors import InputError
 
 # kind -> how the values are carried: "int", "float", "bool", "str" (timestamps, dates, ... are
@@ -100,7 +101,30 @@ def plan_column(field: pa.Field) -> ColumnPlan:
         return ColumnPlan(name, "str", "char", None, t, xtype="timestamp")
     if pa.types.is_time(t):
         return ColumnPlan(name, "str", "char", None, t)
+    if is_nested_type(t):
+        raise InputError(nested_refusal(name, t))
     raise InputError(f"cannot write column {name!r} of type {t}: no output representation for it")
+
+
+def nested_refusal(name: str, t: pa.DataType, fmt: str = "VOTable, CSV and TSV") -> str:
+    """The message refusing to write nested column ``name`` in a one-value-per-cell format."""
+    return (
+        f"cannot write column {name!r}: it is nested ({t}), and {fmt} hold one value per cell. "
+        "Select the flat columns (cat[[...]] or SELECT), or write Parquet, which keeps nested columns"
+    )
+
+
+def check_flat(schema: pa.Schema, fmt: str) -> None:
+    """Refuse a schema with a nested column for a one-value-per-cell format ``fmt``.
+
+    Raises
+    ------
+    proxcompute.errors.InputError
+        Naming the first nested column.
+    """
+    for f in schema:
+        if is_nested_type(f.type):
+            raise InputError(nested_refusal(f.name, f.type, fmt))
 
 
 def decode(arr: pa.Array) -> pa.Array:

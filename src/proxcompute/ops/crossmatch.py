@@ -17,7 +17,7 @@ import pyarrow as pa
 from proxcompute.errors import PlanError
 from proxcompute.kernels import crossmatch as xm
 from proxcompute.sky import INDEX_COLUMN
-from proxcompute.storage import PartitionPixel
+from proxcompute.sky.healpix import PartitionPixel
 
 __all__ = [
     "DIST_COLUMN",

@@ -53,8 +53,9 @@ from proxcompute import kernels
 from proxcompute.errors import CorruptPartitionError, InvalidRegionError
 from proxcompute.kernels import margin as mk
 from proxcompute.sky import healpix
+from proxcompute.sky.healpix import PartitionPixel
 from proxcompute.storage import select_row_groups
-from proxcompute.storage.layout import PartitionPixel, partition_path
+from proxcompute.storage.layout import partition_path
 
 __all__ = [
     "MARGIN_ORDER_FACTOR",

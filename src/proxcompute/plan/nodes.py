@@ -229,8 +229,15 @@ def with_extra_columns(plan: PlanNode, extra: Sequence[str]) -> PlanNode:
 
 
 def output_schema(plan: PlanNode) -> pa.Schema:
-    """Arrow schema of the plan's result."""
-    schema = plan.source.schema
+    """Arrow schema of the plan's result.
+
+    A node that makes new columns (an aggregate, a user function) describes them with an
+    ``output_arrow_schema()`` method; other nodes take their columns' fields from below.
+    """
+    own = getattr(plan, "output_arrow_schema", None)
+    if own is not None:
+        return own()
+    schema = plan.source.schema if isinstance(plan, Scan) else output_schema(plan.children[0])
     return pa.schema([schema.field(c) for c in plan.output_columns()])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from proxcompute.plan.nodes import PlanNode
+from proxcompute.plan.nodes import Filter, PlanNode, Project, RegionFilter, Scan
 from proxcompute.plan.rules import filters_into_scan, prune_partitions, push_filters, push_projection
 
 __all__ = ["RULES", "OptFlags", "optimize"]
@@ -35,9 +35,38 @@ class OptFlags:
 
 
 def optimize(plan: PlanNode, flags: OptFlags | None = None) -> PlanNode:
-    """Apply the enabled :data:`RULES` to ``plan`` and return the optimized plan."""
+    """Apply the enabled :data:`RULES` to ``plan`` and return the optimized plan.
+
+    A node the rules do not know (an aggregate, a user function) is a barrier: nothing is
+    moved through it. The plan below it is optimized on its own (reading only the columns
+    the node says it needs, if it says so with ``input_columns()``); the nodes above it
+    stay as written.
+    """
     flags = flags or OptFlags()
-    for name, rule in RULES:
-        if getattr(flags, name):
-            plan = rule(plan)
-    return plan
+    if not any(getattr(flags, name) for name, _ in RULES):
+        return plan
+    above: list[PlanNode] = []
+    node = plan
+    while not isinstance(node, Scan) and isinstance(node, _RELATIONAL):
+        above.append(node)
+        node = node.children[0]
+    if isinstance(node, Scan):
+        for name, rule in RULES:
+            if getattr(flags, name):
+                plan = rule(plan)
+        return plan
+    child = node.children[0]
+    need = getattr(node, "input_columns", None)
+    if need is not None and flags.push_projection and tuple(need()) != tuple(child.output_columns()):
+        child = Project(child, tuple(need()))
+    out = node.with_child(optimize(child, flags))
+    for parent in reversed(above):
+        if isinstance(parent, Project) and isinstance(out, Project) and flags.push_projection:
+            out = Project(out.child, parent.columns)  # the outer selection defines the columns
+        else:
+            out = parent.with_child(out)
+    return out
+
+
+_RELATIONAL = (Project, Filter, RegionFilter)
+"""Nodes the rules know how to move."""

@@ -35,6 +35,7 @@ from proxcompute.ops.expr import (
     Or,
     kind_of,
 )
+from proxcompute.storage.nested import is_nested_type
 
 __all__ = ["parse_predicate"]
 
@@ -174,8 +175,34 @@ class _Converter:
             raise self.fail(f"unsupported syntax in where() expression: {what}", node)
         return method(node)
 
+    def nested_error(self, column: str, sub: str | None, node: ast.AST) -> PlanError:
+        t = self.schema.field(column).type
+        what = f"{column}.{sub}" if sub else column
+        return self.fail(
+            f"where() cannot filter on {what!r}: {column!r} is a nested column ({t}). where() keeps or "
+            "drops whole rows by flat columns; filtering the values inside a nested column (as "
+            "nested-pandas' query does) is not supported. Filter on flat columns, then the nested "
+            "values in pandas (compute())",
+            node,
+        )
+
+    def _is_nested(self, name: str) -> bool:
+        return name in self.schema.names and is_nested_type(self.schema.field(name).type)
+
+    def _Attribute(self, node: ast.Attribute) -> Expr:
+        if isinstance(node.value, ast.Name):
+            base = self.src.backticked.get(node.value.id, node.value.id)
+            if self._is_nested(base):
+                raise self.nested_error(base, node.attr, node)
+        raise self.fail("unsupported syntax in where() expression: Attribute", node)
+
     def _Name(self, node: ast.Name) -> Expr:
         name = self.src.backticked.get(node.id, node.id)
+        if self._is_nested(name):
+            raise self.nested_error(name, None, node)
+        head, dot, rest = name.partition(".")
+        if name not in self.schema.names and dot and self._is_nested(head):
+            raise self.nested_error(head, rest, node)
         if name not in self.schema.names:
             err = ColumnNotFoundError(name, self.schema.names)
             pos = self.lead + self.src.node_pos(node)

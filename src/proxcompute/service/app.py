@@ -145,9 +145,20 @@ def base_url(request: Request, state: ServiceState) -> str:
     return root + state.config.base_path
 
 
-def create_app(config: ServiceConfig) -> Starlette:
-    """The ASGI application for ``config`` (jobs run on background threads of this process)."""
+def create_app(config: ServiceConfig, *, client: Any = None) -> Starlette:
+    """The ASGI application for ``config`` (jobs run on background threads of this process).
+
+    Parameters
+    ----------
+    config : ServiceConfig
+        Catalog root, job store, limits.
+    client : distributed.Client, optional
+        Queries run on this Dask client's workers (``proxcompute serve --cluster PROFILE``
+        starts the profile's cluster and hands its client here; the service never starts
+        clusters itself). None: queries run in this process.
+    """
     state = ServiceState(config)
+    state.client = client
 
     async def landing(request: Request) -> Response:
         base = base_url(request, state)
@@ -293,19 +304,14 @@ def create_app(config: ServiceConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        with contextlib.ExitStack() as stack:
-            if config.cluster:  # queries run on this cluster's workers; closed (no jobs left) on exit
-                from proxcompute.cluster import load_profile, start_cluster
-
-                spec = load_profile(config.cluster)
-                state.client = await run_in_threadpool(lambda: stack.enter_context(start_cluster(spec)))
-                log.warning("queries run on cluster profile %r: %s", config.cluster, state.client)
-            try:
-                yield
-            finally:
-                state.runner.shutdown(wait=False)  # running jobs end in ERROR "the service shut down ..."
-                state.store.dispose()
-                state.client = None
+        if state.client is not None:
+            log.warning("queries run on cluster profile %r: %s", config.cluster, state.client)
+        try:
+            yield
+        finally:
+            state.runner.shutdown(wait=False)  # running jobs end in ERROR "the service shut down ..."
+            state.store.dispose()
+            state.client = None  # the caller that started the cluster closes it
 
     app = Starlette(routes=routes, middleware=[Middleware(ServerHeader)], lifespan=lifespan)
     app.state.tap = state

@@ -41,6 +41,7 @@ class ServiceConfig:
     max_active_jobs: int = 10
     mydb_quota_bytes: int = 1 << 30
     cluster: str | None = None
+    """Name of the cluster profile whose client was handed to ``create_app`` (shown on /availability)."""
 
     def __post_init__(self) -> None:
         self.catalog_root = Path(self.catalog_root).resolve()

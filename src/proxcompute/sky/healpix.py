@@ -12,6 +12,7 @@ strip covers), because importing it costs ~2 s (it pulls in matplotlib and astro
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,6 +22,7 @@ __all__ = [
     "INDEX_COLUMN",
     "INDEX_ORDER",
     "MAX_ORDER",
+    "PartitionPixel",
     "cone_cover",
     "edge_subpixels",
     "healpix29_to_order",
@@ -81,6 +83,26 @@ def order_to_healpix29_range(order: int, pixel: int) -> tuple[int, int]:
     """Half-open ``[start, end)`` range of order-29 indices inside NESTED ``(order, pixel)``."""
     shift = 2 * (INDEX_ORDER - int(order))
     return int(pixel) << shift, (int(pixel) + 1) << shift
+
+
+@dataclass(frozen=True, order=True)
+class PartitionPixel:
+    """One partition: a NESTED HEALPix pixel ``(order, pixel)``.
+
+    It lives here, not in ``storage``, so that ``ops`` and ``storage`` can both take it
+    without importing each other (``storage.PartitionPixel`` re-exports it).
+    """
+
+    order: int
+    pixel: int
+
+    @property
+    def healpix29_range(self) -> tuple[int, int]:
+        """Half-open range of ``_healpix_29`` values inside this pixel."""
+        return order_to_healpix29_range(self.order, self.pixel)
+
+    def __str__(self) -> str:
+        return f"Norder={self.order}/Npix={self.pixel}"
 
 
 def pixels_to_healpix29_ranges(order: int, pixels: np.ndarray) -> np.ndarray:

@@ -249,6 +249,7 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
         len(inputs) == 1
         and not regions[0]
         and isinstance(source, StoredSource)
+        and source.meta.is_standard_layout  # DuckDB reads Npix=n.parquet files holding _healpix_29
         and _is_bare(inputs[0].catalog)
     ):
         direct = (str(source.root), pushed_conjuncts)

@@ -5,6 +5,8 @@
     <catalog>/hats.properties            (and a copy named ``properties``)
     <catalog>/partition_info.csv         "Norder,Npix", the authoritative partition list
     <catalog>/dataset/Norder=k/Dir=d/Npix=n.parquet   d = (n // 10000) * 10000
+        (``hats_npix_suffix``: another suffix, e.g. ``.parq``, or ``/``: ``Npix=n/`` is a
+        directory of Parquet files)
     <catalog>/dataset/_metadata, _common_metadata
     <collection>/collection.properties   names the catalog and its default margin
 """
@@ -13,13 +15,12 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from proxcompute.errors import StorageError
-from proxcompute.sky.healpix import order_to_healpix29_range
+from proxcompute.errors import CorruptPartitionError, StorageError
+from proxcompute.sky.healpix import PartitionPixel
 
 __all__ = [
     "COLLECTION_PROPERTIES",
@@ -28,6 +29,7 @@ __all__ = [
     "PROPERTIES",
     "PartitionPixel",
     "dataset_dir",
+    "npix_files",
     "partition_path",
     "read_partition_info",
     "write_partition_info",
@@ -39,22 +41,6 @@ PARTITION_INFO = "partition_info.csv"
 DATASET_DIR = "dataset"
 
 
-@dataclass(frozen=True, order=True)
-class PartitionPixel:
-    """One partition: a NESTED HEALPix pixel ``(order, pixel)``."""
-
-    order: int
-    pixel: int
-
-    @property
-    def healpix29_range(self) -> tuple[int, int]:
-        """Half-open range of ``_healpix_29`` values inside this pixel."""
-        return order_to_healpix29_range(self.order, self.pixel)
-
-    def __str__(self) -> str:
-        return f"Norder={self.order}/Npix={self.pixel}"
-
-
 def dataset_dir(root: str | os.PathLike) -> Path:
     return Path(root) / DATASET_DIR
 
@@ -63,6 +49,58 @@ def partition_path(root: str | os.PathLike, order: int, pixel: int) -> Path:
     """Path of the Parquet file of partition ``(order, pixel)`` under catalog ``root``."""
     d = (int(pixel) // 10000) * 10000
     return dataset_dir(root) / f"Norder={int(order)}" / f"Dir={d}" / f"Npix={int(pixel)}.parquet"
+
+
+DIRECTORY_SUFFIX = "/"
+"""``hats_npix_suffix`` of catalogs whose ``Npix=n`` are directories of Parquet files."""
+
+
+def npix_path(root: str | os.PathLike, order: int, pixel: int, suffix: str = ".parquet") -> Path:
+    """``Npix=n<suffix>`` of partition ``(order, pixel)``; for ``suffix="/"`` the directory."""
+    d = (int(pixel) // 10000) * 10000
+    name = f"Npix={int(pixel)}" + ("" if suffix in ("/", "\\") else suffix)
+    return dataset_dir(root) / f"Norder={int(order)}" / f"Dir={d}" / name
+
+
+def npix_files(root: str | os.PathLike, order: int, pixel: int, suffix: str = ".parquet") -> list[Path]:
+    """The Parquet files holding partition ``(order, pixel)``, per ``hats_npix_suffix``.
+
+    With ``suffix="/"`` every non-hidden file in ``Npix=n/`` (sorted by name); otherwise the
+    single file ``Npix=n<suffix>``.
+
+    Raises
+    ------
+    CorruptPartitionError
+        The pixel is stored both as a file and as a directory (which one is the data is
+        ambiguous), or its directory holds no Parquet file. The message names the path and
+        ``hats_npix_suffix``.
+    """
+    path = npix_path(root, order, pixel, suffix)
+    is_dir_layout = suffix in ("/", "\\")
+    if is_dir_layout:
+        twins = [p for p in path.parent.glob(f"Npix={int(pixel)}.*") if p.is_file()] if path.is_dir() else []
+    else:
+        twin = npix_path(root, order, pixel, "/")
+        twins = [twin] if twin.is_dir() else []
+    if twins:
+        raise CorruptPartitionError(
+            str(path),
+            f"pixel Norder={order}/Npix={pixel} is stored both as a file and as a directory "
+            f"({twins[0].name}); hats_npix_suffix={suffix!r} says which one is the data, so the "
+            "other one must be removed",
+        )
+    if not is_dir_layout:
+        return [path]
+    if not path.is_dir():
+        files = (
+            sorted(p.name for p in path.parent.glob(f"Npix={int(pixel)}.*")) if path.parent.exists() else []
+        )
+        found = f", but {files[0]} is there" if files else ""
+        raise CorruptPartitionError(str(path), f"directory is missing (hats_npix_suffix='/'){found}")
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    if not files:
+        raise CorruptPartitionError(str(path), "directory holds no Parquet file (hats_npix_suffix='/')")
+    return files
 
 
 def relative_partition_path(order: int, pixel: int) -> str:

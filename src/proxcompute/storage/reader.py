@@ -3,6 +3,13 @@
 Opening reads ``hats.properties``, ``partition_info.csv`` and ``_common_metadata``: no row
 data, no per-file footers. Reading a partition opens its footer, keeps only the row groups
 whose ``_healpix_29`` statistics intersect the requested ranges, and projects columns.
+
+Every layout HATS allows is read: the spatial index ``hats_col_healpix`` at any order
+``hats_col_healpix_order`` (when it is not ``_healpix_29``, ``_healpix_29`` is computed from
+ra/dec on read and the stored index prunes row groups at its own order), any
+``hats_npix_suffix`` including ``/`` (each ``Npix=n`` a directory of files), catalogs
+without ``_metadata`` or ``_common_metadata``, and ``_healpix_29`` at any position (or
+stored as the pandas index).
 """
 
 from __future__ import annotations
@@ -16,20 +23,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from proxcompute.errors import CorruptPartitionError, StorageError
-from proxcompute.sky.healpix import INDEX_COLUMN
+from proxcompute.sky.healpix import INDEX_COLUMN, INDEX_ORDER, radec_to_healpix29
+from proxcompute.storage.collection import CollectionInfo, read_collection
 from proxcompute.storage.layout import (
     COLLECTION_PROPERTIES,
     PROPERTIES,
     PartitionPixel,
     dataset_dir,
-    partition_path,
+    npix_files,
+    npix_path,
     read_partition_info,
 )
+from proxcompute.storage.nested import check_nested_lengths
 from proxcompute.storage.properties import read_properties
 
 __all__ = [
     "CatalogMeta",
+    "CollectionInfo",
+    "leaf_columns",
     "read_catalog_meta",
+    "read_collection",
     "read_partition",
     "resolve_catalog_paths",
     "select_row_groups",
@@ -49,6 +62,14 @@ class CatalogMeta:
     pixels: tuple[PartitionPixel, ...]
     schema: pa.Schema
     properties: dict[str, str] = field(repr=False)
+    index_column: str | None = INDEX_COLUMN
+    """The stored spatial index column (``hats_col_healpix``); None when there is none."""
+    index_order: int = INDEX_ORDER
+    """Its HEALPix order (``hats_col_healpix_order``)."""
+    npix_suffix: str = ".parquet"
+    """``hats_npix_suffix``: ``.parquet``, another suffix, or ``/`` for directories."""
+    collection: CollectionInfo | None = field(default=None, repr=False)
+    """The collection this catalog was opened through (its margins and indexes), if any."""
 
     @property
     def columns(self) -> list[str]:
@@ -59,40 +80,106 @@ class CatalogMeta:
         v = self.properties.get("hats_margin_threshold")
         return float(v) if v is not None else None
 
+    @property
+    def stores_index29(self) -> bool:
+        """Whether the files hold ``_healpix_29`` (else it is computed from ra/dec on read)."""
+        return self.index_column == INDEX_COLUMN
+
+    @property
+    def is_standard_layout(self) -> bool:
+        """One ``Npix=n.parquet`` file per partition holding ``_healpix_29``: the layout
+        other engines (DuckDB in :mod:`proxcompute.sql`) may read file by file."""
+        return self.stores_index29 and self.npix_suffix == ".parquet"
+
     def partition_path(self, pixel: PartitionPixel) -> Path:
-        return partition_path(self.root, pixel.order, pixel.pixel)
+        """``Npix=n<suffix>`` of ``pixel`` (a directory when ``hats_npix_suffix`` is ``/``)."""
+        return npix_path(self.root, pixel.order, pixel.pixel, self.npix_suffix)
+
+    def partition_files(self, pixel: PartitionPixel) -> list[Path]:
+        """The Parquet files holding ``pixel`` (several for the directory layout)."""
+        return npix_files(self.root, pixel.order, pixel.pixel, self.npix_suffix)
+
+    def file_columns(self, columns: list[str]) -> list[str]:
+        """The stored columns to read to produce ``columns`` (see :meth:`finish_table`)."""
+        if self.stores_index29 or INDEX_COLUMN not in columns:
+            return list(columns)
+        out = [c for c in columns if c != INDEX_COLUMN]
+        return out + [c for c in (self.ra_column, self.dec_column) if c not in out]
+
+    def finish_table(self, table: pa.Table, columns: list[str], path: str | os.PathLike) -> pa.Table:
+        """``columns`` of rows read from the files of one partition, sorted by ``_healpix_29``.
+
+        Computes ``_healpix_29`` from ra/dec when the files do not store it, sorts (files of a
+        directory partition, or rows ordered by a coarser index, are not sorted along it) and
+        checks nested columns.
+
+        Raises
+        ------
+        CorruptPartitionError
+            A nested column's lists disagree in length (the message names ``path``).
+        """
+        table = without_metadata(table)
+        check_nested_lengths(table, path)
+        if INDEX_COLUMN in columns and INDEX_COLUMN not in table.column_names:
+            ra = table.column(self.ra_column).to_numpy()
+            dec = table.column(self.dec_column).to_numpy()
+            table = table.add_column(0, INDEX_COLUMN, pa.array(radec_to_healpix29(ra, dec), type=pa.int64()))
+        if INDEX_COLUMN in table.column_names and table.num_rows > 1:
+            idx = table.column(INDEX_COLUMN).to_numpy()
+            if not np.all(idx[1:] >= idx[:-1]):
+                table = table.take(pa.array(np.argsort(idx, kind="stable")))
+        if table.column_names != list(columns):
+            missing = [c for c in columns if c not in table.column_names]
+            if missing:  # pyarrow silently skips columns a file lacks
+                raise CorruptPartitionError(
+                    str(path),
+                    f"the file has no column {', '.join(map(repr, missing))} of the catalog's schema",
+                )
+            table = table.select(list(columns))
+        return table
 
 
 def resolve_catalog_paths(path: str | os.PathLike) -> tuple[Path, Path | None]:
-    """Return ``(catalog_dir, margin_dir or None)`` for a catalog or a HATS collection."""
+    """Return ``(catalog_dir, margin_dir or None)`` for a catalog or a HATS collection.
+
+    For a collection the margin is its default (see :func:`read_collection`)."""
     p = Path(path)
     if not p.exists():
         raise StorageError(f"catalog path {p} does not exist")
     if (p / COLLECTION_PROPERTIES).exists():
-        props = read_properties(p / COLLECTION_PROPERTIES)
-        primary = props.get("hats_primary_table_url")
-        if not primary:
-            raise StorageError(f"{p / COLLECTION_PROPERTIES} names no primary catalog")
-        margin = props.get("default_margin") or (props.get("all_margins") or "").split(" ")[0] or None
-        cat_dir = (p / primary) if not os.path.isabs(primary) else Path(primary)
-        margin_dir = None
-        if margin:
-            margin_dir = (p / margin) if not os.path.isabs(margin) else Path(margin)
-        return cat_dir, margin_dir
+        info = read_collection(p)
+        return info.primary, info.margin_dir
     if (p / PROPERTIES).exists() or (p / "properties").exists():
         return p, None
     raise StorageError(f"{p} is not a catalog: neither {PROPERTIES} nor {COLLECTION_PROPERTIES} found")
 
 
-def read_catalog_meta(root: str | os.PathLike) -> CatalogMeta:
-    """Read a single catalog's metadata (not a collection: see :func:`resolve_catalog_paths`)."""
+def read_catalog_meta(root: str | os.PathLike, collection: CollectionInfo | None = None) -> CatalogMeta:
+    """Read a single catalog's metadata (not a collection: see :func:`resolve_catalog_paths`).
+
+    Raises
+    ------
+    StorageError
+        The catalog is incomplete, or its properties disagree with its files (an index
+        column, ra or dec that the files lack): the message names the file and the property.
+    """
     root = Path(root)
     prop_file = root / PROPERTIES if (root / PROPERTIES).exists() else root / "properties"
     props = read_properties(prop_file)
+    suffix = props.get("hats_npix_suffix") or ".parquet"
     pixels = tuple(read_partition_info(root))
-    schema = _read_schema(root, pixels)
+    file_schema, schema_file = _read_schema(root, pixels, suffix)
     ra = props.get("hats_col_ra", "ra")
     dec = props.get("hats_col_dec", "dec")
+    index_column, index_order = _index_column(props, prop_file, file_schema, schema_file)
+    schema = file_schema
+    if index_column != INDEX_COLUMN:
+        for key, col in (("hats_col_ra", ra), ("hats_col_dec", dec)):
+            if col not in file_schema.names:
+                raise StorageError(
+                    f"catalog {root}: {prop_file.name} sets {key}={col}, but {schema_file} has no column {col!r}"
+                )
+        schema = pa.schema([pa.field(INDEX_COLUMN, pa.int64(), nullable=False), *file_schema])
     try:
         total = int(props["hats_nrows"])
     except (KeyError, ValueError):
@@ -107,20 +194,88 @@ def read_catalog_meta(root: str | os.PathLike) -> CatalogMeta:
         pixels=pixels,
         schema=schema,
         properties=props,
+        index_column=index_column,
+        index_order=index_order,
+        npix_suffix=suffix,
+        collection=collection,
     )
 
 
-def _read_schema(root: Path, pixels: tuple[PartitionPixel, ...]) -> pa.Schema:
-    common = dataset_dir(root) / "_common_metadata"
+def _index_column(
+    props: dict[str, str], prop_file: Path, schema: pa.Schema, schema_file: Path
+) -> tuple[str | None, int]:
+    """The stored spatial index column and its order, checked against the files' schema."""
+    name = props.get("hats_col_healpix")
+    raw_order = props.get("hats_col_healpix_order")
+    if name is None:  # older catalogs: _healpix_29 if present, else computed from ra/dec
+        return (INDEX_COLUMN, INDEX_ORDER) if INDEX_COLUMN in schema.names else (None, INDEX_ORDER)
+    if name not in schema.names:
+        raise StorageError(
+            f"{prop_file} sets hats_col_healpix={name}, but the catalog's files have no column {name!r} "
+            f"(schema read from {schema_file}; columns: {', '.join(schema.names[:20])})"
+        )
+    if not pa.types.is_integer(schema.field(name).type):
+        raise StorageError(
+            f"{prop_file} sets hats_col_healpix={name}, but in {schema_file} it is "
+            f"{schema.field(name).type}, not an integer HEALPix index"
+        )
     try:
-        if common.exists():
-            return pq.read_schema(common).remove_metadata()
+        order = int(raw_order) if raw_order is not None else (INDEX_ORDER if name == INDEX_COLUMN else -1)
+    except ValueError:
+        order = -1
+    if not 0 <= order <= INDEX_ORDER or (name == INDEX_COLUMN and order != INDEX_ORDER):
+        raise StorageError(
+            f"{prop_file} sets hats_col_healpix={name} with hats_col_healpix_order={raw_order}: "
+            f"expected a HEALPix order 0..{INDEX_ORDER}"
+            + (" (29 for _healpix_29)" if name == INDEX_COLUMN else "")
+        )
+    if order == INDEX_ORDER and name != INDEX_COLUMN and INDEX_COLUMN not in schema.names:
+        return name, order  # an order-29 index under another name: computed _healpix_29 is the same
+    if INDEX_COLUMN in schema.names and pa.types.is_int64(schema.field(INDEX_COLUMN).type):
+        return INDEX_COLUMN, INDEX_ORDER  # files hold _healpix_29 too (beside a coarser index)
+    return name, order
+
+
+def _read_schema(root: Path, pixels: tuple[PartitionPixel, ...], suffix: str) -> tuple[pa.Schema, Path]:
+    """The files' schema and where it was read: ``_common_metadata``, ``_metadata``, else the
+    first partition's first file (catalogs may have neither summary file)."""
+    ddir = dataset_dir(root)
+    path = ddir / "_common_metadata"
+    try:
+        for path in (ddir / "_common_metadata", ddir / "_metadata"):
+            if path.exists():
+                return pq.read_schema(path).remove_metadata(), path
         if pixels:
-            first = partition_path(root, pixels[0].order, pixels[0].pixel)
-            return pq.read_schema(first).remove_metadata()
+            path = npix_files(root, pixels[0].order, pixels[0].pixel, suffix)[0]
+            return pq.read_schema(path).remove_metadata(), path
     except (OSError, pa.ArrowException) as exc:
-        raise StorageError(f"cannot read the schema of catalog {root}: {exc}") from None
+        raise StorageError(f"cannot read the schema of catalog {root} from {path}: {exc}") from None
     raise StorageError(f"catalog {root} has no partitions and no _common_metadata")
+
+
+def without_metadata(table: pa.Table) -> pa.Table:
+    """``table`` without schema metadata (pandas'), keeping the row count of a table with
+    no columns (``replace_schema_metadata`` would make it 0 rows: a count read no column)."""
+    if not table.schema.metadata or table.num_columns == 0:
+        return table
+    return table.replace_schema_metadata(None)
+
+
+def leaf_columns(md: pq.FileMetaData) -> dict[str, int]:
+    """``{path: leaf index}`` of a Parquet footer's leaf (primitive) columns.
+
+    Row-group statistics are indexed by *leaf*: a struct, list or map column has one leaf per
+    primitive inside it (``lc.mjd``, ``sources.list.element.mag``), so a top-level column's
+    position among the schema's fields is not its statistics index. A flat top-level column's
+    path is its name; nested leaves have dotted paths.
+    """
+    schema = md.schema
+    return {schema.column(i).path: i for i in range(md.num_columns)}
+
+
+def leaf_index(md: pq.FileMetaData, path: str) -> int | None:
+    """Leaf index of column ``path`` (a flat column's name, or a dotted leaf path), or None."""
+    return leaf_columns(md).get(path)
 
 
 def _index_stats(md: pq.FileMetaData, rg: int, col: int) -> tuple[int, int] | None:
@@ -130,17 +285,29 @@ def _index_stats(md: pq.FileMetaData, rg: int, col: int) -> tuple[int, int] | No
     return int(stats.min), int(stats.max)
 
 
-def select_row_groups(md: pq.FileMetaData, ranges: np.ndarray | None) -> list[int]:
-    """Row groups whose ``_healpix_29`` [min, max] intersects any half-open range."""
+def select_row_groups(
+    md: pq.FileMetaData,
+    ranges: np.ndarray | None,
+    index_column: str | None = INDEX_COLUMN,
+    index_order: int = INDEX_ORDER,
+) -> list[int]:
+    """Row groups whose index [min, max] intersects any half-open ``_healpix_29`` range.
+
+    ``index_column`` at ``index_order`` is the stored spatial index (``hats_col_healpix``):
+    at a coarser order the ranges are widened to that order, so it prunes less, never wrongly.
+    """
     n = md.num_row_groups
-    if ranges is None:
+    if ranges is None or index_column is None:
         return list(range(n))
-    names = md.schema.to_arrow_schema().names
-    if INDEX_COLUMN not in names:
+    col = leaf_index(md, index_column)
+    if col is None:
         return list(range(n))
-    col = names.index(INDEX_COLUMN)
     starts = ranges[:, 0]
     ends = ranges[:, 1]
+    if index_order < INDEX_ORDER:
+        shift = 2 * (INDEX_ORDER - index_order)
+        starts = np.right_shift(starts, shift)
+        ends = np.right_shift(ends - 1, shift) + 1
     keep = []
     for rg in range(n):
         mm = _index_stats(md, rg, col)
@@ -187,6 +354,8 @@ def read_partition(
         The file is missing or unreadable; the message names it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CorruptPartitionError(str(path), "is a directory: read it with CatalogMeta.partition_files")
     pf = open_partition_file(path)
     try:
         md = pf.metadata
@@ -203,7 +372,7 @@ def read_partition(
         raise
     except (OSError, pa.ArrowException) as exc:
         raise CorruptPartitionError(str(path), str(exc)) from None
-    table = table.replace_schema_metadata(None)
+    table = without_metadata(table)
     if ranges is not None and table.num_rows:
         table = slice_ranges(table, ranges)
     if read_cols is not columns:

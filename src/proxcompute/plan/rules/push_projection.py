@@ -26,6 +26,8 @@ def push_projection(plan: PlanNode) -> PlanNode:
             required |= node.predicate.columns()
         elif isinstance(node, RegionFilter):
             required |= {node.source.ra_column, node.source.dec_column}
+        else:  # a barrier (user function, aggregate): columns never move through it
+            return plan
         (node,) = node.children
     scan = node
     available = scan.output_columns()
