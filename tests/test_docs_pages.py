@@ -27,6 +27,10 @@ A comment right before a block marks how it runs:
     a block that needs a batch system (SLURM, SGE, a gateway): run in CI by that test, where
     the tests/cluster fixtures start the back end. The test must exist.
 
+``<!-- docs-test: needs=stilts -->`` (anywhere on the page)
+    the page calls STILTS: ``scripts/stilts/setup_stilts.sh`` installs it (as the taplint test
+    does: root and apt-get); the page is skipped with the reason elsewhere, and fails under CI.
+
 Every fenced block must have an info string, so nothing is left out by accident.
 """
 
@@ -53,7 +57,7 @@ pytestmark = pytest.mark.timeout(2400)
 
 
 def parse_page(path: Path) -> tuple[list[dict], set[str]]:
-    """(blocks to run in order, extras the page names)."""
+    """(blocks to run in order, extras and tools the page names: ``notebooks``, ``needs=stilts``)."""
     tokens = MarkdownIt("commonmark").parse(path.read_text())
     extras: set[str] = set()
     blocks: list[dict] = []
@@ -63,6 +67,8 @@ def parse_page(path: Path) -> tuple[list[dict], set[str]]:
             for mark in MARK.findall(tok.content):
                 if mark.startswith("extras="):
                     extras |= {e.strip() for e in mark.split("=", 1)[1].split(",") if e.strip()}
+                elif mark.startswith("needs="):
+                    extras.add(mark)
                 else:
                     pending = mark
             continue
@@ -196,6 +202,11 @@ def test_pages_are_found():
 @pytest.mark.parametrize("path", PAGES, ids=_ids)
 def test_page_blocks_run(path: Path, wheel_envs, tmp_path: Path):
     blocks, extras = parse_page(path)
+    tools = {e for e in extras if e.startswith("needs=")}
+    extras -= tools
+    assert tools <= {"needs=stilts"}, f"{_ids(path)}: unknown {tools}"
+    if tools:
+        _install_stilts()
     unknown = extras - DOCUMENTED_EXTRAS
     assert not unknown, f"{_ids(path)} names extras that docs/install.md does not document: {unknown}"
     if not any(b["kind"] != "file" for b in blocks):
@@ -218,6 +229,20 @@ def test_page_blocks_run(path: Path, wheel_envs, tmp_path: Path):
             f"{_ids(path)} (venv {venv.root.name}):\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}",
             pytrace=False,
         )
+
+
+def _install_stilts() -> None:
+    import os
+    import subprocess
+
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "stilts" / "setup_stilts.sh")], capture_output=True, text=True, timeout=900
+    )
+    if proc.returncode != 0:
+        reason = f"STILTS cannot be installed here: {proc.stderr.strip() or proc.stdout.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 def test_console_commands_are_extracted():
