@@ -26,7 +26,8 @@ def _ok(proc) -> str:
 
 
 def test_wheel_has_no_test_packages(wheel_envs, tmp_path):
-    plain, _ = wheel_envs
+    plain, user = wheel_envs
+    assert (plain.bin / "proxcompute").exists() and (user.bin / "proxcompute").exists()
     code = (
         "import importlib.util as u, json; "
         "print(json.dumps({m: u.find_spec(m) is not None for m in "

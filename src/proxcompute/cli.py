@@ -25,7 +25,7 @@ def _add_cluster_commands() -> None:
     from proxcompute.cluster.cli import cluster_app
 
     app.add_typer(
-        cluster_app, name="cluster", help="Cluster profiles: list them, show one (and its job script)."
+        cluster_app, name="cluster", help="Cluster profiles and clusters: list, show (with the job script), up, status, down."
     )
 
 
@@ -268,7 +268,11 @@ def crossmatch(
         ),
     ] = False,
     workers: Annotated[
-        int | None, typer.Option(help="Local Dask workers (default: threads in this process).")
+        int | None,
+        typer.Option(
+            help="Run on a temporary local Dask cluster of this many single-threaded worker processes "
+            "(default: threads in this process; not with --cluster)."
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Run on this cluster profile.")] = None,
@@ -518,7 +522,7 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where to write the demo data.")] = Path("demo-data"),
     workers: Annotated[int | None, typer.Option(help="Local Dask workers.")] = None,
 ) -> None:
-    """Generate a synthetic survey, ingest it, open it and run cones; print timings."""
+    """Generate a synthetic survey, ingest it, run cones, a crossmatch and a count (each checked); print timings."""
     from proxcompute.demo import run_demo
 
     run_demo(rows=rows, workdir=workdir, workers=workers, console=_console())
