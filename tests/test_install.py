@@ -26,7 +26,8 @@ def _ok(proc) -> str:
 
 
 def test_wheel_has_no_test_packages(wheel_envs, tmp_path):
-    plain, _ = wheel_envs
+    plain, user = wheel_envs
+    assert (plain.bin / "proxcompute").exists() and (user.bin / "proxcompute").exists()
     code = (
         "import importlib.util as u, json; "
         "print(json.dumps({m: u.find_spec(m) is not None for m in "
@@ -85,6 +86,7 @@ def test_every_cli_command_runs_from_the_plain_wheel(wheel_envs, tmp_path):
     runs = {
         "ingest": ["raw.parquet", "--out", "catalogs/survey", "--max-rows", "5000", "--margin-arcsec", "10"],
         "info": ["catalogs/survey", "--json"],
+        "index": ["catalogs/survey", "--column", "id"],
         "cone": ["catalogs/survey", "--ra", "45", "--dec", "30", "--radius-arcsec", "3600", "--out", "cone.csv"],
         "crossmatch": ["targets.csv", "catalogs/survey", "--radius-arcsec", "1", "--out", "m.parquet"],
         "sql": ["SELECT COUNT(*) AS n FROM survey WHERE mag < 20", "--catalog-root", "catalogs"],

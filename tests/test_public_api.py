@@ -21,6 +21,7 @@ EXPECTED = [
     "InvalidRegionError",
     "PlanError",
     "Polygon",
+    "ProperMotion",
     "ProxError",
     "SkyMap",
     "SqlError",

@@ -80,6 +80,6 @@ def build_wheel_envs(workdir: Path) -> tuple[WheelEnv, WheelEnv, float]:
     _check([str(plain / "bin" / "python"), *pip, str(wheel)], workdir)
     _check([str(plain / "bin" / "python"), "-m", "proxcompute.kernels.warm"], workdir)
     (_site_packages(user) / "proxcompute-plain.pth").write_text(f"{_site_packages(plain)}\n")
-    _check([str(user / "bin" / "python"), *pip, "--no-deps", str(wheel)], workdir)
+    _check([str(user / "bin" / "python"), *pip, "--no-deps", "--force-reinstall", str(wheel)], workdir)
     _check([str(user / "bin" / "python"), *pip, f"{wheel}[{','.join(USER_EXTRAS)}]"], workdir)
     return WheelEnv(plain), WheelEnv(user), time.perf_counter() - started

@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "PlanError": "proxcompute.errors",
     "SqlError": "proxcompute.errors",
     "Polygon": "proxcompute.sky",
+    "ProperMotion": "proxcompute.ops.proper_motion",
     "ProxError": "proxcompute.errors",
     "StorageError": "proxcompute.errors",
     # mapparts: user code next to the data
@@ -65,6 +66,7 @@ __all__ = [
     "InvalidRegionError",
     "PlanError",
     "Polygon",
+    "ProperMotion",
     "ProxError",
     "SkyMap",
     "SqlError",
@@ -109,5 +111,6 @@ if TYPE_CHECKING:  # pragma: no cover
         StorageError,
     )
     from proxcompute.ingest import IngestResult, ingest
+    from proxcompute.ops.proper_motion import ProperMotion
     from proxcompute.sky import INDEX_COLUMN, Box, Cone, Polygon
     from proxcompute.synthetic import generate_catalog

@@ -25,7 +25,7 @@ def _add_cluster_commands() -> None:
     from proxcompute.cluster.cli import cluster_app
 
     app.add_typer(
-        cluster_app, name="cluster", help="Cluster profiles: list them, show one (and its job script)."
+        cluster_app, name="cluster", help="Cluster profiles and clusters: list, show (with the job script), up, status, down."
     )
 
 
@@ -73,6 +73,10 @@ def ingest(
         bool, typer.Option("--drop-invalid", help="Skip rows with NaN/inf or |dec| > 90 coordinates.")
     ] = False,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Run on this cluster profile.")] = None,
+    index_column: Annotated[
+        list[str] | None,
+        typer.Option("--index-column", help="Also build an index catalog of this column (repeatable)."),
+    ] = None,
 ) -> None:
     """Ingest tables into a HEALPix-partitioned, HATS-compatible catalog (with margin)."""
     from proxcompute.ingest import ingest as run_ingest
@@ -91,8 +95,25 @@ def ingest(
             overwrite=overwrite,
             drop_invalid=drop_invalid,
             client=client,
+            index_columns=index_column or (),
         )
     _console().print(str(result))
+
+
+@app.command("index")
+def index_command(
+    catalog: Annotated[Path, typer.Argument(help="Catalog or collection directory.")],
+    column: Annotated[str, typer.Option("--column", help="Column to index (ids, names).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Index catalog directory (default: NAME_COLUMN_index next to the catalog).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Local threads (default: one per core).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index.")] = False,
+) -> None:
+    """Build a HATS index catalog of a column, for id_search and joins (LSDB reads it too)."""
+    from proxcompute.ingest.index import build_index
+
+    _console().print(str(build_index(catalog, column, out=out, overwrite=overwrite, workers=workers)))
 
 
 @app.command()
@@ -178,22 +199,9 @@ def catalog_summary(cat) -> dict:
 
 
 def _write_table(df, out: Path) -> None:
-    suffix = out.suffix.lower()
-    if suffix == ".parquet":
-        tmp = out.with_name(out.name + ".tmp")
-        df.to_parquet(tmp, index=False)
-        tmp.replace(out)
-    elif suffix == ".csv":
-        import pyarrow as pa
+    from proxcompute.formats import write_file
 
-        from proxcompute.formats import check_flat
-
-        check_flat(pa.Schema.from_pandas(df, preserve_index=False), "CSV")  # no Python reprs in cells
-        tmp = out.with_name(out.name + ".tmp")
-        df.to_csv(tmp, index=False)
-        tmp.replace(out)
-    else:
-        raise ProxError(f"--out must end in .parquet or .csv, got {out.name!r}")
+    write_file(df, out)  # format from the suffix, written atomically
 
 
 @app.command()
@@ -208,8 +216,7 @@ def cone(
     """Rows within a cone: a count and a preview, or a file with --out."""
     from proxcompute.catalog import open_catalog
 
-    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
-        raise ProxError(f"--out must end in .parquet or .csv, got {out.name!r}")
+    _check_out(out)
     cat = open_catalog(catalog).cone_search(ra, dec, radius_arcsec)
     if columns:
         cat = cat[[c.strip() for c in columns.split(",") if c.strip()]]
@@ -224,6 +231,14 @@ def cone(
         con.print(df.head(10).to_string(index=False))
 
 
+def _check_out(out: Path | None) -> None:
+    """Refuse an --out whose name is no writable table format before any work is done."""
+    from proxcompute.formats import WRITABLE, format_of
+
+    if out is not None and format_of(out) not in WRITABLE:
+        raise ProxError(f"--out must end in .parquet or .csv (or .tsv, .vot), got {out.name!r}")
+
+
 def _open_side(path: Path, what: str):
     """A catalog directory, or a table file (a target list) read into memory."""
     from proxcompute.catalog import from_dataframe, open_catalog
@@ -232,29 +247,9 @@ def _open_side(path: Path, what: str):
         return open_catalog(path)
     if not path.exists():
         raise ProxError(f"{what} {path} does not exist")
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            import pandas as pd
+    from proxcompute.formats import read_table
 
-            df = pd.read_parquet(path)
-        elif suffix in (".csv", ".csv.gz"):
-            import pandas as pd
-
-            df = pd.read_csv(path)
-        elif suffix in (".fits", ".fit", ".fits.gz", ".vot", ".votable", ".xml"):
-            from astropy.table import Table
-
-            df = Table.read(path).to_pandas()
-        else:
-            raise ProxError(
-                f"{what} {path}: expected a catalog directory or a .parquet/.csv/.fits/.vot table"
-            )
-    except ProxError:
-        raise
-    except Exception as exc:  # unreadable user file: name it
-        raise ProxError(f"cannot read {what} {path}: {exc}") from None
-    return from_dataframe(df, name=path.name.split(".")[0])
+    return from_dataframe(read_table(path, what=what), name=path.name.split(".")[0])
 
 
 @app.command()
@@ -273,17 +268,41 @@ def crossmatch(
         ),
     ] = False,
     workers: Annotated[
-        int | None, typer.Option(help="Local Dask workers (default: threads in this process).")
+        int | None,
+        typer.Option(
+            help="Run on a temporary local Dask cluster of this many single-threaded worker processes "
+            "(default: threads in this process; not with --cluster)."
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Run on this cluster profile.")] = None,
+    pmra: Annotated[
+        str | None, typer.Option("--pmra", help="Left proper motion in RA*cos(dec) column, mas/yr.")
+    ] = None,
+    pmdec: Annotated[str | None, typer.Option("--pmdec", help="Left proper motion in Dec column, mas/yr.")] = None,
+    from_epoch: Annotated[
+        float | None, typer.Option("--from-epoch", help="Epoch of the left positions (Julian years).")
+    ] = None,
+    to_epoch: Annotated[
+        float | None, typer.Option("--to-epoch", help="Epoch to move them to: the right's (Julian years).")
+    ] = None,
 ) -> None:
-    """Crossmatch two catalogs (or a table file and a catalog); write a catalog or a file."""
+    """Crossmatch two catalogs (or a table file and a catalog); write a catalog or a file.
+
+    With --from-epoch/--to-epoch the left positions are moved by their proper motion
+    (--pmra/--pmdec columns, default pmra/pmdec) before matching.
+    """
     from proxcompute.execute import local_client
+
+    proper_motion = _proper_motion_option(pmra, pmdec, from_epoch, to_epoch)
 
     if out.exists() and not overwrite:
         raise ProxError(f"output {out} already exists; pass --overwrite to replace it")
-    is_file = out.suffix.lower() in (".parquet", ".csv")
+    from proxcompute.formats import format_of
+
+    is_file = format_of(out) is not None
+    if is_file:
+        _check_out(out)
     matched = _open_side(left, "left").crossmatch(
         _open_side(right, "right"),
         radius_arcsec,
@@ -291,6 +310,7 @@ def crossmatch(
         how=how,
         min_radius_arcsec=min_radius_arcsec,
         ensure_margin=ensure_margin,
+        proper_motion=proper_motion,
     )
     if cluster is not None and workers:
         raise ProxError("pass --workers (a local cluster) or --cluster PROFILE, not both")
@@ -305,8 +325,15 @@ def crossmatch(
     _console().print(f"{n:,} matches written to {out}")
 
 
-_SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".vot": "votable",
-                   ".votable": "votable", ".xml": "votable"}  # fmt: skip
+def _proper_motion_option(pmra, pmdec, from_epoch, to_epoch):
+    """A ProperMotion from the crossmatch flags, or None when none is given."""
+    if pmra is None and pmdec is None and from_epoch is None and to_epoch is None:
+        return None
+    if from_epoch is None or to_epoch is None:
+        raise ProxError("a proper-motion crossmatch needs both --from-epoch and --to-epoch")
+    from proxcompute.ops.proper_motion import ProperMotion
+
+    return ProperMotion(pmra=pmra or "pmra", pmdec=pmdec or "pmdec", from_epoch=from_epoch, to_epoch=to_epoch)
 
 
 def _parse_catalog_options(values: list[str]) -> dict[str, str]:
@@ -345,7 +372,6 @@ def sql_command(
     cluster: Annotated[str | None, typer.Option("--cluster", help="Run on this cluster profile.")] = None,
 ) -> None:
     """Run an ADQL/SQL query over catalogs; print a preview or write CSV/TSV/Parquet/VOTable."""
-    import os
     import warnings
 
     from proxcompute.sql import SqlTruncatedWarning, sql
@@ -361,7 +387,9 @@ def sql_command(
         con.print(result.explain(), markup=False)
         return
     if out is not None and fmt is None:
-        fmt = _SUFFIX_FORMATS.get(out.suffix.lower())
+        from proxcompute.formats import WRITABLE, format_of
+
+        fmt = format_of(out) if format_of(out) in WRITABLE else None
         if fmt is None:
             raise ProxError(f"cannot tell the format of {out.name!r}: pass --format csv|tsv|parquet|votable")
     with _on_cluster(cluster) as client, warnings.catch_warnings():
@@ -374,7 +402,7 @@ def sql_command(
             if len(df) > 20:
                 con.print(f"... ({len(df) - 20:,} more; write them all with --out FILE)")
         else:
-            from proxcompute.formats import normalize_format, write_table
+            from proxcompute.formats import normalize_format, write_file, write_table
 
             fmt = normalize_format(fmt)
             table = result.to_arrow(client)
@@ -384,13 +412,7 @@ def sql_command(
                 )
                 sys.stdout.buffer.flush()
             else:
-                tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-                try:
-                    with open(tmp, "wb") as fh:
-                        rows = write_table(table, table.schema, fh, fmt, overflow=bool(result.overflow))
-                    os.replace(tmp, out)
-                finally:
-                    tmp.unlink(missing_ok=True)
+                rows = write_file(table, out, fmt, overflow=bool(result.overflow))
                 _console(stderr=True).print(f"{rows:,} rows written to {out}")
     if result.overflow:
         _console(stderr=True).print(f"note: the result was truncated at --maxrec {maxrec} rows")
@@ -500,7 +522,7 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where to write the demo data.")] = Path("demo-data"),
     workers: Annotated[int | None, typer.Option(help="Local Dask workers.")] = None,
 ) -> None:
-    """Generate a synthetic survey, ingest it, open it and run cones; print timings."""
+    """Generate a synthetic survey, ingest it, run cones, a crossmatch and a count (each checked); print timings."""
     from proxcompute.demo import run_demo
 
     run_demo(rows=rows, workdir=workdir, workers=workers, console=_console())

@@ -20,6 +20,7 @@ __all__ = [
     "InvalidRegionError",
     "PlanError",
     "ProxError",
+    "ResultTruncatedWarning",
     "SqlError",
     "StorageError",
     "UserFunctionError",
@@ -28,6 +29,14 @@ __all__ = [
 
 class ProxError(Exception):
     """Base class of every error a user can cause."""
+
+
+class ResultTruncatedWarning(UserWarning):
+    """A result was cut at ``maxrec`` / ``MAXREC`` rows; more rows match (the TAP OVERFLOW condition).
+
+    The one truncation warning: ``proxcompute.sql`` (as ``SqlTruncatedWarning``) and
+    ``proxcompute.client`` both emit it, so one filter silences both.
+    """
 
 
 class StorageError(ProxError):

@@ -53,8 +53,6 @@ from proxcompute.errors import ProxError
 __all__ = ["Pipeline", "PipelineError", "StepResult", "load_pipeline", "run_pipeline"]
 
 STEP_KINDS = ("ingest", "crossmatch", "sql", "write", "map", "skymap")
-FILE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".vot": "votable",
-                 ".votable": "votable", ".xml": "votable"}  # fmt: skip
 _ALLOWED = {
     "ingest": {"inputs", "out", "name", "ra_column", "dec_column", "max_rows", "margin_arcsec", "drop_invalid"},
     "crossmatch": {"left", "right", "radius_arcsec", "how", "n_neighbors", "min_radius_arcsec", "out",
@@ -127,10 +125,11 @@ class _State:
             return cls(path)
 
     def save(self) -> None:
+        from proxcompute.storage.atomic import atomic_write
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"steps": self.steps}, indent=1))
-        os.replace(tmp, self.path)
+        with atomic_write(self.path, "w") as fh:
+            json.dump({"steps": self.steps}, fh, indent=1)
 
 
 def load_pipeline(path: str | os.PathLike) -> Pipeline:
@@ -192,21 +191,15 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
 
 
 def _is_file(out: Path) -> bool:
-    return out.suffix.lower() in FILE_SUFFIXES
+    from proxcompute.formats import WRITABLE, format_of
+
+    return format_of(out) in WRITABLE
 
 
 def _write_arrow(table: Any, out: Path) -> int:
-    from proxcompute.formats import write_table
+    from proxcompute.formats import write_file
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            rows = write_table(table, table.schema, fh, FILE_SUFFIXES[out.suffix.lower()])
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return rows
+    return write_file(table, out)
 
 
 def _open_input(pipe: Pipeline, value: str) -> Any:
@@ -218,17 +211,9 @@ def _open_input(pipe: Pipeline, value: str) -> Any:
         return open_catalog(path)
     if not path.exists():
         raise PipelineError(f"input {value!r} ({path}) does not exist")
-    import pandas as pd
+    from proxcompute.formats import read_table
 
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-    elif path.suffix.lower() in (".csv",):
-        df = pd.read_csv(path)
-    else:
-        from astropy.table import Table
-
-        df = Table.read(path).to_pandas()
-    return from_dataframe(df, name=path.stem)
+    return from_dataframe(read_table(path, what=f"input {value!r}"), name=path.name.split(".")[0])
 
 
 def _run_step(pipe: Pipeline, step: Step, client: Any, resume: bool) -> tuple[str, int | None]:

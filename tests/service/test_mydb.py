@@ -75,7 +75,7 @@ def test_destination_form_and_sync(served):
     url, _ = served
     r = httpx.post(url + "/sync", data={"LANG": "ADQL", "QUERY": "SELECT TOP 50 id, ra, dec FROM survey.gaia",
                                         "DESTINATION": "mydb://top50"},
-                   headers={"Authorization": f"Bearer {ALICE}"})  # fmt: skip
+                   headers={"Authorization": f"Bearer {ALICE}"}, timeout=120)  # fmt: skip  (not httpx's 5 s)
     assert r.status_code == 200
     r = httpx.get(url + "/mydb", headers={"Authorization": f"Bearer {ALICE}"})
     assert "mydb.top50" in r.text

@@ -16,6 +16,7 @@ from proxcompute.catalog._skymap import SkyMap
 from proxcompute.catalog._tables import memory_source
 from proxcompute.errors import InvalidRegionError, PlanError
 from proxcompute.ops.crossmatch import CrossmatchArgs
+from proxcompute.ops.proper_motion import ProperMotion
 from proxcompute.plan import (
     Explanation,
     Filter,
@@ -51,6 +52,12 @@ def _value(x: Any, unit: str) -> Any:
         return float(to_value(unit))
     except Exception as exc:  # astropy raises UnitConversionError (a ValueError) and others
         raise InvalidRegionError(f"cannot convert {x!r} to {unit}: {exc}") from None
+
+
+def _proper_motion(pm: Any) -> ProperMotion | None:
+    if pm is None or isinstance(pm, ProperMotion):
+        return pm
+    raise PlanError(f"proper_motion must be a proxcompute.ProperMotion, got {type(pm).__name__}")
 
 
 class Catalog:
@@ -236,6 +243,7 @@ class Catalog:
         ensure_margin: bool = False,
         right_ra_column: str | None = None,
         right_dec_column: str | None = None,
+        proper_motion: ProperMotion | None = None,
     ) -> Catalog:
         """Crossmatch with ``right`` (a Catalog, DataFrame or astropy Table), lazily.
 
@@ -260,13 +268,20 @@ class Catalog:
             partitions on the fly instead of refusing.
         right_ra_column, right_dec_column
             Coordinate columns of an in-memory ``right`` (default ``ra``/``dec``).
+        proper_motion
+            A :class:`~proxcompute.ProperMotion`: move this catalog's positions from its
+            epoch to ``right``'s before matching. Separations are measured from the moved
+            positions; rows with a NaN motion are matched at their catalogue position.
+            Partitions whose rows move further than the right margin reaches read the
+            neighbouring right partitions, so no pair is lost.
 
         Returns
         -------
         Catalog
             Partitioned like this catalog: ``_healpix_29`` (the left row's), left columns
-            suffixed, right columns suffixed, and ``_dist_arcsec``. Chainable with
-            ``cone_search``/``where``/columns and writable with :meth:`to_catalog`.
+            suffixed, (with ``proper_motion``: ``ra_epoch``, ``dec_epoch``, the moved
+            positions in degrees), right columns suffixed, and ``_dist_arcsec``. Chainable
+            with ``cone_search``/``where``/columns and writable with :meth:`to_catalog`.
 
         Examples
         --------
@@ -302,6 +317,7 @@ class Catalog:
             left_dec=self.dec_column,
             right_ra=right_plan.source.ra_column,
             right_dec=right_plan.source.dec_column,
+            proper_motion=_proper_motion(proper_motion),
         )
         source = crossmatch_source(self._plan, right_plan, args, right_margin=right_margin, ensure_margin=ensure_margin)
         return Catalog(Scan(source))
@@ -505,6 +521,123 @@ class Catalog:
         if INDEX_COLUMN not in plan.output_columns():  # cat[["mag"]].skymap(...): the key still needs it
             plan = with_extra_columns(plan, [INDEX_COLUMN])
         return Aggregate(plan, (HealpixKey(order),), tuple(specs))
+
+    # -- ids and joins (issue 12 part 3) --------------------------------------------------
+
+    def id_search(
+        self,
+        values: dict[str, Any],
+        *,
+        scan: bool = False,
+        index_catalogs: dict[str, str | os.PathLike] | None = None,
+    ) -> Catalog:
+        """Rows whose columns hold ``values``, read through the catalog's index catalogs.
+
+        Parameters
+        ----------
+        values
+            ``{"column": value}`` or ``{"column": [v1, v2, ...]}``; with several columns a
+            row must match each of them.
+        scan
+            Without an index, read every partition instead of refusing (row groups are
+            still skipped by the column's statistics).
+        index_catalogs
+            ``{"column": path}`` of index catalogs to use; by default the collection's
+            ``all_indexes`` or the ``<catalog>_<column>_index`` directory next to the catalog
+            (what ``proxcompute index`` and ``ingest(index_columns=...)`` build).
+
+        Returns
+        -------
+        Catalog
+            Lazy. Only the partitions the index names are read, and in them only the row
+            groups whose ``_healpix_29`` statistics hold the ids' cells. The result has no
+            margin.
+
+        Raises
+        ------
+        ColumnNotFoundError
+            A column of ``values`` is not in the catalog.
+        PlanError
+            No index for a column (the message says how to build one) and ``scan`` is False.
+
+        Examples
+        --------
+        >>> from proxcompute.catalog import from_dataframe
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> cat = from_dataframe(generate_catalog(5_000, seed=2))
+        >>> sorted(cat.id_search({"id": [3, 5, 8]}, scan=True).compute()["id"])
+        [3, 5, 8]
+        """
+        from proxcompute.plan.ids import id_search_plan
+
+        return Catalog(id_search_plan(self._plan, values, scan=scan, index_catalogs=index_catalogs))
+
+    def join(
+        self,
+        other: Any,
+        left_on: str,
+        right_on: str | None = None,
+        *,
+        how: str = "inner",
+        suffixes: tuple[str, str] | None = None,
+        index_catalog: str | os.PathLike | None = None,
+    ) -> Catalog:
+        """Join with ``other`` (a Catalog, DataFrame or astropy Table) on ``left_on == right_on``.
+
+        Rows are matched by value across all partitions (not only aligned sky pixels): each
+        left partition reads only the right partitions and row groups holding its keys,
+        located through the right's index catalog of ``right_on`` when it has one, else
+        through an in-memory map of the right's ``right_on`` and ``_healpix_29`` columns, read
+        once per process (~16 bytes per right row: index big right sides with
+        ``proxcompute index``).
+
+        Parameters
+        ----------
+        other
+            The right side; an in-memory table needs ``ra``/``dec`` columns.
+        left_on, right_on
+            Join columns (``right_on`` defaults to ``left_on``). Null keys never match.
+        how
+            ``"inner"`` or ``"left"`` (unmatched left rows kept with nulls).
+        suffixes
+            Column suffixes; default ``(self.name, other.name)`` (``("left", "right")`` when
+            the names are equal).
+        index_catalog
+            An index catalog of ``right_on`` to use instead of the one found next to ``other``.
+
+        Returns
+        -------
+        Catalog
+            Lazy, partitioned like this catalog: ``_healpix_29`` (the left row's), left
+            columns suffixed, right columns suffixed; left order, then right order.
+            Chainable and writable with :meth:`to_catalog`.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from proxcompute.catalog import from_dataframe
+        >>> from proxcompute.synthetic import generate_catalog
+        >>> sky = from_dataframe(generate_catalog(5_000, seed=2), name="sky")
+        >>> labels = generate_catalog(5_000, seed=2).iloc[[4, 9]].assign(label=["a", "b"])
+        >>> out = sky.join(from_dataframe(labels, name="labels"), "id").compute()
+        >>> sorted(zip(out["id_sky"], out["label_labels"]))
+        [(4, 'a'), (9, 'b')]
+        """
+        from proxcompute.ops.join import JoinArgs
+        from proxcompute.plan.ids import index_path
+        from proxcompute.plan.join import join_source
+
+        if isinstance(other, Catalog):
+            right_plan = other._plan
+        else:
+            right_plan = Scan(memory_source(other, name="right"))
+        right_on = left_on if right_on is None else right_on
+        right_name = right_plan.source.name
+        if suffixes is None:
+            suffixes = (self.name, right_name) if self.name != right_name else ("left", "right")
+        args = JoinArgs(left_on, right_on, how, suffixes[0], suffixes[1])
+        index = index_path(find_scan(right_plan).source, right_on, {right_on: index_catalog} if index_catalog else None)
+        return Catalog(Scan(join_source(self._plan, right_plan, args, index=index)))
 
     # -- execution -----------------------------------------------------------------------
 
@@ -731,10 +864,6 @@ class Catalog:
         >>> len(t), str(t["ra"].unit)
         (14, 'deg')
         """
-        from astropy.table import Table
+        from proxcompute.formats import arrow_to_astropy
 
-        table = Table(self.to_arrow(client).to_pandas().to_dict("list"))
-        for c in (self.ra_column, self.dec_column):
-            if c in table.colnames:
-                table[c].unit = "deg"
-        return table
+        return arrow_to_astropy(self.to_arrow(client), units={self.ra_column: "deg", self.dec_column: "deg"})

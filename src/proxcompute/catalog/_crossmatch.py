@@ -6,6 +6,7 @@ from typing import Any
 
 from proxcompute.catalog._catalog import Catalog
 from proxcompute.catalog._open import from_dataframe
+from proxcompute.ops.proper_motion import ProperMotion
 
 __all__ = ["crossmatch"]
 
@@ -24,6 +25,7 @@ def crossmatch(
     left_dec_column: str | None = None,
     right_ra_column: str | None = None,
     right_dec_column: str | None = None,
+    proper_motion: ProperMotion | None = None,
 ) -> Catalog:
     """Crossmatch two catalogs (or a DataFrame / astropy Table and a catalog), lazily.
 
@@ -49,6 +51,9 @@ def crossmatch(
         neighbouring partitions on the fly instead of refusing.
     left_ra_column, left_dec_column, right_ra_column, right_dec_column
         Coordinate columns (default: each catalog's own).
+    proper_motion
+        A :class:`~proxcompute.ProperMotion`: move the left positions to the right's epoch
+        before matching (see :meth:`Catalog.crossmatch`); adds ``ra_epoch``, ``dec_epoch``.
 
     Returns
     -------
@@ -82,4 +87,5 @@ def crossmatch(
         min_radius_arcsec=min_radius_arcsec,
         suffixes=suffixes,
         ensure_margin=ensure_margin,
+        proper_motion=proper_motion,
     )

@@ -4,6 +4,7 @@ from proxcompute.execute.aggregate import aggregate, aggregate_table
 from proxcompute.execute.crossmatch import crossmatch_partition
 from proxcompute.execute.explain import describe_reads
 from proxcompute.execute.frames import to_dask
+from proxcompute.execute.join import join_partition
 from proxcompute.execute.map_partitions import learn_schema
 from proxcompute.execute.progress import progress_bar
 from proxcompute.execute.query import STREAM_CHUNK_PARTITIONS, compute_query, iter_tables, strategy
@@ -40,6 +41,7 @@ __all__ = [
     "head",
     "iter_completed",
     "iter_tables",
+    "join_partition",
     "learn_schema",
     "local_client",
     "map_partitions",

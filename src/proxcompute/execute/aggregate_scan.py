@@ -105,8 +105,8 @@ def duckdb_partial(table: pa.Table, node: Aggregate) -> Partial:
             key_arrays[i] = key_arrays[i].astype(np.int64)
     states = []
     for j, spec in enumerate(node.aggregates):
-        if spec.column is None:
-            states.append({"n": rows.copy()})
+        if spec.column is None:  # count(*) is the group's rows: no state of its own (as partial_aggregate)
+            states.append({})
             continue
         st = {"n": out.column(f"__n{j}").to_numpy().astype(np.int64)}
         if spec.func == "sum":

@@ -5,7 +5,8 @@ For each piece of the left partition (:func:`proxcompute.ops.crossmatch.align_pi
 * facing a right partition ``R`` whose margin is wide enough: right rows are ``R``'s rows
   plus ``R``'s margin rows (disjoint sets, merged in ``_healpix_29`` order);
 * facing a gap of the right catalog, or when the margin is missing or too narrow and
-  ``ensure_margin`` was given: right rows are read from every right partition that meets a
+  ``ensure_margin`` was given, or when proper motion moves the piece's rows further than
+  the margin reaches (radius plus the piece's largest displacement): right rows are read from every right partition that meets a
   cone around the piece (its pixel's circumscribed circle widened by the radius), with
   row-group pruning, so edge matches are never lost.
 """
@@ -19,7 +20,13 @@ import pyarrow as pa
 
 from proxcompute.execute.partition import run_partition
 from proxcompute.execute.reader import SOURCE_READERS
-from proxcompute.ops.crossmatch import align_pixel, concat_right, match_tables, pixel_area_deg2
+from proxcompute.ops.crossmatch import (
+    align_pixel,
+    concat_right,
+    left_displacement_deg,
+    match_tables,
+    pixel_area_deg2,
+)
 from proxcompute.ops.expr import Expr
 from proxcompute.ops.filters import filter_by_ranges
 from proxcompute.plan.crossmatch import CrossmatchSource
@@ -48,10 +55,13 @@ def neighbourhood_rows(right: PlanNode, piece: PartitionPixel, radius_deg: float
     return concat_right([run_partition(plan, p) for p in find_scan(plan).partitions])
 
 
-def _right_rows(source: CrossmatchSource, piece: PartitionPixel, right_pixel: PartitionPixel | None):
+def _right_rows(
+    source: CrossmatchSource, piece: PartitionPixel, right_pixel: PartitionPixel | None, moved_deg: float = 0.0
+):
     side = source.right
-    if right_pixel is None or side.margin_plan is None:
-        return neighbourhood_rows(side.plan, piece, source.args.radius_deg)
+    reach_deg = source.args.radius_deg + moved_deg
+    if right_pixel is None or side.margin_plan is None or reach_deg > side.margin_deg:
+        return neighbourhood_rows(side.plan, piece, reach_deg)
     tables = [run_partition(side.plan, right_pixel)]
     if right_pixel in side.margin_pixels:
         tables.append(run_partition(side.margin_plan, right_pixel))
@@ -71,7 +81,11 @@ def crossmatch_partition(source: CrossmatchSource, pixel: PartitionPixel, ranges
         left_piece = left if piece == pixel else _slice(left, piece)
         if left_piece.num_rows == 0:
             continue
-        right = _right_rows(source, piece, right_pixel)
+        # proper motion moves left rows up to moved_deg out of the piece: reach that much further
+        moved_deg = left_displacement_deg(left_piece, source.args)
+        if moved_deg > 0:
+            moved_deg = moved_deg * 1.001 + 1e-9
+        right = _right_rows(source, piece, right_pixel, moved_deg)
         area = pixel_area_deg2(right_pixel if right_pixel is not None else piece)
         out.append(match_tables(left_piece, right, source.args, source.schema, area))
     if not out:

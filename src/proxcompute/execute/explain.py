@@ -6,6 +6,7 @@ from proxcompute.errors import CorruptPartitionError
 from proxcompute.execute.reader import footer, selected_row_groups
 from proxcompute.plan.crossmatch import CrossmatchSource
 from proxcompute.plan.explain import PartitionRead, ReadSummary
+from proxcompute.plan.join import JoinSource
 from proxcompute.plan.nodes import PlanNode, find_scan
 from proxcompute.plan.source import MemorySource, StoredSource
 from proxcompute.storage.layout import dataset_dir
@@ -19,7 +20,7 @@ def describe_reads(optimized: PlanNode) -> ReadSummary:
     """Row groups each touched partition will read; opens only those partitions' footers."""
     scan = find_scan(optimized)
     src = scan.source
-    if isinstance(src, CrossmatchSource):  # the left side's reads, for the kept partitions
+    if isinstance(src, (CrossmatchSource, JoinSource)):  # the left side's reads, for the kept partitions
         keep = set(scan.partitions)
         left = describe_reads(src.left)
         return ReadSummary(tuple(r for r in left.partitions if r.pixel in keep), len(src.pixels), None)

@@ -31,6 +31,7 @@ from proxcompute.plan.nodes import (
 from proxcompute.plan.relational import Rename, RowOperator, SqlMap
 from proxcompute.plan.source import MemorySource
 from proxcompute.storage import DEFAULT_ROW_GROUP_ROWS, PartitionPixel, write_partition_file
+from proxcompute.storage.atomic import atomic_write
 
 __all__ = [
     "NODE_RUNNERS",
@@ -166,10 +167,8 @@ def write_partition(
     if mark:
         marker = progress_marker(staging, pixel)
         os.makedirs(os.path.dirname(marker), exist_ok=True)
-        tmp = f"{marker}.{os.getpid()}.tmp"
-        with open(tmp, "w") as fh:
+        with atomic_write(marker, "w") as fh:
             fh.write(str(rows))
-        os.replace(tmp, marker)
     return rows
 
 

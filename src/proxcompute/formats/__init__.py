@@ -11,6 +11,29 @@ to a binary file-like object one batch at a time.
 
 from ._columns import check_flat
 from ._write import FORMATS, MEDIA_TYPES, normalize_format, write_table
+from .tables import (
+    SUFFIX_FORMATS,
+    WRITABLE,
+    arrow_to_astropy,
+    format_of,
+    read_table,
+    read_table_bytes,
+    write_file,
+)
 from .votable import write_votable_error
 
-__all__ = ["FORMATS", "MEDIA_TYPES", "check_flat", "normalize_format", "write_table", "write_votable_error"]
+__all__ = [
+    "FORMATS",
+    "MEDIA_TYPES",
+    "SUFFIX_FORMATS",
+    "WRITABLE",
+    "arrow_to_astropy",
+    "check_flat",
+    "format_of",
+    "normalize_format",
+    "read_table",
+    "read_table_bytes",
+    "write_file",
+    "write_table",
+    "write_votable_error",
+]

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from proxcompute.errors import InputError
 
 from ._columns import ColumnPlan, as_strings, format_floats, is_null_mask, iter_batches, plan_column
+from .xml import xml_attr, xml_text
 
 __all__ = ["SERIALIZATIONS", "write_votable", "write_votable_error"]
 
@@ -50,32 +51,12 @@ _B64_LINE_BYTES = 57  # 57 raw bytes -> one 76-character base64 line
 _META_ATTRS = ("unit", "ucd", "utype", "xtype")
 
 # Characters XML 1.0 forbids even as character references; replaced by U+FFFD.
-_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _ILLEGAL_XML_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{FFFE}\x{FFFF}]"
 _NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 
 
 # --------------------------------------------------------------------------- XML text helpers
-
-
-def xml_attr(value: object) -> str:
-    """Escape a value for a double-quoted XML attribute (newlines and tabs survive normalization)."""
-    s = _ILLEGAL_XML.sub("\ufffd", str(value))
-    return (
-        s.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&quot;")
-        .replace("\n", "&#10;")
-        .replace("\r", "&#13;")
-        .replace("\t", "&#9;")
-    )
-
-
-def xml_text(value: object) -> str:
-    """Escape a value for XML element content."""
-    s = _ILLEGAL_XML.sub("\ufffd", str(value))
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+# (xml_text and xml_attr live in formats.xml; this is their vectorized Arrow form)
 
 
 def _xml_text_arrow(s: pa.Array) -> pa.Array:

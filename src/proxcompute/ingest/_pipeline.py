@@ -33,7 +33,9 @@ from proxcompute.ingest import _plan, _reduce, _tasks
 from proxcompute.ingest._inputs import InputFile, resolve_inputs
 from proxcompute.ingest._staging import Staging, atomic_write_json, is_out_of_space, read_json, task_marker
 from proxcompute.ingest._tasks import HISTOGRAM_ORDER, Chunk
+from proxcompute.ingest.index import build_ingest_indexes, check_index_columns
 from proxcompute.storage import CatalogBuilder, check_destination, publish, write_collection_properties
+from proxcompute.storage.index import register_indexes
 from proxcompute.storage.layout import PartitionPixel
 from proxcompute.storage.partitioning import DEFAULT_MAX_ROWS
 
@@ -112,6 +114,7 @@ def ingest(
     drop_invalid: bool = False,
     client: Any = None,
     show_progress: bool = True,
+    index_columns: Sequence[str] = (),
 ) -> IngestResult:
     """Ingest raw tables into a HEALPix-partitioned, HATS-compatible catalog collection.
 
@@ -173,6 +176,10 @@ def ingest(
         A ``distributed.Client`` to run on.
     show_progress
         Draw progress bars on stderr.
+    index_columns
+        Columns to build HATS index catalogs of (``NAME_COLUMN_index`` in the collection,
+        listed in ``collection.properties``), for :meth:`Catalog.id_search` and joins; see
+        :func:`proxcompute.ingest.index.build_index`.
 
     Returns
     -------
@@ -253,6 +260,7 @@ def ingest(
         run = _Run(opts, staging, _StageRunner(c, staging, show_progress), clock)
         try:
             plan = run.scan_and_plan(files, parquet_chunks, file_schemas)
+            check_index_columns(index_columns, _tasks.deserialize_schema(plan["schema"]), f"catalog {opts.name!r}")
         except InvalidCoordinatesError:
             raise  # the staging directory stays: resume=True, drop_invalid=True reuses the scan
         except ProxError:
@@ -261,8 +269,9 @@ def ingest(
         pixel_rows, dropped = run.split_and_reduce(plan)
         run.write_metadata(plan, pixel_rows)
         margin_rows = run.margin(c, show_progress)
+        indexes = build_ingest_indexes(staging.collection / opts.name, index_columns, c, show_progress)
     clock.lap("cluster")  # shutting a temporary cluster down
-    run.publish()
+    run.publish(indexes)
     return IngestResult(
         path=out_path,
         name=opts.name,
@@ -436,7 +445,7 @@ class _Run:
         self.clock.lap("margin")
         return int(done["rows"])
 
-    def publish(self) -> None:
+    def publish(self, indexes: dict[str, str] | None = None) -> None:
         """Stage 7: ``collection.properties``, then one atomic rename to ``out``."""
         o = self.opts
         margin_name = o.margin_name
@@ -447,6 +456,7 @@ class _Run:
             margins=[margin_name] if margin_name else [],
             default_margin=margin_name,
         )
+        register_indexes(self.staging.collection, indexes or {})
         publish(self.staging.collection, o.out, o.overwrite)
         self.staging.cleanup()
         self.clock.lap("publish")

@@ -26,37 +26,18 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
 from proxcompute.errors import IngestError
+from proxcompute.storage.atomic import atomic_write_json, temp_path  # the one atomic-write home
 
 __all__ = ["Staging", "atomic_write_json", "is_out_of_space", "read_json", "task_marker", "temp_path"]
 
 MANIFEST_VERSION = 2
 """2: split files per group of bins, zstd-compressed (a version-1 staging cannot be resumed)."""
-
-
-def temp_path(path: Path, suffix: str = ".tmp") -> Path:
-    """A unique temporary sibling of ``path`` (renamed onto it when complete).
-
-    Unique per call, so that two runs of one task (a cancelled thread still finishing while
-    a resumed run redoes it) never write the same temporary file.
-    """
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{suffix}")
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    tmp = temp_path(path)
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, separators=(",", ":"))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> Any | None:

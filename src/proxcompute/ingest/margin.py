@@ -82,8 +82,8 @@ def plan_margin_tasks(
 
 
 def _plan_task(pixels: tuple[tuple[int, int], ...], *, margin_arcsec: float) -> list[MarginTask]:
-    # load what every margin task needs (healpy for pixel boundaries, ~1.5 s in a fresh
-    # process; the numba kernels); that is the whole job of the empty item
+    # load what every margin task needs (the numba kernels for pixel boundaries and
+    # neighbours, ~1.5 s in a fresh process); that is the whole job of the empty item
     plan_margin(0, 0, margin_arcsec)
     return plan_margin_tasks([PartitionPixel(o, p) for o, p in pixels], margin_arcsec)
 
@@ -120,7 +120,7 @@ def build_margin_catalog(
     catalog_dir, margin_dir = Path(catalog_dir), Path(margin_dir)
     meta = read_catalog_meta(catalog_dir)
     margin_arcsec = float(margin_arcsec)
-    # Planned on a worker, so the client never loads healpy or the kernels (the workers need
+    # Planned on a worker, so the client never compiles the kernels (the workers need
     # them anyway); a second, empty item lets another worker load them meanwhile.
     tasks, _ = map_tasks(
         _plan_task,

@@ -16,7 +16,13 @@ import pyarrow as pa
 
 from proxcompute.errors import PlanError
 from proxcompute.kernels import crossmatch as xm
-from proxcompute.sky import INDEX_COLUMN
+from proxcompute.ops.proper_motion import (
+    EPOCH_COLUMNS,
+    ProperMotion,
+    apply_space_motion,
+    max_displacement_deg,
+)
+from proxcompute.sky import INDEX_COLUMN, radec_to_healpix29
 from proxcompute.sky.healpix import PartitionPixel
 
 __all__ = [
@@ -25,6 +31,7 @@ __all__ = [
     "CrossmatchArgs",
     "align_pixel",
     "concat_right",
+    "left_displacement_deg",
     "match_tables",
     "output_schema",
     "pixel_area_deg2",
@@ -53,6 +60,9 @@ class CrossmatchArgs:
     left_dec: str = "dec"
     right_ra: str = "ra"
     right_dec: str = "dec"
+    proper_motion: ProperMotion | None = None
+    """Move the left positions to the right's epoch before matching (adds ``ra_epoch``,
+    ``dec_epoch``)."""
 
     def __post_init__(self) -> None:
         try:
@@ -86,9 +96,12 @@ class CrossmatchArgs:
 
 
 def output_schema(left: pa.Schema, right: pa.Schema, args: CrossmatchArgs) -> pa.Schema:
-    """``_healpix_29`` (the left's), left columns suffixed, right columns suffixed, distance."""
+    """``_healpix_29`` (the left's), left columns suffixed, [``ra_epoch``, ``dec_epoch``],
+    right columns suffixed, distance."""
     fields = [pa.field(INDEX_COLUMN, pa.int64())]
     fields += [pa.field(args.left_name(f.name), f.type) for f in left if f.name != INDEX_COLUMN]
+    if args.proper_motion is not None:
+        fields += [pa.field(name, pa.float64()) for name in EPOCH_COLUMNS]
     fields += [pa.field(args.right_name(f.name), f.type) for f in right if f.name != INDEX_COLUMN]
     fields.append(pa.field(DIST_COLUMN, pa.float64()))
     return pa.schema(fields)
@@ -138,6 +151,12 @@ def match_tables(
     l_index = left.column(INDEX_COLUMN).to_numpy()
     l_ra = left.column(args.left_ra).to_numpy()
     l_dec = left.column(args.left_dec).to_numpy()
+    l_perm = None
+    if args.proper_motion is not None:
+        l_ra, l_dec = _moved(left, args)
+        l_index = radec_to_healpix29(l_ra, l_dec)
+        l_perm = np.argsort(l_index, kind="stable")  # the kernel walks the left in index order
+        l_index, l_ra, l_dec = l_index[l_perm], l_ra[l_perm], l_dec[l_perm]
     min_deg = float(args.min_radius_arcsec) / 3600.0
     if args.how == "all":
         left_idx, right_idx, sep = xm.all_pairs(l_index, l_ra, l_dec, buckets, args.radius_deg, min_deg)
@@ -153,7 +172,31 @@ def match_tables(
         sep = seps[rows, cols]
     if perm is not None:
         right_idx = np.where(right_idx >= 0, perm[np.maximum(right_idx, 0)], -1)
+    if l_perm is not None:  # back to the left's storage order, keeping each row's match order
+        left_idx = l_perm[left_idx]
+        back = np.argsort(left_idx, kind="stable")
+        left_idx, right_idx, sep = left_idx[back], right_idx[back], sep[back]
     return _assemble(left, right, left_idx, right_idx, sep, args, schema)
+
+
+def _moved(left: pa.Table, args: CrossmatchArgs) -> tuple[np.ndarray, np.ndarray]:
+    pm = args.proper_motion
+    assert pm is not None
+    return apply_space_motion(
+        left.column(args.left_ra).to_numpy(),
+        left.column(args.left_dec).to_numpy(),
+        left.column(pm.pmra),
+        left.column(pm.pmdec),
+        pm.dt_years,
+    )
+
+
+def left_displacement_deg(left: pa.Table, args: CrossmatchArgs) -> float:
+    """How far the proper motion moves any row of ``left`` (0 without proper motion)."""
+    pm = args.proper_motion
+    if pm is None or left.num_rows == 0:
+        return 0.0
+    return max_displacement_deg(left.column(pm.pmra), left.column(pm.pmdec), pm.dt_years)
 
 
 def _assemble(left, right, left_idx, right_idx, sep, args, schema) -> pa.Table:
@@ -161,10 +204,15 @@ def _assemble(left, right, left_idx, right_idx, sep, args, schema) -> pa.Table:
     for name in left.column_names:
         if name != INDEX_COLUMN:
             columns.append(left.column(name).take(pa.array(left_idx, type=pa.int64())))
+    n_epoch = 0
+    if args.proper_motion is not None:
+        ra_moved, dec_moved = _moved(left, args) if left.num_rows else (np.empty(0), np.empty(0))
+        columns += [pa.array(ra_moved[left_idx]), pa.array(dec_moved[left_idx])]
+        n_epoch = len(EPOCH_COLUMNS)
     missing = right_idx < 0
     take = pa.array(np.where(missing, 0, right_idx), type=pa.int64(), mask=missing if missing.any() else None)
     n_left_columns = left.num_columns - 1  # without _healpix_29
-    right_fields = list(schema)[1 + n_left_columns : -1]
+    right_fields = list(schema)[1 + n_left_columns + n_epoch : -1]
     for field in right_fields:
         source_name = field.name[: -(len(args.right_suffix) + 1)]
         if right is None or right.num_rows == 0:

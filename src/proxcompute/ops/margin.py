@@ -21,13 +21,14 @@ How a target partition ``P = (k, p)`` is served
    so reading and slicing a sorted partition is a binary search), and the distance from
    ``x`` to P is the distance to the stretches of P's boundary that border the ``e`` whose
    neighbour x's pixel is. In the NESTED grid those stretches are fixed index ranges of
-   P's boundary ring as healpy samples it (edge 0: ``y = max``, ``x`` descending; edge 1:
+   P's boundary ring as ``sky.healpix.pixel_boundaries_xyz`` samples it (our numba port of
+   healpy's ``boundaries``, same traversal: edge 0: ``y = max``, ``x`` descending; edge 1:
    ``x = 0``, ``y`` descending; edge 2: ``y = 0``, ``x`` ascending; edge 3: ``x = max``,
-   ``y`` ascending), checked once per process against healpy.
+   ``y`` ascending), checked once per process against the sub-pixels' own boundaries.
 3. **Cone mode** (``k >= m``: P narrower than the ring needs). Candidates are the rows in a
    conservative cover of the cone ``(centre(P), max_pixrad(k) + r)``; each is tested
    against all of P's boundary, grouped in blocks with bounding caps.
-4. **Exact test.** P's boundary is sampled by healpy and joined by great-circle arcs. HEALPix
+4. **Exact test.** P's boundary is sampled (``sky.healpix.pixel_boundaries_xyz``) and joined by great-circle arcs. HEALPix
    edges are not great circles, so the ring is sampled finely enough that the measured sag
    (distance from the true edge at the mid-point of every segment to the arc) is below
    :data:`SAG_TARGET_ARCSEC`, and a row is kept when its distance to the polyline is
@@ -114,14 +115,7 @@ def margin_order(radius_arcsec: float) -> int:
     return order
 
 
-def _compact_bits(v: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """NESTED local index -> grid coordinates (x from the even bits, y from the odd bits)."""
-    x = np.zeros_like(v)
-    y = np.zeros_like(v)
-    for b in range(bits):
-        x |= ((v >> (2 * b)) & 1) << b
-        y |= ((v >> (2 * b + 1)) & 1) << b
-    return x, y
+_compact_bits = healpix.deinterleave_xy  # NESTED local index -> grid (x, y); kept for the tests' name
 
 
 def _sampled_boundary(order: int, pixel: int, side: int) -> tuple[np.ndarray, int, float]:
@@ -147,7 +141,7 @@ _TRAVERSAL_CHECKED = False
 
 
 def _check_traversal() -> None:
-    """Pin healpy's boundary traversal order that ring mode relies on (once per process)."""
+    """Pin the boundary traversal order that ring mode relies on (once per process)."""
     global _TRAVERSAL_CHECKED
     if _TRAVERSAL_CHECKED:
         return
@@ -155,7 +149,7 @@ def _check_traversal() -> None:
     side = 1 << depth
     n = s * side
     ring = healpix.pixel_boundaries_xyz(order, pixel, n)
-    base = pixel << (2 * depth)
+    base = int(healpix.first_descendant(pixel, order, order + depth))
     # (sub-pixel grid x, y) -> its edge index and where its stretch starts in P's ring
     cases = [
         ((side - 1, side - 1), 0, 0),
@@ -164,13 +158,10 @@ def _check_traversal() -> None:
         ((side - 1, 0), 3, 3 * n),
     ]
     for (gx, gy), edge, start in cases:
-        local = 0
-        for b in range(depth):
-            local |= ((gx >> b) & 1) << (2 * b)
-            local |= ((gy >> b) & 1) << (2 * b + 1)
+        local = int(healpix.interleave_xy(np.int64(gx), np.int64(gy), depth))
         own = healpix.pixel_boundaries_xyz(order + depth, base + local, s)[edge * s : (edge + 1) * s]
         if not np.allclose(own, ring[start : start + s], rtol=0, atol=1e-12):
-            raise RuntimeError("healpy's pixel boundary traversal order changed; ops.margin needs updating")
+            raise RuntimeError("the pixel boundary traversal order changed; ops.margin needs updating")
     _TRAVERSAL_CHECKED = True
 
 
@@ -213,10 +204,9 @@ class MarginSelector:
         if h.size == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         if self.mode == "ring":
-            shift = 2 * (INDEX_ORDER - self.ring_order)
             if h.size > 1 and bool(np.all(h[1:] >= h[:-1])):
-                lo = np.searchsorted(h, self._ring << shift, side="left")
-                hi = np.searchsorted(h, (self._ring + 1) << shift, side="left")
+                lo = np.searchsorted(h, healpix.first_descendant(self._ring, self.ring_order, INDEX_ORDER), side="left")
+                hi = np.searchsorted(h, healpix.first_descendant(self._ring + 1, self.ring_order, INDEX_ORDER), side="left")
                 counts = hi - lo
                 keep = np.flatnonzero(counts)
                 if keep.size == 0:
@@ -226,7 +216,7 @@ class MarginSelector:
                 group = np.repeat(keep.astype(np.int64), counts)
                 starts = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
                 return starts + np.arange(total, dtype=np.int64), group
-            pix = h >> shift
+            pix = healpix.ancestor(h, INDEX_ORDER, self.ring_order)
             g = np.searchsorted(self._ring, pix)
             g = np.minimum(g, self._ring.size - 1)
             rows = np.flatnonzero(self._ring[g] == pix) if self._ring.size else np.empty(0, np.int64)
@@ -289,12 +279,12 @@ def plan_margin(
     return _plan_cone(order, pixel, float(radius_arcsec))
 
 
-def _plan_ring(order: int, pixel: int, radius: float, m: int) -> MarginSelector:
+def _plan_ring(order: int, pixel: int, radius_arcsec: float, m: int) -> MarginSelector:
     _check_traversal()
     depth = m - order
     side = 1 << depth
     edge = healpix.edge_subpixels(order, pixel, m)
-    gx, gy = _compact_bits(edge - (np.int64(pixel) << (2 * depth)), depth)
+    gx, gy = healpix.deinterleave_xy(edge - healpix.first_descendant(pixel, order, m), depth)
     # each border pixel borders one stretch of P's boundary per edge it touches (2 at a
     # corner); block j of the ring is the stretch of segments j*S .. j*S + S - 1
     stretch = [
@@ -305,7 +295,7 @@ def _plan_ring(order: int, pixel: int, radius: float, m: int) -> MarginSelector:
     ]
     # ring pixels: neighbours of border pixels outside P, paired with the border pixel
     nb = healpix.neighbours(m, edge)
-    outside = (nb >= 0) & ((nb >> (2 * depth)) != pixel)
+    outside = (nb >= 0) & (healpix.ancestor(nb, m, order) != pixel)
     pair_ring = nb[outside]
     pair_e = np.broadcast_to(np.arange(edge.size, dtype=np.int64)[:, None], nb.shape)[outside]
     ring_parts, block_parts = [], []
@@ -333,7 +323,7 @@ def _plan_ring(order: int, pixel: int, radius: float, m: int) -> MarginSelector:
     return MarginSelector(
         order=order,
         pixel=pixel,
-        radius_arcsec=radius,
+        radius_arcsec=radius_arcsec,
         tolerance_arcsec=_tolerance(sag),
         mode="ring",
         ring_order=m,
@@ -353,7 +343,7 @@ def _tolerance(sag_arcsec: float) -> float:
     return 2.0 * sag_arcsec + 1e-7
 
 
-def _plan_cone(order: int, pixel: int, radius: float) -> MarginSelector:
+def _plan_cone(order: int, pixel: int, radius_arcsec: float) -> MarginSelector:
     pts, _s, sag = _sampled_boundary(order, pixel, 1)
     nseg = pts.shape[0]
     block_start = np.arange(0, nseg, _CONE_BLOCK, dtype=np.int64)
@@ -361,7 +351,7 @@ def _plan_cone(order: int, pixel: int, radius: float) -> MarginSelector:
     centers, radii = mk.block_caps(pts, block_start, block_len)
     tol = _tolerance(sag)
     ra, dec = healpix.pixel_center(order, np.array([pixel]))
-    cone_deg = 1.01 * healpix.max_pixel_radius_deg(order) + (radius + tol) * _ARCSEC_DEG
+    cone_deg = 1.01 * healpix.max_pixel_radius_deg(order) + (radius_arcsec + tol) * _ARCSEC_DEG
     cover_order = 0
     while cover_order < INDEX_ORDER and healpix.pixel_resolution_deg(cover_order + 1) >= cone_deg / 4.0:
         cover_order += 1
@@ -369,7 +359,7 @@ def _plan_cone(order: int, pixel: int, radius: float) -> MarginSelector:
     return MarginSelector(
         order=order,
         pixel=pixel,
-        radius_arcsec=radius,
+        radius_arcsec=radius_arcsec,
         tolerance_arcsec=tol,
         mode="cone",
         ring_order=cover_order,
@@ -386,8 +376,8 @@ def _plan_cone(order: int, pixel: int, radius: float) -> MarginSelector:
 
 
 def _ranges_of(orders: np.ndarray, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    shift = 2 * (INDEX_ORDER - orders.astype(np.int64))
-    return pixels.astype(np.int64) << shift, (pixels.astype(np.int64) + 1) << shift
+    pixels = pixels.astype(np.int64)
+    return healpix.first_descendant(pixels, orders, INDEX_ORDER), healpix.first_descendant(pixels + 1, orders, INDEX_ORDER)
 
 
 def margin_sources(orders: np.ndarray, pixels: np.ndarray, radius_arcsec: float) -> list[np.ndarray]:
@@ -414,12 +404,11 @@ def margin_sources(orders: np.ndarray, pixels: np.ndarray, radius_arcsec: float)
     j_all = np.minimum(orders, m)
     for j in np.unique(j_all):
         sel = np.flatnonzero(j_all == j)
-        anc = pixels[sel] >> (2 * (orders[sel] - j))
+        anc = healpix.ancestor(pixels[sel], orders[sel], j)
         nb = healpix.neighbours(int(j), anc)
         region = np.concatenate([anc[:, None], nb], axis=1)  # (n, 9), -1 = none
-        shift = 2 * (INDEX_ORDER - int(j))
-        lo = np.where(region >= 0, region << shift, 0)
-        hi = np.where(region >= 0, (region + 1) << shift, 0)
+        lo = np.where(region >= 0, healpix.first_descendant(region, int(j), INDEX_ORDER), 0)
+        hi = np.where(region >= 0, healpix.first_descendant(region + 1, int(j), INDEX_ORDER), 0)
         # partitions intersecting [lo, hi): first with end > lo .. last with start < hi
         first = np.searchsorted(e_sorted, lo, side="right")
         last = np.searchsorted(s_sorted, hi, side="left")

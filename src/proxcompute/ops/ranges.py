@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from proxcompute.sky.healpix import healpix29_spans
+
 __all__ = ["intersect_ranges", "overlaps", "ranges_mask", "slice_by_ranges"]
 
 
@@ -76,8 +78,5 @@ def slice_by_ranges(index: np.ndarray, ranges: np.ndarray) -> list[tuple[int, in
     idx = np.asarray(index, dtype=np.int64)
     if idx.size > 1 and not bool(np.all(idx[1:] >= idx[:-1])):
         return None
-    ranges = _as_ranges(ranges)
-    lo = np.searchsorted(idx, ranges[:, 0], side="left")
-    hi = np.searchsorted(idx, ranges[:, 1], side="left")
-    keep = hi > lo
-    return [(int(a), int(b)) for a, b in zip(lo[keep], hi[keep], strict=True)]
+    lo, hi = healpix29_spans(idx, ranges)
+    return [(int(a), int(b)) for a, b in zip(lo, hi, strict=True)]

@@ -14,20 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxcompute.ops.expr import (
-    And,
-    Arith,
-    Column,
-    Compare,
-    Expr,
-    Func,
-    IsIn,
-    IsNull,
-    Literal,
-    Neg,
-    Not,
-    Or,
-)
+from proxcompute.ops.expr import And, Arith, Column, Compare, Expr, Func, IsIn, IsNull, Literal, Neg, Not, Or
 
 __all__ = ["ColumnStats", "may_match"]
 
@@ -139,30 +126,26 @@ def _compare(op: str, a: _Range, b: _Range) -> set[Any]:
     return out
 
 
-def _and(x: frozenset, y: frozenset) -> frozenset:
+def _kleene(x: frozenset, y: frozenset, dominant: bool) -> frozenset:
+    """Outcomes of a three-valued AND (``dominant=False``) or OR (``dominant=True``)."""
     out = set()
     for a in x:
         for b in y:
-            if a is F or b is F:
-                out.add(F)
+            if a is dominant or b is dominant:
+                out.add(dominant)
             elif a is N or b is N:
                 out.add(N)
             else:
-                out.add(T)
+                out.add(not dominant)
     return frozenset(out)
+
+
+def _and(x: frozenset, y: frozenset) -> frozenset:
+    return _kleene(x, y, F)
 
 
 def _or(x: frozenset, y: frozenset) -> frozenset:
-    out = set()
-    for a in x:
-        for b in y:
-            if a is T or b is T:
-                out.add(T)
-            elif a is N or b is N:
-                out.add(N)
-            else:
-                out.add(F)
-    return frozenset(out)
+    return _kleene(x, y, T)
 
 
 def _outcomes(e: Expr, stats: Mapping[str, ColumnStats]) -> frozenset:

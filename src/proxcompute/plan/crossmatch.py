@@ -37,6 +37,8 @@ class RightSide:
     ends: np.ndarray
     margin_plan: PlanNode | None
     margin_pixels: frozenset[PartitionPixel]
+    margin_deg: float = 0.0
+    """How far the margin reaches outside each partition (0 without a usable margin)."""
 
 
 class CrossmatchSource(Source):
@@ -97,7 +99,8 @@ class CrossmatchSource(Source):
             margin_pixels = frozenset(find_scan(margin_plan).partitions)
         right_pixels = list(find_scan(right_opt).partitions)
         starts, ends = partition_starts(right_pixels)
-        self.right = RightSide(right_opt, tuple(right_pixels), starts, ends, margin_plan, margin_pixels)
+        margin_deg = float(threshold) / 3600.0 if margin_ok and threshold is not None else 0.0
+        self.right = RightSide(right_opt, tuple(right_pixels), starts, ends, margin_plan, margin_pixels, margin_deg)
         self.on_the_fly = not margin_ok
 
     @property
@@ -119,9 +122,10 @@ class CrossmatchSource(Source):
         how = a.how if a.how == "all" else f"{a.how}, k={a.n_neighbors}"
         margin = "neighbours read on the fly" if self.on_the_fly else "right margin"
         right = find_scan(self.right.plan).source.name
+        pm = f"; {a.proper_motion}" if a.proper_motion is not None else ""
         return (
             f"crossmatch of {find_scan(self.left).source.name!r} with {right!r} within "
-            f'{float(a.radius_arcsec):g}" ({how}; {margin})'
+            f'{float(a.radius_arcsec):g}" ({how}; {margin}{pm})'
         )
 
 
@@ -134,9 +138,17 @@ def crossmatch_source(
     ensure_margin: bool = False,
 ) -> CrossmatchSource:
     """Build a :class:`CrossmatchSource`, checking the coordinate columns exist."""
-    for plan, ra, dec, side in ((left, args.left_ra, args.left_dec, "left"), (right, args.right_ra, args.right_dec, "right")):
+    pm = args.proper_motion
+    left_needs = (args.left_ra, args.left_dec) + ((pm.pmra, pm.pmdec) if pm is not None else ())
+    for plan, needs, side in ((left, left_needs, "left"), (right, (args.right_ra, args.right_dec), "right")):
         cols = plan.output_columns()
-        for c in (ra, dec):
+        for c in needs:
             if c not in cols:
                 raise ColumnNotFoundError(c, cols, what=f"{side} catalog {plan.source.name!r}")
+    if pm is not None:
+        schema = plan_schema(left)
+        for c in (pm.pmra, pm.pmdec):
+            t = schema.field(c).type
+            if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)):
+                raise PlanError(f"proper-motion column {c!r} must be numeric (mas/yr), not {t}")
     return CrossmatchSource(left, right, args, right_margin=right_margin, ensure_margin=ensure_margin)

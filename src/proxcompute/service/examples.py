@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from xml.sax.saxutils import escape
-
+from proxcompute.formats.xml import xml_text as escape
 from proxcompute.service.vosi import TableInfo
 
 __all__ = ["examples", "examples_document"]

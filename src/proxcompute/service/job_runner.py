@@ -32,9 +32,9 @@ from proxcompute.service.jobs import (
     JobStore,
     PhaseError,
     _check_duration,
-    _remove_path,
     remove_job_files,
 )
+from proxcompute.service.uws import remove_path
 
 __all__ = ["ExecuteFn", "JobRunner"]
 
@@ -322,7 +322,7 @@ class JobRunner:
         except Exception:
             log.exception("job %s: could not check its phase", job_id)
             return
-        _remove_path(Path(self.results_dir) / job_id)
+        remove_path(Path(self.results_dir) / job_id)
 
     def _execute(self, job: Job, cancel: threading.Event) -> None:
         progress, flush = self._progress_fn(job.id)
@@ -348,7 +348,7 @@ class JobRunner:
         except (JobNotFound, PhaseError):
             # aborted, timed out or deleted meanwhile: the result is not wanted
             log.info("job %s: discarding the result of a job no longer executing", job.id)
-            _remove_path(outcome.path)
+            remove_path(outcome.path)
 
     def _end_error(self, job_id: str, message: str) -> None:
         with contextlib.suppress(JobNotFound, PhaseError):

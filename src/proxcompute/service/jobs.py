@@ -1,6 +1,8 @@
-"""UWS 1.1 job layer, part 1: jobs, their phases and the persistent job store.
+"""UWS 1.1 job layer: the persistent job store.
 
-The threaded runner is :mod:`proxcompute.service.job_runner`.
+Jobs as values (phases, :class:`Job`, :class:`JobOutcome`, errors, UWS times) are
+:mod:`proxcompute.service.uws` (re-exported here); the threaded runner is
+:mod:`proxcompute.service.job_runner`.
 
 The database row is the single source of truth for a job. Every phase change is one atomic
 compare-and-set ``UPDATE ... WHERE phase IN (...)``, so concurrent RUN, ABORT, timeouts and
@@ -22,14 +24,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,33 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
 from proxcompute.errors import ProxError
+from proxcompute.service.job_table import jobs_table, metadata, owner_clause, row_to_job, sqlite_on_connect
+from proxcompute.service.uws import (  # noqa: F401 - re-exported: the job model lives in uws
+    ABORTED,
+    ACTIVE_PHASES,
+    ALLOWED_FROM,
+    COMPLETED,
+    ERROR,
+    EXECUTING,
+    FINAL_PHASES,
+    PENDING,
+    PHASES,
+    QUEUED,
+    RESTART_MESSAGE,
+    SHUTDOWN_MESSAGE,
+    VERBS,
+    Job,
+    JobError,
+    JobNotFound,
+    JobOutcome,
+    PhaseError,
+    from_db_time,
+    parse_uws_time,
+    remove_job_files,
+    to_db_time,
+    utcnow,
+    uws_time,
+)
 
 __all__ = [
     "ACTIVE_PHASES",
@@ -57,34 +83,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PENDING = "PENDING"
-QUEUED = "QUEUED"
-EXECUTING = "EXECUTING"
-COMPLETED = "COMPLETED"
-ERROR = "ERROR"
-ABORTED = "ABORTED"
-
-#: Every phase UWS 1.1 defines (we only ever store the first six).
-PHASES = (PENDING, QUEUED, EXECUTING, COMPLETED, ERROR, ABORTED, "HELD", "SUSPENDED", "ARCHIVED", "UNKNOWN")
-#: Phases in which a job may still change on its own (a blocking WAIT blocks only in these).
-ACTIVE_PHASES = frozenset({PENDING, QUEUED, EXECUTING})
-#: Phases a job never leaves.
-FINAL_PHASES = frozenset({COMPLETED, ERROR, ABORTED, "ARCHIVED"})
-
-#: to_phase -> the phases it may be reached from.
-ALLOWED_FROM: dict[str, frozenset[str]] = {
-    QUEUED: frozenset({PENDING}),
-    EXECUTING: frozenset({QUEUED}),
-    COMPLETED: frozenset({EXECUTING}),
-    ERROR: frozenset({QUEUED, EXECUTING}),
-    ABORTED: frozenset({PENDING, QUEUED, EXECUTING}),
-}
-# the verb used in "cannot <verb> a job in phase X"
-_VERB = {QUEUED: "RUN", ABORTED: "ABORT", EXECUTING: "start", COMPLETED: "complete", ERROR: "fail"}
-
-RESTART_MESSAGE = "the service restarted while this job was running; resubmit it"
-SHUTDOWN_MESSAGE = "the service shut down while this job was running; resubmit it"
-
 # Condition notified (after commit) on every phase change made in this process. Waiters also
 # poll, so changes made by another process sharing the database are seen within _POLL seconds.
 _CHANGED = threading.Condition()
@@ -99,238 +97,7 @@ def _notify_change() -> None:
         _CHANGED.notify_all()
 
 
-# --------------------------------------------------------------------------------------------
-# errors
-
-
-class JobError(ProxError):
-    """Base class of the job layer's user-facing errors."""
-
-
-class JobNotFound(JobError, LookupError):
-    """No such job, or it belongs to someone else (deliberately indistinguishable); HTTP 404."""
-
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        super().__init__(f"no job {job_id!r}")
-
-    def __reduce__(self):
-        return (type(self), (self.job_id,))
-
-
-class PhaseError(JobError):
-    """The request is not possible in the job's current phase; HTTP 400."""
-
-
-# --------------------------------------------------------------------------------------------
-# time helpers
-
-
-def utcnow() -> datetime:
-    """Return the current time as an aware UTC datetime."""
-    return datetime.now(UTC)
-
-
-def _as_utc(dt: datetime) -> datetime:
-    """Aware UTC version of ``dt`` (naive datetimes are taken to be UTC already)."""
-    if dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
-
-
-def _to_db(dt: datetime | None) -> datetime | None:
-    """Naive UTC datetime as stored in the database (portable between SQLite and PostgreSQL)."""
-    return None if dt is None else _as_utc(dt).replace(tzinfo=None)
-
-
-def _from_db(dt: datetime | None) -> datetime | None:
-    return None if dt is None else _as_utc(dt)
-
-
-def uws_time(dt: datetime) -> str:
-    """Format a timestamp the way UWS clients accept it: UTC, milliseconds, ``Z``.
-
-    Parameters
-    ----------
-    dt : datetime
-        Aware datetime (any zone), or naive UTC.
-
-    Returns
-    -------
-    str
-        E.g. ``"2026-11-21T23:40:50.123Z"``; never ``+00:00``, which pyvo (astropy ``Time``)
-        rejects.
-    """
-    u = _as_utc(dt)
-    return u.strftime("%Y-%m-%dT%H:%M:%S.") + f"{u.microsecond // 1000:03d}Z"
-
-
-def parse_uws_time(text: str) -> datetime:
-    """Parse an ISO-8601 timestamp sent by a client (e.g. a ``DESTRUCTION`` value).
-
-    Accepts ``...Z``, ``...+00:00`` or any other offset, with or without fractional seconds
-    (pyvo sends ``%Y-%m-%dT%H:%M:%S.%fZ``), and a space instead of ``T``. A value without an
-    offset is taken as UTC.
-
-    Parameters
-    ----------
-    text : str
-        The timestamp.
-
-    Returns
-    -------
-    datetime
-        Aware UTC datetime.
-
-    Raises
-    ------
-    ValueError
-        If ``text`` is not an ISO-8601 timestamp.
-    """
-    s = text.strip()
-    if s[-1:] in ("z", "Z"):
-        s = s[:-1] + "+00:00"
-    try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
-        raise ValueError(
-            f"invalid timestamp {text!r}: expected ISO 8601 such as 2026-11-21T23:40:50.123Z"
-        ) from None
-    return _as_utc(dt)
-
-
-# --------------------------------------------------------------------------------------------
-# value types
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """What a successful ``execute`` returns: where the result is and what it is.
-
-    Attributes
-    ----------
-    path : str
-        Result file (or directory) on local disk.
-    mime : str
-        Content type to serve it with (echoed as ``mime-type`` in the job document).
-    size : int
-        Size in bytes.
-    rows : int | None
-        Number of rows written, if known.
-    overflow : bool
-        True if the result was truncated at MAXREC.
-    """
-
-    path: str
-    mime: str
-    size: int
-    rows: int | None = None
-    overflow: bool = False
-
-
-@dataclass(frozen=True)
-class Job:
-    """One job as stored. Immutable snapshot; fetch again to see changes.
-
-    ``parameters`` maps upper-case parameter names to string values in the order they were
-    first given; ``uploads`` maps upload table names to local file paths. Treat both as
-    read-only. All datetimes are aware UTC.
-    """
-
-    id: str
-    owner: str | None
-    run_id: str | None
-    phase: str
-    queue: str
-    parameters: dict[str, str]
-    creation_time: datetime
-    start_time: datetime | None
-    end_time: datetime | None
-    execution_duration: int
-    destruction: datetime | None
-    quote: datetime | None = None
-    error_message: str | None = None
-    result_path: str | None = None
-    result_mime: str | None = None
-    result_size: int | None = None
-    result_rows: int | None = None
-    overflow: bool = False
-    progress_done: int | None = None
-    progress_total: int | None = None
-    uploads: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def is_active(self) -> bool:
-        """True in PENDING, QUEUED and EXECUTING."""
-        return self.phase in ACTIVE_PHASES
-
-    @property
-    def is_final(self) -> bool:
-        """True in COMPLETED, ERROR and ABORTED."""
-        return self.phase in FINAL_PHASES
-
-
-# --------------------------------------------------------------------------------------------
-# schema
-
-metadata = sa.MetaData()
-jobs_table = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("owner", sa.Text, nullable=True, index=True),
-    sa.Column("run_id", sa.Text, nullable=True),
-    sa.Column("phase", sa.String(16), nullable=False, index=True),
-    sa.Column("queue", sa.String(64), nullable=False),
-    sa.Column("parameters", sa.Text, nullable=False),  # JSON object, insertion-ordered
-    sa.Column("creation_time", sa.DateTime, nullable=False, index=True),  # naive UTC
-    sa.Column("start_time", sa.DateTime, nullable=True),
-    sa.Column("end_time", sa.DateTime, nullable=True),
-    sa.Column("execution_duration", sa.Integer, nullable=False),
-    sa.Column("destruction", sa.DateTime, nullable=True, index=True),
-    sa.Column("quote", sa.DateTime, nullable=True),
-    sa.Column("error_message", sa.Text, nullable=True),
-    sa.Column("result_path", sa.Text, nullable=True),
-    sa.Column("result_mime", sa.Text, nullable=True),
-    sa.Column("result_size", sa.BigInteger, nullable=True),
-    sa.Column("result_rows", sa.BigInteger, nullable=True),
-    sa.Column("overflow", sa.Boolean, nullable=False, default=False),
-    sa.Column("progress_done", sa.Integer, nullable=True),
-    sa.Column("progress_total", sa.Integer, nullable=True),
-    sa.Column("uploads", sa.Text, nullable=False),  # JSON object name -> path
-)
 _T = jobs_table
-
-
-def _row_to_job(row: Any) -> Job:
-    m = row._mapping
-    return Job(
-        id=m["id"],
-        owner=m["owner"],
-        run_id=m["run_id"],
-        phase=m["phase"],
-        queue=m["queue"],
-        parameters=json.loads(m["parameters"]),
-        creation_time=_from_db(m["creation_time"]),
-        start_time=_from_db(m["start_time"]),
-        end_time=_from_db(m["end_time"]),
-        execution_duration=int(m["execution_duration"]),
-        destruction=_from_db(m["destruction"]),
-        quote=_from_db(m["quote"]),
-        error_message=m["error_message"],
-        result_path=m["result_path"],
-        result_mime=m["result_mime"],
-        result_size=m["result_size"],
-        result_rows=m["result_rows"],
-        overflow=bool(m["overflow"]),
-        progress_done=m["progress_done"],
-        progress_total=m["progress_total"],
-        uploads=json.loads(m["uploads"]),
-    )
-
-
-def _owner_clause(owner: str | None):
-    return _T.c.owner.is_(None) if owner is None else _T.c.owner == owner
 
 
 def _new_job_id() -> str:
@@ -393,7 +160,7 @@ class JobStore:
                 f"{exc.name} package: pip install 'proxcompute[postgres]'"
             ) from None
         if self.url.get_backend_name() == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_on_connect)
+            sa.event.listen(self.engine, "connect", sqlite_on_connect)
         metadata.create_all(self.engine)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -407,9 +174,9 @@ class JobStore:
     def _fetch(self, conn, job_id: str, owner: Any = ...) -> Job | None:
         q = sa.select(_T).where(_T.c.id == job_id)
         if owner is not ...:
-            q = q.where(_owner_clause(owner))
+            q = q.where(owner_clause(owner))
         row = conn.execute(q).first()
-        return None if row is None else _row_to_job(row)
+        return None if row is None else row_to_job(row)
 
     def dispose(self) -> None:
         """Close the database connections."""
@@ -459,12 +226,12 @@ class JobStore:
             "phase": PENDING,
             "queue": queue,
             "parameters": json.dumps(params),
-            "creation_time": _to_db(utcnow()),
+            "creation_time": to_db_time(utcnow()),
             "execution_duration": _check_duration(execution_duration),
-            "destruction": _to_db(destruction),
+            "destruction": to_db_time(destruction),
             "overflow": False,
             "uploads": json.dumps(dict(uploads or {})),
-            "quote": _to_db(quote),
+            "quote": to_db_time(quote),
         }
         for attempt in range(5):
             jid = _new_job_id()
@@ -545,11 +312,11 @@ class JobStore:
         list of Job
             By creation time, oldest first; most recent first when ``last`` is given.
         """
-        q = sa.select(_T).where(_owner_clause(owner))
+        q = sa.select(_T).where(owner_clause(owner))
         if phases is not None:
             q = q.where(_T.c.phase.in_(list(phases)))
         if after is not None:
-            q = q.where(_T.c.creation_time > _to_db(after))
+            q = q.where(_T.c.creation_time > to_db_time(after))
         if last is not None:
             if last < 0:
                 raise ValueError(f"LAST must be >= 0, got {last}")
@@ -557,14 +324,14 @@ class JobStore:
         else:
             q = q.order_by(_T.c.creation_time, _T.c.id)
         with self._begin() as conn:
-            return [_row_to_job(r) for r in conn.execute(q)]
+            return [row_to_job(r) for r in conn.execute(q)]
 
     def active_count(self, owner: str | None) -> int:
         """Number of ``owner``'s jobs in QUEUED or EXECUTING (for per-user quotas)."""
         q = (
             sa.select(sa.func.count())
             .select_from(_T)
-            .where(_owner_clause(owner), _T.c.phase.in_([QUEUED, EXECUTING]))
+            .where(owner_clause(owner), _T.c.phase.in_([QUEUED, EXECUTING]))
         )
         with self._begin() as conn:
             return int(conn.execute(q).scalar_one())
@@ -572,15 +339,15 @@ class JobStore:
     def expired(self, now: datetime | None = None) -> list[Job]:
         """All jobs (any owner) whose destruction time is at or before ``now``."""
         now = utcnow() if now is None else now
-        q = sa.select(_T).where(_T.c.destruction.is_not(None), _T.c.destruction <= _to_db(now))
+        q = sa.select(_T).where(_T.c.destruction.is_not(None), _T.c.destruction <= to_db_time(now))
         with self._begin() as conn:
-            return [_row_to_job(r) for r in conn.execute(q.order_by(_T.c.destruction))]
+            return [row_to_job(r) for r in conn.execute(q.order_by(_T.c.destruction))]
 
     def stale(self) -> list[Job]:
         """All jobs (any owner) in QUEUED or EXECUTING."""
         q = sa.select(_T).where(_T.c.phase.in_([QUEUED, EXECUTING])).order_by(_T.c.creation_time)
         with self._begin() as conn:
-            return [_row_to_job(r) for r in conn.execute(q)]
+            return [row_to_job(r) for r in conn.execute(q)]
 
     # -- changes outside the phase machine ----------------------------------------------------
 
@@ -590,7 +357,7 @@ class JobStore:
         """UPDATE a job if it exists, is owned by ``owner`` and (optionally) is in ``phases``."""
         cond = [_T.c.id == job_id]
         if owner is not ...:
-            cond.append(_owner_clause(owner))
+            cond.append(owner_clause(owner))
         if phases is not None:
             cond.append(_T.c.phase.in_(list(phases)))
         with self._begin() as conn:
@@ -676,7 +443,7 @@ class JobStore:
         ------
         JobNotFound
         """
-        return self._conditional_update(job_id, owner, {"destruction": _to_db(when)}, None, "change")
+        return self._conditional_update(job_id, owner, {"destruction": to_db_time(when)}, None, "change")
 
     def set_progress(self, job_id: str, done: int, total: int) -> None:
         """Record progress (e.g. partitions done / total) of an EXECUTING job; else ignored."""
@@ -762,7 +529,7 @@ class JobStore:
         if not exp <= allowed:
             bad = ", ".join(sorted(exp - allowed))
             raise ValueError(f"transition {bad} -> {to_phase} is not allowed")
-        now = _to_db(utcnow())
+        now = to_db_time(utcnow())
         values: dict[str, Any] = {"phase": to_phase}
         if to_phase == EXECUTING:
             values["start_time"] = now
@@ -780,7 +547,7 @@ class JobStore:
                 result_rows=None if outcome.rows is None else int(outcome.rows),
                 overflow=bool(outcome.overflow),
             )
-        job = self._conditional_update(job_id, owner, values, sorted(exp), _VERB[to_phase])
+        job = self._conditional_update(job_id, owner, values, sorted(exp), VERBS[to_phase])
         _notify_change()
         log.debug("job %s -> %s", job_id, to_phase)
         return job
@@ -838,53 +605,3 @@ class JobStore:
             with _CHANGED:
                 if _generation == gen:
                     _CHANGED.wait(min(remaining, _POLL))
-
-
-def _sqlite_on_connect(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
-    try:
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-    except Exception:  # e.g. in-memory databases have no WAL; harmless
-        pass
-    finally:
-        cur.close()
-
-
-# --------------------------------------------------------------------------------------------
-# files
-
-
-def _remove_path(path: str | os.PathLike | None) -> None:
-    if not path:
-        return
-    p = Path(path)
-    try:
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("could not remove %s: %s", p, exc)
-
-
-def remove_job_files(job: Job, results_dir: str | os.PathLike | None = None) -> None:
-    """Remove a job's result and upload files.
-
-    Also removes, as a whole, any directory that holds them and is named after the job id
-    (e.g. ``results/<job id>/result.vot``), and ``results_dir/<job id>`` if ``results_dir``
-    is given. Missing files are ignored.
-    """
-    paths = [job.result_path, *job.uploads.values()]
-    dirs: set[Path] = set()
-    for p in paths:
-        if not p:
-            continue
-        _remove_path(p)
-        parent = Path(p).parent
-        if parent.name == job.id:
-            dirs.add(parent)
-    if results_dir is not None:
-        dirs.add(Path(results_dir) / job.id)
-    for d in dirs:
-        _remove_path(d)

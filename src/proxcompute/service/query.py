@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import re
 import socket
@@ -16,7 +15,7 @@ import pyarrow as pa
 
 from proxcompute.catalog import from_dataframe
 from proxcompute.errors import InputError, ProxError, SqlError
-from proxcompute.formats import MEDIA_TYPES, normalize_format, write_table
+from proxcompute.formats import MEDIA_TYPES, normalize_format, read_table_bytes, write_table
 from proxcompute.service.params import TapParams, TapRequestError
 from proxcompute.sql import CatalogRegistry, SqlResult, sql
 
@@ -112,7 +111,10 @@ def load_upload(
         raise TapRequestError(f"UPLOAD {name}: the source must be param:<part> or an http(s) URL, got {source!r}")
     if len(data) > limit:
         raise TapRequestError(f"UPLOAD {name} has {len(data):,} bytes; the limit is {limit:,}")
-    df = _read_table_bytes(name, data, meta if meta is not None else {})
+    try:
+        df = read_table_bytes(data, name=f"UPLOAD {name}", meta=meta if meta is not None else {})
+    except InputError as exc:
+        raise TapRequestError(str(exc)) from None
     cols = {str(c).lower(): str(c) for c in df.columns}
     ra = next((cols[c] for c in ("ra", "raj2000", "ra_icrs", "_raj2000") if c in cols), None)
     dec = next((cols[c] for c in ("dec", "dej2000", "de_icrs", "_dej2000", "decj2000") if c in cols), None)
@@ -122,35 +124,6 @@ def load_upload(
         except ProxError as exc:
             raise TapRequestError(f"UPLOAD {name}: {exc}") from None
     return pa.Table.from_pandas(df, preserve_index=False)
-
-
-def _read_table_bytes(name: str, data: bytes, meta: dict[str, dict[str, str]]):
-    import pandas as pd
-
-    head = data[:512].lstrip()
-    try:
-        if head.startswith(b"PAR1") or data[-4:] == b"PAR1":
-            return pd.read_parquet(io.BytesIO(data))
-        if head.startswith(b"SIMPLE  ="):
-            from astropy.table import Table
-
-            return Table.read(io.BytesIO(data), format="fits").to_pandas()
-        if head.startswith(b"<") or b"<VOTABLE" in head.upper():
-            from astropy.io.votable import parse_single_table
-
-            votable = parse_single_table(io.BytesIO(data))
-            df = votable.to_table().to_pandas()
-            for f in votable.fields:
-                if f.datatype == "char" and f.name in df.columns:
-                    meta.setdefault(f.name, {"datatype": "char"})
-                if (f.xtype or "").lower() == "timestamp" and f.name in df.columns:
-                    parsed = pd.to_datetime(df[f.name].astype("string").str.strip(), errors="coerce", utc=True)
-                    if parsed.notna().sum() == df[f.name].notna().sum():
-                        df[f.name] = parsed.dt.tz_localize(None)
-            return df
-        return pd.read_csv(io.BytesIO(data))
-    except Exception as exc:  # any parse failure is the uploader's problem: name it
-        raise TapRequestError(f"UPLOAD {name}: cannot read the table ({type(exc).__name__}: {exc})") from None
 
 
 def _fetch(url: str, limit: int) -> bytes:

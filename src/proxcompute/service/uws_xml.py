@@ -8,11 +8,10 @@ full of ``<`` and ``&`` always yields a well-formed document.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import datetime
-from xml.sax.saxutils import escape, quoteattr
 
+from proxcompute.formats.xml import quoted_attr, xml_text
 from proxcompute.service.jobs import COMPLETED, ERROR, Job, uws_time
 
 __all__ = [
@@ -31,20 +30,8 @@ XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 
 _HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'
 _NS_ATTRS = f'xmlns:uws="{UWS_NS}" xmlns:xlink="{XLINK_NS}" xmlns:xsi="{XSI_NS}"'
-_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def _clean(value: object) -> str:
-    return _INVALID_XML.sub("\ufffd", str(value))
-
-
-def _text(value: object) -> str:
-    return escape(_clean(value))
-
-
-def _attr(value: object) -> str:
-    # quoteattr escapes &, <, > and picks quotes; also keep tabs/newlines from being normalised
-    return quoteattr(_clean(value), {"\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+_text = xml_text
+_attr = quoted_attr
 
 
 def _elem(name: str, value: object | None, *, nillable: bool = True, indent: str = "  ") -> str:

@@ -8,10 +8,11 @@ for each Arrow type (taplint compares those too).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from xml.sax.saxutils import escape, quoteattr
 
 import pyarrow as pa
 
+from proxcompute.formats.xml import quoted_attr as quoteattr
+from proxcompute.formats.xml import xml_text as escape
 from proxcompute.sql import CatalogRegistry
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "describe_tables",
     "table_document",
     "tables_document",
+    "tap_schema_self_description",
     "tap_schema_tables",
 ]
 
@@ -152,7 +154,7 @@ def column_metadata(tables: list[TableInfo], query: str) -> dict[str, dict[str, 
 
 def tap_schema_tables(tables: list[TableInfo]) -> dict[str, pa.Table]:
     """The five TAP_SCHEMA tables, describing ``tables`` and themselves."""
-    own = _tap_schema_self_description()
+    own = tap_schema_self_description()
     everything = tables + own
     schemas = sorted({t.schema for t in everything})
     out = {
@@ -225,7 +227,7 @@ TAP_SCHEMA_KEYS = (
 """``(key_id, from_table, from_column, target_table, target_column)`` of TAP_SCHEMA's own links."""
 
 
-def _tap_schema_self_description() -> list[TableInfo]:
+def tap_schema_self_description() -> list[TableInfo]:
     def col(name: str, datatype: str, description: str) -> ColumnInfo:
         arraysize = "*" if datatype == "unicodeChar" else None
         return ColumnInfo(adql_name(name), datatype, arraysize, None, None, None, description, False, True)
@@ -289,7 +291,7 @@ def _table_xml(t: TableInfo, tag: str = "table", namespaces: str = "") -> str:
 def tables_document(tables: list[TableInfo]) -> bytes:
     """``/tables``: a VOSI 1.1 tableset of every schema and table (full detail)."""
     by_schema: dict[str, list[TableInfo]] = {}
-    for t in tables + _tap_schema_self_description():
+    for t in tables + tap_schema_self_description():
         by_schema.setdefault(t.schema, []).append(t)
     body = "".join(
         f"<schema><name>{escape(s)}</name><description>{escape('tables of schema ' + s)}</description>"

@@ -3,10 +3,11 @@
 Conventions: NESTED scheme only, ``order`` (never nside), angles in degrees.
 The spatial index is ``_healpix_29``: the NESTED pixel at order 29, an int64.
 
-The query path (position -> pixel, pixel centres, cone covers) runs on our numba kernels
-(:mod:`proxcompute.kernels.healpix_nested`, checked against healpy in the tests); healpy is
-imported lazily, only by the functions that need it (neighbours, boundaries, polygon and
-strip covers), because importing it costs ~2 s (it pulls in matplotlib and astropy).
+Positions to pixels, pixel centres, neighbours, boundaries and cone covers run on our numba
+kernels (:mod:`proxcompute.kernels.healpix_nested`, checked against healpy in the tests);
+healpy is imported lazily, only for polygon covers, because importing it costs ~2 s (it
+pulls in matplotlib and astropy). NESTED bit arithmetic (ancestors, descendants, the x/y
+interleave) lives here too, so no other module shifts pixel numbers by hand.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ __all__ = [
     "INDEX_ORDER",
     "MAX_ORDER",
     "PartitionPixel",
+    "ancestor",
     "cone_cover",
+    "deinterleave_xy",
     "edge_subpixels",
+    "first_descendant",
+    "healpix29_spans",
     "healpix29_to_order",
+    "interleave_xy",
     "max_pixel_radius_deg",
     "neighbours",
     "order_to_healpix29_range",
@@ -167,16 +173,46 @@ def edge_subpixels(order: int, pixel: int, sub_order: int) -> np.ndarray:
     last = np.full(side, side - 1, dtype=np.int64)
     xs = np.concatenate([zeros, last, i, i])
     ys = np.concatenate([i, i, zeros, last])
-    inner = _interleave(xs, ys, depth)
+    inner = interleave_xy(xs, ys, depth)
     return np.unique((np.int64(pixel) << (2 * depth)) + inner)
 
 
-def _interleave(x: np.ndarray, y: np.ndarray, bits: int) -> np.ndarray:
+def interleave_xy(x: np.ndarray, y: np.ndarray, bits: int) -> np.ndarray:
+    """Grid coordinates inside a pixel -> NESTED local index (x to the even bits, y to the odd).
+
+    >>> int(interleave_xy(np.int64(3), np.int64(1), 2))
+    7
+    """
     out = np.zeros_like(x)
     for b in range(bits):
         out |= ((x >> b) & 1) << (2 * b)
         out |= ((y >> b) & 1) << (2 * b + 1)
     return out
+
+
+def deinterleave_xy(local: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """NESTED local index -> grid coordinates (the inverse of :func:`interleave_xy`).
+
+    >>> tuple(int(v) for v in deinterleave_xy(np.int64(7), 2))
+    (3, 1)
+    """
+    v = np.asarray(local, dtype=np.int64)
+    x = np.zeros_like(v)
+    y = np.zeros_like(v)
+    for b in range(bits):
+        x |= ((v >> (2 * b)) & 1) << b
+        y |= ((v >> (2 * b + 1)) & 1) << b
+    return x, y
+
+
+def ancestor(pixels: np.ndarray, order: int | np.ndarray, to_order: int | np.ndarray) -> np.ndarray:
+    """NESTED pixels at ``order`` -> the pixel containing each at the coarser ``to_order``."""
+    return np.asarray(pixels, dtype=np.int64) >> (2 * (np.asarray(order, dtype=np.int64) - to_order))
+
+
+def first_descendant(pixels: np.ndarray, order: int | np.ndarray, to_order: int | np.ndarray) -> np.ndarray:
+    """NESTED pixels at ``order`` -> their first sub-pixel at the finer ``to_order``."""
+    return np.asarray(pixels, dtype=np.int64) << (2 * (np.asarray(to_order, dtype=np.int64) - order))
 
 
 def cone_cover(order: int, ra_deg: float, dec_deg: float, radius_deg: float) -> np.ndarray:
@@ -199,3 +235,25 @@ def strip_cover(order: int, dec_min: float, dec_max: float) -> np.ndarray:
     theta2 = np.radians(90.0 - dec_min)
     pix = _hp().query_strip(_nside(order), theta1, theta2, inclusive=True, nest=True)
     return np.sort(np.asarray(pix, dtype=np.int64))
+
+
+def healpix29_spans(index: np.ndarray, ranges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row spans of a *sorted* ``_healpix_29`` index inside half-open ranges.
+
+    The one implementation of "which rows of a sorted partition fall in these ranges"
+    (``ops.ranges.slice_by_ranges`` and ``storage.reader`` both use it).
+
+    Returns
+    -------
+    start, stop : numpy.ndarray
+        int64 row offsets of the non-empty spans, in range order.
+
+    >>> healpix29_spans(np.array([1, 2, 5, 7, 9]), np.array([[0, 3], [6, 8], [20, 30]]))
+    (array([0, 3]), array([2, 4]))
+    """
+    idx = np.asarray(index, dtype=np.int64)
+    r = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
+    lo = np.searchsorted(idx, r[:, 0], side="left")
+    hi = np.searchsorted(idx, r[:, 1], side="left")
+    keep = hi > lo
+    return lo[keep], hi[keep]

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from proxcompute import execute
 from proxcompute.catalog import Catalog, from_dataframe
-from proxcompute.errors import SqlError
+from proxcompute.errors import ResultTruncatedWarning, SqlError
 from proxcompute.execute import STREAM_CHUNK_PARTITIONS
 from proxcompute.plan import Explanation, PlanNode, find_scan, optimize, render_explain
 from proxcompute.plan.relational import Limit, catalog_plan, has_operators, render_operators
@@ -25,8 +25,8 @@ from proxcompute.storage import PartitionPixel
 __all__ = ["STREAM_CHUNK_PARTITIONS", "SqlResult", "SqlTruncatedWarning"]
 
 
-class SqlTruncatedWarning(UserWarning):
-    """A result was cut at ``maxrec`` rows (the TAP OVERFLOW condition)."""
+SqlTruncatedWarning = ResultTruncatedWarning
+"""A result was cut at ``maxrec`` rows: :class:`proxcompute.errors.ResultTruncatedWarning`, the one truncation warning."""
 
 
 class SqlResult:
@@ -85,6 +85,11 @@ class SqlResult:
         if self._plan.plan is None:
             return []
         return list(find_scan(optimize(self._plan.plan)).partitions)
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """Inputs gathered whole (catalogs or Arrow tables by name) when there is no single catalog."""
+        return dict(self._plan.gather)
 
     # -- running ---------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from proxcompute.sky.healpix import INDEX_ORDER
+from proxcompute.sky.healpix import first_descendant, healpix29_to_order
 from proxcompute.storage.layout import PartitionPixel, partition_starts, sort_pixels
 
 __all__ = [
@@ -27,7 +27,7 @@ DEFAULT_HISTOGRAM_ORDER = 10
 
 def histogram(index29: np.ndarray, order: int = DEFAULT_HISTOGRAM_ORDER) -> tuple[np.ndarray, np.ndarray]:
     """Sparse row counts per pixel at ``order``: ``(pixels, counts)``, pixels sorted."""
-    pix = np.right_shift(np.asarray(index29, dtype=np.int64), 2 * (INDEX_ORDER - order))
+    pix = healpix29_to_order(np.asarray(index29, dtype=np.int64), order)
     if pix.size == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     pix.sort()
@@ -80,9 +80,8 @@ def plan_partitions(
     cum = np.concatenate(([0], np.cumsum(counts)))
 
     def total(order: int, pix: int) -> int:
-        shift = 2 * (histogram_order - order)
-        lo = np.searchsorted(pixels, pix << shift, side="left")
-        hi = np.searchsorted(pixels, (pix + 1) << shift, side="left")
+        lo = np.searchsorted(pixels, first_descendant(pix, order, histogram_order), side="left")
+        hi = np.searchsorted(pixels, first_descendant(pix + 1, order, histogram_order), side="left")
         return int(cum[hi] - cum[lo])
 
     stack = [(0, p) for p in range(11, -1, -1)]

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from proxcompute.errors import CorruptPartitionError, StorageError
-from proxcompute.sky.healpix import INDEX_COLUMN, INDEX_ORDER, radec_to_healpix29
+from proxcompute.sky.healpix import INDEX_COLUMN, INDEX_ORDER, healpix29_spans, radec_to_healpix29
 from proxcompute.storage.collection import CollectionInfo, read_collection
 from proxcompute.storage.layout import (
     COLLECTION_PROPERTIES,
@@ -383,10 +383,7 @@ def read_partition(
 def slice_ranges(table: pa.Table, ranges: np.ndarray) -> pa.Table:
     """Keep rows whose (sorted) ``_healpix_29`` lies in any half-open range."""
     idx = table.column(INDEX_COLUMN).to_numpy()
-    lo = np.searchsorted(idx, ranges[:, 0], side="left")
-    hi = np.searchsorted(idx, ranges[:, 1], side="left")
-    nonempty = hi > lo
-    lo, hi = lo[nonempty], hi[nonempty]
+    lo, hi = healpix29_spans(idx, ranges)
     if lo.size == 1 and lo[0] == 0 and hi[0] == len(idx):
         return table
     if lo.size == 0:

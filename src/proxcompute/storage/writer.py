@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from proxcompute.errors import CatalogExistsError, StorageError
 from proxcompute.sky.healpix import INDEX_COLUMN, INDEX_ORDER
+from proxcompute.storage.atomic import atomic_path
 from proxcompute.storage.layout import (
     PartitionPixel,
     dataset_dir,
@@ -77,16 +78,15 @@ def write_partition_file(
     path = partition_path(root, pixel.order, pixel.pixel)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = sort_by_index(table).replace_schema_metadata(None)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.part")  # unique: a cancelled task cannot collide
-    pq.write_table(
-        table,
-        tmp,
-        row_group_size=max(1, int(row_group_rows)),
-        compression=COMPRESSION,
-        write_statistics=True,
-        use_dictionary=dictionary_columns(table.schema),
-    )
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".part") as tmp:  # unique: a cancelled task cannot collide
+        pq.write_table(
+            table,
+            tmp,
+            row_group_size=max(1, int(row_group_rows)),
+            compression=COMPRESSION,
+            write_statistics=True,
+            use_dictionary=dictionary_columns(table.schema),
+        )
     return table.num_rows
 
 
