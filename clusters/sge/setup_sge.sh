@@ -193,7 +193,7 @@ qmod -cq "short.q@$HOST" "long.q@$HOST" >/dev/null 2>&1 || true
 
 # gate on a smoke job: submitted, run by execd as root, its output written
 out=$T/smoke.out
-job=$(qsub -terse -q short.q -l h_rt=60 -b y -j y -o "$out" -N proxc-smoke /bin/echo sge-smoke-ok) \
+job=$(qsub -terse -q short.q -l h_rt=60,h_vmem=256M -b y -j y -o "$out" -N proxc-smoke /bin/echo sge-smoke-ok) \
   || die "qsub of the smoke job failed"
 for _ in $(seq 1 300); do qstat -j "$job" >/dev/null 2>&1 || break; sleep 0.1; done
 if qstat -j "$job" >/dev/null 2>&1; then

@@ -105,7 +105,11 @@ def dask_client():
 
     for name in ("distributed", "distributed.worker", "distributed.scheduler"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    with Client(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as client:
+    # not the default client: it lives for the whole session, and tests after this directory
+    # must see "no cluster" unless they start one (execute chooses in-process paths then)
+    with Client(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0", set_as_default=False
+    ) as client:
         yield client
 
 
