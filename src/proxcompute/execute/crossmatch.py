@@ -13,13 +13,11 @@ For each piece of the left partition (:func:`proxcompute.ops.crossmatch.align_pi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pyarrow as pa
 
 from proxcompute.execute.partition import run_partition
-from proxcompute.execute.reader import SOURCE_READERS
+from proxcompute.execute.reader import register_derived_source
 from proxcompute.ops.crossmatch import (
     align_pixel,
     concat_right,
@@ -27,7 +25,6 @@ from proxcompute.ops.crossmatch import (
     match_tables,
     pixel_area_deg2,
 )
-from proxcompute.ops.expr import Expr
 from proxcompute.ops.filters import filter_by_ranges
 from proxcompute.plan.crossmatch import CrossmatchSource
 from proxcompute.plan.nodes import PlanNode, RegionFilter, find_scan
@@ -93,19 +90,5 @@ def crossmatch_partition(source: CrossmatchSource, pixel: PartitionPixel, ranges
     return pa.concat_tables(out) if len(out) > 1 else out[0]
 
 
-def _read(
-    source: CrossmatchSource,
-    pixel: PartitionPixel,
-    columns: list[str],
-    *,
-    ranges: np.ndarray | None = None,
-    predicate: Expr | None = None,
-    chunked: bool = False,
-) -> Iterator[pa.Table]:
-    table = crossmatch_partition(source, pixel, ranges)
-    if table.num_rows:
-        yield table.select(columns)
-
-
-SOURCE_READERS[CrossmatchSource] = _read
+register_derived_source(CrossmatchSource, crossmatch_partition)
 

@@ -7,15 +7,12 @@ partitions and row groups holding the keys are read, wherever they are on the sk
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from proxcompute.execute.partition import concat, run_partition
-from proxcompute.execute.reader import SOURCE_READERS
-from proxcompute.ops.expr import Expr
+from proxcompute.execute.reader import register_derived_source
 from proxcompute.ops.filters import filter_by_ranges
 from proxcompute.ops.join import KeyMap, join_tables
 from proxcompute.plan.ids import cells_to_ranges, coarsen_ranges, located_ranges, restrict_to_ranges
@@ -62,18 +59,4 @@ def join_partition(source: JoinSource, pixel: PartitionPixel, ranges: np.ndarray
     return join_tables(left, right, source.args, source.schema)
 
 
-def _read(
-    source: JoinSource,
-    pixel: PartitionPixel,
-    columns: list[str],
-    *,
-    ranges: np.ndarray | None = None,
-    predicate: Expr | None = None,
-    chunked: bool = False,
-) -> Iterator[pa.Table]:
-    table = join_partition(source, pixel, ranges)
-    if table.num_rows:
-        yield table.select(columns)
-
-
-SOURCE_READERS[JoinSource] = _read
+register_derived_source(JoinSource, join_partition)

@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,11 +27,42 @@ from proxcompute.sky import INDEX_COLUMN
 from proxcompute.storage import CatalogMeta, PartitionPixel, select_row_groups
 from proxcompute.storage.reader import leaf_columns, open_partition_file, without_metadata
 
-__all__ = ["SOURCE_READERS", "clear_footer_cache", "footer", "iter_partition", "selected_row_groups"]
+__all__ = [
+    "SOURCE_READERS",
+    "clear_footer_cache",
+    "footer",
+    "iter_partition",
+    "register_derived_source",
+    "selected_row_groups",
+]
 
 SOURCE_READERS: dict[type, Callable[..., Iterator[pa.Table]]] = {}
 """Readers of derived sources (e.g. a crossmatch), registered by the module that runs them:
 ``reader(source, pixel, columns, ranges=..., predicate=..., chunked=...)``."""
+
+
+def register_derived_source(source_type: type, partition: Callable[..., pa.Table]) -> None:
+    """Read ``source_type`` sources with ``partition(source, pixel, ranges) -> Table``.
+
+    The derived source computes its partition's rows (a crossmatch, a join), already restricted
+    to ``ranges``; the reader selects ``columns`` and yields the table when it has rows (the
+    caller applies the predicate).
+    """
+
+    def read(
+        source: Any,
+        pixel: PartitionPixel,
+        columns: list[str],
+        *,
+        ranges: np.ndarray | None = None,
+        predicate: Expr | None = None,
+        chunked: bool = False,
+    ) -> Iterator[pa.Table]:
+        table = partition(source, pixel, ranges)
+        if table.num_rows:
+            yield table.select(columns)
+
+    SOURCE_READERS[source_type] = read
 
 _FOOTER_CACHE_SIZE = 1024
 _footers: OrderedDict[tuple[str, int, int], pq.FileMetaData] = OrderedDict()
