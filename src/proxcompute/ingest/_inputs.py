@@ -20,10 +20,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from proxcompute.errors import ColumnNotFoundError, InputError
+from proxcompute.formats import SUFFIX_FORMATS, format_of
 from proxcompute.sky.healpix import INDEX_COLUMN
 
 __all__ = [
-    "FORMATS",
+    "INGEST_FORMATS",
     "RESERVED_COLUMNS",
     "InputFile",
     "check_coordinate_schema",
@@ -38,20 +39,8 @@ __all__ = [
     "widen_csv_type",
 ]
 
-FORMATS: dict[str, str] = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".csv.gz": "csv",
-    ".fits": "fits",
-    ".fit": "fits",
-    ".fits.gz": "fits",
-    ".fit.gz": "fits",
-    ".vot": "votable",
-    ".votable": "votable",
-    ".xml": "votable",
-}
-"""File name endings (lower case) and the format each one is read as."""
+INGEST_FORMATS: tuple[str, ...] = ("parquet", "csv", "fits", "votable")
+"""The table formats ingest reads; which file endings mean which format is ``formats.SUFFIX_FORMATS``."""
 
 RESERVED_COLUMNS = frozenset({INDEX_COLUMN, "Norder", "Dir", "Npix"})
 """Input columns that are dropped: ``_healpix_29`` is recomputed, the others are HATS path keys."""
@@ -81,16 +70,12 @@ class InputFile:
 
 def detect_format(path: str | os.PathLike) -> str | None:
     """The format of ``path`` from its name (``parquet``, ``csv``, ``fits``, ``votable``) or None."""
-    name = os.path.basename(str(path)).lower()
-    best = None
-    for ending, fmt in FORMATS.items():
-        if name.endswith(ending) and (best is None or len(ending) > len(best[0])):
-            best = (ending, fmt)
-    return best[1] if best else None
+    fmt = format_of(path)
+    return fmt if fmt in INGEST_FORMATS else None
 
 
 def _supported() -> str:
-    return ", ".join(sorted(FORMATS))
+    return ", ".join(sorted(e for e, f in SUFFIX_FORMATS.items() if f in INGEST_FORMATS))
 
 
 def _is_excluded(path: Path, excluded: Sequence[Path]) -> bool:
