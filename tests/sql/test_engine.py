@@ -8,8 +8,8 @@ import proxcompute
 from proxcompute import execute
 from proxcompute.catalog import from_dataframe
 from proxcompute.errors import CorruptPartitionError, SqlError
+from proxcompute.ops.sql_engine import run_sql, run_sql_over_files
 from proxcompute.plan import optimize
-from proxcompute.sql.engine import run_sql, run_sql_on_file
 from proxcompute.synthetic import generate_catalog
 
 
@@ -37,7 +37,7 @@ def test_engine_connections_cannot_touch_files_even_if_sql_got_through(query, st
         run_sql(query, {})
     some_partition = next(stored.rglob("Npix=*.parquet"))
     with pytest.raises(SqlError):
-        run_sql_on_file(query, str(some_partition), str(stored))
+        run_sql_over_files(query, "__file__", [str(some_partition)], ["id"], str(stored))
     assert not (tmp_path / "proxcompute-engine-test.csv").exists()
     assert not (tmp_path / "proxcompute-engine-test.db").exists()
 
@@ -47,9 +47,12 @@ def test_reader_connection_reads_only_its_catalog(stored, tmp_path):
     from_dataframe(generate_catalog(100, seed=1), name="o").to_catalog(other)
     outside = next(other.rglob("Npix=*.parquet"))
     inside = next(stored.rglob("Npix=*.parquet"))
-    assert run_sql_on_file('SELECT COUNT(*) AS n FROM "__file__"', str(inside), str(stored)).num_rows == 1
+    args = ("__file__", [str(inside)], ["id"], str(stored))
+    assert run_sql_over_files('SELECT COUNT(*) AS n FROM "__file__"', *args).num_rows == 1
     with pytest.raises(SqlError, match=r"(?i)permission|disabled|access"):
-        run_sql_on_file(f"SELECT COUNT(*) FROM read_parquet('{outside}')", str(inside), str(stored))
+        run_sql_over_files(f"SELECT COUNT(*) FROM read_parquet('{outside}')", *args)
+    with pytest.raises(SqlError, match=r"(?i)permission|disabled|access"):  # the file list itself is guarded
+        run_sql_over_files('SELECT COUNT(*) FROM "__file__"', "__file__", [str(outside)], ["id"], str(stored))
 
 
 def test_corrupt_partition_is_named(stored, tmp_path):

@@ -18,7 +18,10 @@ the driver. How the partition work runs is decided here (:func:`strategy`):
     rows at once: the reader reads every partition (threads, pruning, footer cache), the
     rows are joined into one Arrow table and DuckDB runs the per-partition part once with a
     thread per core (no per-partition task and engine overhead); a generic ``Aggregate``
-    too (:mod:`proxcompute.execute.aggregate_scan`);
+    too (:mod:`proxcompute.execute.aggregate_scan`). When an aggregate or ``DISTINCT`` sits
+    on a plain scan (every row group of the selected partitions, no filter), DuckDB reads
+    those files itself, decoding and aggregating in one pipeline
+    (:mod:`proxcompute.execute.file_scan`);
 ``aggregate``
     a generic ``Aggregate`` otherwise: DuckDB partial states per partition, merged exactly as
     they finish (:mod:`proxcompute.execute.aggregate_scan`);
@@ -36,7 +39,8 @@ from typing import Any
 import pyarrow as pa
 
 from proxcompute.execute import topn
-from proxcompute.execute.aggregate_scan import aggregate_all_rows, duckdb_partial_partition
+from proxcompute.execute.aggregate_scan import aggregate_all_rows, aggregate_sql, duckdb_partial_partition
+from proxcompute.execute.file_scan import plain_file_scan
 from proxcompute.execute.partition import (
     PART,
     PartitionJob,
@@ -221,15 +225,7 @@ def compute_query(plan: PlanNode, *, client: Any = None, flags: OptFlags | None 
     elif how == "top-n-statistics":
         table = topn.top_n_by_statistics(merge)
     elif how == "single-scan":
-        threads = os.cpu_count() or 1
-        base = catalog_plan(below)
-        rows = compute_table(base, client=None, flags=OptFlags.none())
-        for node in reversed(_nodes_between(below, base)):
-            rows = _apply(node, rows, threads)
-        if isinstance(merge, Aggregate):
-            table = aggregate_all_rows(merge, rows, threads=threads)
-        else:
-            table = _final(merge, _partial(merge, rows, threads), threads)
+        table = _single_scan(merge, below)
     else:
         pixels = find_scan(below).partitions
         job = PartitionJob(partial_partition, below, (merge,))
@@ -239,6 +235,34 @@ def compute_query(plan: PlanNode, *, client: Any = None, flags: OptFlags | None 
     for node in reversed(above):
         table = _apply(node, table)
     return table
+
+
+def _single_scan(merge: MergeOperator | Aggregate, below: PlanNode) -> pa.Table:
+    """``merge`` over all rows of ``below`` at once, with a thread per core: DuckDB reading the
+    files itself when the scan is plain (:mod:`proxcompute.execute.file_scan`), else over the
+    Arrow tables the reader read."""
+    threads = os.cpu_count() or 1
+    files = plain_file_scan(below) if isinstance(merge, (Aggregate, SqlAggregate, Distinct)) else None
+    if files is not None:
+        if isinstance(merge, Aggregate):
+            out = files.run(aggregate_sql(merge, "__rows"), "__rows", threads)
+            if out is not None:
+                return out.cast(merge.output_arrow_schema())
+        elif isinstance(merge, SqlAggregate):
+            partials = files.run(merge.partial_sql, PART, threads)
+            if partials is not None:
+                return _final(merge, partials, threads)
+        else:
+            rows = files.run('SELECT DISTINCT * FROM "__t"', "__t", threads)
+            if rows is not None:
+                return rows
+    base = catalog_plan(below)
+    rows = compute_table(base, client=None, flags=OptFlags.none())
+    for node in reversed(_nodes_between(below, base)):
+        rows = _apply(node, rows, threads)
+    if isinstance(merge, Aggregate):
+        return aggregate_all_rows(merge, rows, threads=threads)
+    return _final(merge, _partial(merge, rows, threads), threads)
 
 
 def _streamable(above: list[PlanNode], merge: MergeOperator | None) -> bool:

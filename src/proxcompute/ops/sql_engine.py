@@ -41,6 +41,7 @@ __all__ = [
     "engine_message",
     "locate_error",
     "run_sql",
+    "run_sql_over_files",
     "sort_table",
 ]
 
@@ -56,7 +57,7 @@ BOX_MACRO = (
 MACROS = (DISTANCE_MACRO, BOX_MACRO)
 """SQL macros translated ADQL geometry values call; every engine connection defines them."""
 
-_pool: dict[int, list] = {}
+_pool: dict[tuple[int, str | None], list] = {}
 _pool_lock = threading.Lock()
 POOL_SIZE = max(4, 2 * (os.cpu_count() or 1))
 
@@ -93,22 +94,24 @@ def new_connection(threads: int = 1, readable_dir: str | None = None):
 
 
 @contextmanager
-def connection(threads: int = 1) -> Iterator:
+def connection(threads: int = 1, readable_dir: str | None = None) -> Iterator:
     """A pooled connection for the calling thread's exclusive use, running ``threads`` threads.
 
     One thread by default: the executor already runs one partition task per core. A query
     over all partitions at once (the executor's single-scan decision) asks for more.
+    ``readable_dir``: the one directory the connection may read files under (none by default).
     """
+    key = (threads, readable_dir)
     with _pool_lock:
-        free = _pool.get(threads)
+        free = _pool.get(key)
         con = free.pop() if free else None
     if con is None:
-        con = new_connection(threads)
+        con = new_connection(threads, readable_dir)
     try:
         yield con
     finally:
         with _pool_lock:
-            free = _pool.setdefault(threads, [])
+            free = _pool.setdefault(key, [])
             if len(free) < POOL_SIZE:
                 free.append(con)
                 con = None
@@ -176,6 +179,32 @@ def run_sql(sql: str, tables: Mapping[str, pa.Table], *, threads: int = 1) -> pa
                     con.unregister(name)
                 except Exception:  # pragma: no cover - nothing to unregister
                     pass
+
+
+def run_sql_over_files(
+    sql: str, name: str, files: Sequence[str], columns: Sequence[str], root: str, *, threads: int = 1
+) -> pa.Table:
+    """Run ``sql`` with ``name`` bound to ``columns`` of the Parquet ``files`` (all under ``root``).
+
+    DuckDB reads the files itself, overlapping decoding with the query on every thread: for a
+    query over every row group of many partitions this is ~2x faster than handing it the
+    Arrow tables of the reader. The executor decides when (:mod:`proxcompute.execute.file_scan`);
+    the connection can read nothing outside ``root``.
+    """
+    with connection(threads, readable_dir=root) as con:
+        try:
+            rel = con.read_parquet(list(files), hive_partitioning=False).select(*[_ident(c) for c in columns])
+            rel.create_view(name, replace=True)
+            return con.sql(sql).to_arrow_table()
+        except Exception as exc:
+            if is_engine_error(exc):
+                raise SqlError(engine_phase(exc), engine_message(exc)) from None
+            raise
+        finally:
+            try:
+                con.execute(f"DROP VIEW IF EXISTS {_ident(name)}")
+            except Exception:  # pragma: no cover - nothing to drop
+                pass
 
 
 def locate_error(exc: SqlError, pieces: list[tuple[str, int | None, int | None]], tables: Mapping) -> SqlError:
