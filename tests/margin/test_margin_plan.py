@@ -121,8 +121,7 @@ def test_sources_cover_every_reference_margin_row(small_catalog, references):
 
 @pytest.mark.parametrize("radius", RADII)
 def test_on_the_fly_margin_equals_stored(small_catalog, built_margins, radius):
-    from proxcompute.ingest.margin import plan_margin_tasks
-    from proxcompute.ops.margin import margin_for_partition
+    from proxcompute.ingest.margin import margin_for_partition, plan_margin_tasks
 
     meta = read_catalog_meta(built_margins[radius][0])
     stored = set(meta.pixels)

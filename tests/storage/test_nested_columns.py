@@ -165,7 +165,7 @@ def test_nested_columns_are_read_and_projected(nested):
 
 
 def test_margin_reader_prunes_by_leaf_path(nested):
-    from proxcompute.ops.margin import margin_for_partition
+    from proxcompute.ingest.margin import margin_for_partition
 
     dest, _df = nested
     meta = storage.read_catalog_meta(dest)

@@ -2,8 +2,10 @@
 
 No Dask here: the same code builds a stored margin catalog (``ingest.margin``, one task per
 partition) and can serve a margin on the fly (e.g. a crossmatch without a stored margin):
-:func:`plan_margin` + :func:`margin_rows` work on Arrow tables, :func:`margin_for_partition`
-reads the candidate row groups of the neighbouring partition files itself.
+:func:`plan_margin` + :func:`margin_rows` work on Arrow tables; reading only the candidate row
+groups of the neighbouring partition files is
+:func:`proxcompute.storage.selected_rows.read_selected_rows`, driven per target partition by
+:func:`proxcompute.ingest.margin.margin_for_partition`.
 
 How a target partition ``P = (k, p)`` is served
 -----------------------------------------------
@@ -41,22 +43,16 @@ The whole selection is conservative-exact: it never loses a row within ``r``.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from proxcompute import kernels
-from proxcompute.errors import CorruptPartitionError, InvalidRegionError
+from proxcompute.errors import InvalidRegionError
 from proxcompute.kernels import margin as mk
 from proxcompute.sky import healpix
-from proxcompute.sky.healpix import PartitionPixel
-from proxcompute.storage import select_row_groups
-from proxcompute.storage.layout import partition_path
 
 __all__ = [
     "MARGIN_ORDER_FACTOR",
@@ -64,12 +60,10 @@ __all__ = [
     "MIN_RING_WIDTH_RATIO",
     "SAG_TARGET_ARCSEC",
     "MarginSelector",
-    "margin_for_partition",
     "margin_order",
     "margin_rows",
     "margin_sources",
     "plan_margin",
-    "read_margin_candidates",
 ]
 
 INDEX_ORDER = healpix.INDEX_ORDER
@@ -442,102 +436,6 @@ def margin_rows(
         )
         if idx.size:
             pieces.append(table.take(pa.array(idx)))
-    if not pieces:
-        return None
-    out = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
-    h = out.column(healpix.INDEX_COLUMN).to_numpy()
-    if h.size > 1 and not bool(np.all(h[1:] >= h[:-1])):
-        out = out.take(pa.array(np.argsort(h, kind="stable")))
-    return out
-
-
-def read_margin_candidates(
-    path: str | os.PathLike,
-    selector: MarginSelector,
-    *,
-    ra_column: str,
-    dec_column: str,
-    columns: list[str] | None = None,
-) -> pa.Table | None:
-    """The rows of one partition file within ``selector``'s margin, or None if there are none.
-
-    Reads ``_healpix_29``, ra and dec of the row groups whose ``_healpix_29`` statistics
-    intersect ``selector.ranges``, selects, then reads the other columns only of the row
-    groups that hold selected rows.
-    """
-    path = Path(path)
-    try:
-        pf = pq.ParquetFile(path, pre_buffer=False)  # local files: ~30% faster decode without it
-        md = pf.metadata
-        rgs = select_row_groups(md, selector.ranges)
-        if not rgs:
-            return None
-        coord_cols = list(dict.fromkeys([healpix.INDEX_COLUMN, ra_column, dec_column]))
-        coords = pf.read_row_groups(rgs, columns=coord_cols, use_threads=False)
-        idx = selector.select(
-            coords.column(healpix.INDEX_COLUMN).to_numpy(),
-            coords.column(ra_column).to_numpy(),
-            coords.column(dec_column).to_numpy(),
-        )
-        if idx.size == 0:
-            return None
-        names = columns if columns is not None else pf.schema_arrow.names
-        others = [c for c in names if c not in coord_cols]
-        picked: dict[str, pa.ChunkedArray] = {}
-        taken = coords.take(pa.array(idx))
-        for c in coord_cols:
-            picked[c] = taken.column(c)
-        if others:
-            sizes = np.array([md.row_group(i).num_rows for i in rgs], dtype=np.int64)
-            bounds = np.concatenate(([0], np.cumsum(sizes)))
-            which = np.searchsorted(bounds, idx, side="right") - 1
-            need = np.unique(which)
-            # position of each selected row inside the concatenation of the needed groups
-            need_bounds = np.concatenate(([0], np.cumsum(sizes[need])))
-            local = idx - bounds[which] + need_bounds[np.searchsorted(need, which)]
-            rest = pf.read_row_groups([rgs[i] for i in need], columns=others, use_threads=False)
-            rest = rest.take(pa.array(local))
-            for c in others:
-                picked[c] = rest.column(c)
-    except (OSError, pa.ArrowException) as exc:
-        raise CorruptPartitionError(str(path), str(exc)) from None
-    schema = pf.schema_arrow.remove_metadata()
-    fields = [schema.field(c) for c in names]
-    return pa.Table.from_arrays([picked[c] for c in names], schema=pa.schema(fields))
-
-
-def margin_for_partition(
-    catalog_dir: str | os.PathLike,
-    target: PartitionPixel,
-    sources: Sequence[PartitionPixel],
-    *,
-    margin_arcsec: float,
-    ra_column: str = "ra",
-    dec_column: str = "dec",
-    columns: list[str] | None = None,
-) -> pa.Table | None:
-    """The margin rows of ``target`` read from ``sources`` (partitions of ``catalog_dir``).
-
-    Sorted by ``_healpix_29``; None when there are none. ``sources`` may be a superset (see
-    :func:`proxcompute.ops.margin.margin_sources`): files that cannot contribute are not opened.
-    """
-    selector = plan_margin(target.order, target.pixel, margin_arcsec)
-    ranges = selector.ranges
-    pieces = []
-    for src in sources:
-        lo, hi = src.healpix29_range
-        i = int(np.searchsorted(ranges[:, 1], lo, side="right"))
-        if i >= len(ranges) or ranges[i, 0] >= hi:
-            continue  # no candidate range inside this partition
-        t = read_margin_candidates(
-            partition_path(catalog_dir, src.order, src.pixel),
-            selector,
-            ra_column=ra_column,
-            dec_column=dec_column,
-            columns=columns,
-        )
-        if t is not None:
-            pieces.append(t)
     if not pieces:
         return None
     out = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
