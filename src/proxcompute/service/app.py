@@ -2,7 +2,8 @@
 
 Routes under ``config.base_path`` (default ``/tap``): ``sync``, ``async`` (UWS 1.1,
 :mod:`~proxcompute.service.async_routes`), ``capabilities``, ``availability``, ``tables``,
-``tables/{name}``, ``examples``, ``mydb`` and an HTML landing page. Handlers are module-level
+``tables/{name}``, ``examples``, ``mydb`` and an HTML landing page; the science-platform
+portal (:mod:`~proxcompute.service.portal`) at ``/``. Handlers are module-level
 functions that find the service's :class:`~proxcompute.service.state.ServiceState` on the
 app; every error a client can cause is a VOTable error document with the message in the
 INFO element's text (what pyvo shows) and a 4xx status
@@ -31,6 +32,7 @@ from proxcompute.service.config import ServiceConfig
 from proxcompute.service.errors import AuthError, error_response, handles_errors
 from proxcompute.service.examples import examples_document
 from proxcompute.service.params import TapRequestError, read_params
+from proxcompute.service.portal import PortalState, portal_routes
 from proxcompute.service.query import parse_query_spec, run_query
 from proxcompute.service.state import XML, ServiceState, base_url, state_of
 from proxcompute.service.vosi import (
@@ -179,9 +181,8 @@ async def sync(request: Request) -> Response:
 @handles_errors
 async def mydb_list(request: Request) -> Response:
     state = state_of(request)
-    tables = state.mydb.tables(state.user(request))
-    body = [{"name": f"mydb.{n}", "bytes": sum(f.stat().st_size for f in p.rglob("*") if f.is_file())}
-            for n, p in tables.items()]  # fmt: skip
+    sizes = state.mydb.sizes(state.user(request))
+    body = [{"name": f"mydb.{n}", "bytes": size} for n, size in sizes.items()]
     return Response(json.dumps(body), media_type="application/json")
 
 
@@ -237,6 +238,9 @@ def create_app(config: ServiceConfig, *, client: Any = None) -> Starlette:
         finally:
             state.close()
 
-    app = Starlette(routes=tap_routes(config.base_path), middleware=[Middleware(ServerHeader)], lifespan=lifespan)
+    portal_prefix = "/portal" if config.base_path == "/" else ""  # the portal is at / unless TAP is
+    routes = [*tap_routes(config.base_path), *portal_routes(portal_prefix)]
+    app = Starlette(routes=routes, middleware=[Middleware(ServerHeader)], lifespan=lifespan)
     app.state.tap = state
+    app.state.portal = PortalState(state, portal_prefix)
     return app

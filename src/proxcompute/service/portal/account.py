@@ -1,0 +1,53 @@
+"""Sign in (a bearer token, or a user name and password) and sign out.
+
+Signing in or out always starts a new session (a new cookie value and CSRF token), so an id
+planted in a browser before sign-in is worth nothing after it. A failed sign-in says only
+that it failed: not whether the user exists or which half was wrong.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from proxcompute.service.portal.web import Ctx, portal_page, render
+from proxcompute.service.state import ServiceState
+
+__all__ = ["SIGN_IN_FAILED", "authenticate", "sign_in", "sign_in_page", "sign_out"]
+
+SIGN_IN_FAILED = "Sign-in failed: check the token, or the user name and password."
+
+
+def authenticate(state: ServiceState, token: str = "", user: str = "", password: str = "") -> str | None:
+    """The user a token or a user name and password signs in as; None when they do not."""
+    token = token.strip()
+    if token:
+        for known, name in state.config.tokens.items():  # constant time per candidate
+            if hmac.compare_digest(known.encode(), token.encode()):
+                return name
+        return None
+    return None
+
+
+@portal_page
+async def sign_in_page(request: Request, ctx: Ctx) -> Response:
+    return render(ctx, "signin.html", error=None, username="")
+
+
+@portal_page
+async def sign_in(request: Request, ctx: Ctx) -> Response:
+    form = await ctx.form()
+    user = authenticate(ctx.state, form.get("token", ""), form.get("username", ""), form.get("password", ""))
+    if user is None:
+        return render(ctx, "signin.html", status=401, error=SIGN_IN_FAILED, username=form.get("username", ""))
+    ctx.session = ctx.portal.sessions.rotate(ctx.session, user)
+    return RedirectResponse(ctx.url("/"), status_code=303)
+
+
+@portal_page
+async def sign_out(request: Request, ctx: Ctx) -> Response:
+    await ctx.form()
+    ctx.session = ctx.portal.sessions.rotate(ctx.session, None)
+    return RedirectResponse(ctx.url("/"), status_code=303)

@@ -1,0 +1,114 @@
+"""Portal sessions: a random id in an HttpOnly, SameSite cookie; the state stays on the server.
+
+Every visitor gets a session (anonymous until sign-in) so that every form, the sign-in form
+included, carries a CSRF token bound to it. The id a browser presents is only ever looked
+up, never adopted: an unknown id gets a fresh session with a new id, and signing in or out
+always moves to a new id and a new CSRF token (no session fixation). Sessions live in the
+service process (a restart signs everyone out) and expire after ``idle_seconds`` without a
+request or ``max_age_seconds`` after sign-in.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["COOKIE", "Session", "SessionStore"]
+
+COOKIE = "proxcompute_session"
+"""Name of the session cookie."""
+
+
+@dataclass
+class Session:
+    """One browser's session.
+
+    Attributes
+    ----------
+    id : str
+        The cookie value (256 random bits).
+    user : str or None
+        Who signed in; None for an anonymous visitor.
+    csrf : str
+        The token every state-changing form of this session must send back.
+    created : float
+        ``time.time()`` at creation (sign-in for a signed-in session).
+    last_seen : float
+        ``time.time()`` of the last request.
+    job_ids : set of str
+        Jobs an anonymous session submitted (anonymous jobs share one owner in the job store,
+        so an anonymous visitor is shown only the jobs of their own session).
+    """
+
+    id: str
+    user: str | None
+    csrf: str
+    created: float
+    last_seen: float
+    job_ids: set[str] = field(default_factory=set)
+
+    def csrf_ok(self, token: str | None) -> bool:
+        """Whether ``token`` is this session's CSRF token (compared in constant time)."""
+        return bool(token) and hmac.compare_digest(self.csrf.encode(), str(token).encode())
+
+
+class SessionStore:
+    """Sessions of one service process, by id (thread-safe).
+
+    Parameters
+    ----------
+    idle_seconds : float
+        A session not used for this long is gone.
+    max_age_seconds : float
+        A session older than this is gone, used or not.
+    """
+
+    def __init__(self, idle_seconds: float = 8 * 3600, max_age_seconds: float = 24 * 3600) -> None:
+        self.idle_seconds = float(idle_seconds)
+        self.max_age_seconds = float(max_age_seconds)
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def _alive(self, s: Session, now: float) -> bool:
+        return now - s.last_seen < self.idle_seconds and now - s.created < self.max_age_seconds
+
+    def new(self, user: str | None = None) -> Session:
+        """A fresh session (new id, new CSRF token)."""
+        now = time.time()
+        s = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now, now)
+        with self._lock:
+            self._sessions = {k: v for k, v in self._sessions.items() if self._alive(v, now)}
+            self._sessions[s.id] = s
+        return s
+
+    def get(self, session_id: str | None) -> Session | None:
+        """The live session with this id (None for a missing, unknown or expired id)."""
+        if not session_id:
+            return None
+        now = time.time()
+        with self._lock:
+            s = self._sessions.get(session_id)
+            if s is None:
+                return None
+            if not self._alive(s, now):
+                del self._sessions[session_id]
+                return None
+            s.last_seen = now
+            return s
+
+    def rotate(self, old: Session | None, user: str | None) -> Session:
+        """End ``old`` and start a new session for ``user`` (sign-in and sign-out)."""
+        self.drop(old)
+        return self.new(user)
+
+    def drop(self, session: Session | None) -> None:
+        """End a session (its id is never valid again)."""
+        if session is not None:
+            with self._lock:
+                self._sessions.pop(session.id, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
