@@ -56,9 +56,10 @@ async def create(request: Request) -> Response:
     config, store = state.config, state.store
     owner = state.user(request)
     params = await _params(request, state)
-    if store.active_count(owner) >= config.max_active_jobs:
+    allowed = state.quota_for(owner).active_jobs
+    if store.active_count(owner) >= allowed:
         raise QuotaError(
-            f"quota: {config.max_active_jobs} active jobs at most; wait for some to finish or abort them"
+            f"quota (active_jobs): {allowed} active jobs at most; wait for some to finish or abort them"
         )
     queue, rows_to_read = await run_in_threadpool(pick_queue, params, state, owner)
     quote = None
