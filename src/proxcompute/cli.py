@@ -432,6 +432,10 @@ def serve(
     tokens: Annotated[
         Path | None, typer.Option("--tokens", help="YAML file mapping bearer tokens to user names.")
     ] = None,
+    access: Annotated[
+        Path | None,
+        typer.Option("--access", help="Access file: users, groups, catalog rules, quotas (reloaded on change or SIGHUP)."),
+    ] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster profile jobs run on.")] = None,
 ) -> None:
     """Serve the catalogs over IVOA TAP 1.1 (sync and async/UWS) at http://HOST:PORT/tap."""
@@ -451,15 +455,44 @@ def serve(
     if not catalog_root.is_dir():
         raise ProxError(f"--catalog-root {catalog_root} is not a directory")
     try:
-        config = ServiceConfig(catalog_root, data_dir=data_dir, db_url=db, tokens=token_map, cluster=cluster)
+        config = ServiceConfig(catalog_root, data_dir=data_dir, db_url=db, tokens=token_map, cluster=cluster,
+                               access_file=access)  # fmt: skip
     except ValueError as exc:
         raise ProxError(str(exc)) from None
+    if access is not None and not access.is_file():
+        raise ProxError(f"--access {access} is not a file")
+    import signal
+
     import uvicorn
 
     with _on_cluster(cluster) as client:  # the profile's cluster lives as long as the server
         app_ = create_app(config, client=client)
+        if access is not None and hasattr(signal, "SIGHUP"):  # kill -HUP re-reads the access file
+            signal.signal(signal.SIGHUP, lambda *_: app_.state.tap.access.reload())
         _console(stderr=True).print(f"serving {catalog_root} at http://{host}:{port}{config.base_path}")
         uvicorn.run(app_, host=host, port=port, server_header=False, log_level="warning")
+
+
+user_app = typer.Typer(help="Users of the TAP service's access file.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("hash-password")
+def hash_password_command(
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input (one line).")
+    ] = False,
+) -> None:
+    """Print an argon2 hash of a password for an access file's ``password_hash:``."""
+    from proxcompute.service.access import hash_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise ProxError("the password is empty")
+    typer.echo(hash_password(password))
 
 
 @app.command("run")

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from jinja2.filters import do_filesizeformat
 from astropy.io.votable import parse_single_table
+from jinja2.filters import do_filesizeformat
 from portal_support import CSRF, html_table, in_cone, survey
 from starlette.testclient import TestClient
 

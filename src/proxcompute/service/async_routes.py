@@ -61,12 +61,13 @@ def submit_job(state: ServiceState, owner: str | None, params: TapParams) -> Job
     Raises
     ------
     QuotaError
-        The owner already has ``max_active_jobs`` active jobs.
+        The owner already has as many active jobs as their quota allows.
     """
     config, store = state.config, state.store
-    if store.active_count(owner) >= config.max_active_jobs:
+    allowed = state.quota_for(owner).active_jobs
+    if store.active_count(owner) >= allowed:
         raise QuotaError(
-            f"quota: {config.max_active_jobs} active jobs at most; wait for some to finish or abort them"
+            f"quota (active_jobs): {allowed} active jobs at most; wait for some to finish or abort them"
         )
     queue, rows_to_read = pick_queue(params, state, owner)
     quote = None

@@ -86,6 +86,33 @@ class CatalogRegistry:
             new._refs.append(TableRef(name, schema or None, _value_opener(value, name)))
         return new
 
+    def filtered(self, keep: Callable[[list[TableRef]], bool]) -> CatalogRegistry:
+        """A registry without the tables ``keep`` refuses; opened catalogs are shared.
+
+        ``keep`` is called once per table with every reference that opens it (its name and
+        its aliases, e.g. the directory name and ``obs_collection``), so a table is kept or
+        dropped under all its names at once. A dropped table is unknown in the new
+        registry exactly as a table that does not exist: lookups miss, ``names()`` and
+        "did you mean" hints do not show it.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> reg = CatalogRegistry({"a.t": pd.DataFrame({"x": [1]}), "b.u": pd.DataFrame({"x": [2]})})
+        >>> reg.filtered(lambda refs: all(r.schema != "b" for r in refs)).names()
+        ['a.t']
+        """
+        groups: dict[int, list[TableRef]] = {}
+        for ref in self._refs:
+            groups.setdefault(id(ref.opener), []).append(ref)
+        kept = {key for key, refs in groups.items() if keep(refs)}
+        new = object.__new__(CatalogRegistry)
+        new.root = self.root
+        new._opened = {}
+        new._parent = self
+        new._refs = [r for r in self._refs if id(r.opener) in kept]
+        return new
+
     PLAN_CACHE_SIZE = 256
 
     def cached_plan(self, text: str, compile_fn: Callable[[str, CatalogRegistry], Any]) -> Any:

@@ -1,0 +1,198 @@
+"""Who a request is and what it may read: tokens, passwords, groups, catalog rules, quotas.
+
+:class:`AccessControl` holds the rules of an access file (:mod:`~proxcompute.service.access_file`)
+and the ``--tokens`` map, re-reads the file when it changes (or on :meth:`AccessControl.reload`,
+which ``proxcompute serve`` calls on SIGHUP) and keeps the previous rules, logging why, when
+the new file is bad. The service applies the rules where a query resolves its tables
+(:meth:`~proxcompute.service.state.ServiceState.registry_for`), so every route obeys them.
+
+The rule for catalogs: a catalog is readable when every rule that names it (by its qualified
+name, by any alias, or by a schema it sits in) allows the user; a catalog no rule names is
+public. A catalog a user may not read is absent from their registry, so it is an "unknown
+table" exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from proxcompute.service.access_file import AccessRules, Quota, load_access_file, token_digest
+
+__all__ = ["AccessControl", "Quota", "hash_password", "rule_keys"]
+
+log = logging.getLogger("proxcompute.service.access")
+
+
+def _hasher():
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password`` for the access file's ``password_hash``.
+
+    >>> hash_password("correct horse").startswith("$argon2id$")
+    True
+    """
+    if not password:
+        raise ValueError("the password is empty")
+    return _hasher().hash(password)
+
+
+def rule_keys(names: Iterable[str]) -> set[str]:
+    """The rule keys that name a table known by ``names``: each name, its last part, its schemas.
+
+    >>> sorted(rule_keys(["survey.gaia", "gaia_dr3"]))
+    ['gaia', 'gaia_dr3', 'survey', 'survey.gaia']
+    """
+    keys: set[str] = set()
+    for name in names:
+        parts = name.lower().split(".")
+        keys.add(".".join(parts))
+        keys.add(parts[-1])
+        keys.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    return keys
+
+
+class AccessControl:
+    """The live access rules of one service.
+
+    Parameters
+    ----------
+    path
+        The access file (None: no file; every catalog is public, users come from ``tokens``).
+    tokens
+        Bearer token -> user (``--tokens``); these keep working next to the file's tokens.
+    default_quota
+        Quota of users the file does not name.
+
+    Raises
+    ------
+    AccessFileError
+        When the file is bad at start-up (the service must not start on rules it cannot read).
+    """
+
+    def __init__(self, path: str | os.PathLike | None, *, tokens: Mapping[str, str], default_quota: Quota) -> None:
+        self.path = Path(path) if path is not None else None
+        self._tokens = dict(tokens)
+        self._default_quota = default_quota
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int] | None = None
+        self.version = 0
+        """Bumped whenever the rules change (caches of per-user registries key on it)."""
+        self.last_error: str | None = None
+        """Why the last reload was refused (None after a good one)."""
+        self._dummy_hash: str | None = None
+        if self.path is None:
+            self.rules = AccessRules(token_digests=tuple((token_digest(t), u) for t, u in self._tokens.items()),
+                                     quotas={"default": default_quota}, users=frozenset(self._tokens.values()))  # fmt: skip
+        else:
+            self._seen = self._stamp()
+            self.rules = self._load()
+
+    # ------------------------------------------------------------ reloading
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)  # type: ignore[arg-type]
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _load(self) -> AccessRules:
+        return load_access_file(self.path, tokens=self._tokens, default_quota=self._default_quota)  # type: ignore[arg-type]
+
+    def reload(self) -> bool:
+        """Re-read the file now; on a bad file keep the current rules, log and remember why."""
+        if self.path is None:
+            return True
+        from proxcompute.service.access_file import AccessFileError
+
+        with self._lock:
+            self._seen = self._stamp()
+            try:
+                rules = self._load()
+            except AccessFileError as exc:
+                self.last_error = str(exc)
+                log.error("access rules not reloaded, the previous ones stay in force: %s", exc)
+                return False
+            self.rules = rules
+            self.last_error = None
+            self.version += 1
+            log.warning("access rules reloaded from %s", self.path)
+            return True
+
+    def refresh(self) -> None:
+        """Reload when the file changed since it was last read (cheap: one ``stat``)."""
+        if self.path is not None and self._stamp() != self._seen:
+            self.reload()
+
+    # ------------------------------------------------------------ identity
+
+    def user_for_token(self, token: str | None) -> str | None:
+        """The user a bearer token names, or None; every known token is compared, timing-safe."""
+        if not token:
+            return None
+        self.refresh()
+        digest = token_digest(token)
+        found = None
+        for known, user in self.rules.token_digests:  # no early exit: the time does not depend on which
+            if hmac.compare_digest(digest, known):
+                found = user
+        return found
+
+    def check_password(self, user: str | None, password: str | None) -> bool:
+        """True when ``password`` is ``user``'s; an unknown user costs the same (a dummy verify)."""
+        from argon2.exceptions import InvalidHashError, VerificationError
+
+        self.refresh()
+        stored = self.rules.password_hashes.get(user) if user else None
+        if stored is None:
+            stored = self._dummy()
+        try:
+            ok = _hasher().verify(stored, password or "")
+        except (VerificationError, InvalidHashError):
+            ok = False
+        return ok and user is not None and user in self.rules.password_hashes
+
+    def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = hash_password(secrets.token_urlsafe(24))
+        return self._dummy_hash
+
+    def groups_of(self, user: str | None) -> set[str]:
+        """The groups ``user`` is in (none for anonymous users)."""
+        if user is None:
+            return set()
+        self.refresh()
+        return {g for g, m in self.rules.members.items() if user in m}
+
+    def group_exists(self, group: str) -> bool:
+        self.refresh()
+        return group in self.rules.members
+
+    # ------------------------------------------------------------ rules
+
+    def can_read_names(self, user: str | None, names: Iterable[str]) -> bool:
+        """Whether ``user`` may read the table known by ``names`` (all its names and aliases)."""
+        rules = self.rules.catalogs
+        if not rules:
+            return True
+        matching = [rules[k] for k in rule_keys(names) if k in rules]
+        if not matching:
+            return True
+        groups = self.groups_of(user) if user is not None else set()
+        return all(rule.allows(user, groups) for rule in matching)
+
+    def quota_for(self, user: str | None) -> Quota:
+        """The user's quota (the default for users the file does not name, and anonymous users)."""
+        self.refresh()
+        quotas = self.rules.quotas
+        return quotas.get(user, quotas["default"]) if user is not None else quotas["default"]
