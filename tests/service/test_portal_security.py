@@ -15,12 +15,14 @@ from starlette.testclient import TestClient
 
 from proxcompute.catalog import from_dataframe
 from proxcompute.service import ServiceConfig, create_app
+from proxcompute.service.access import hash_password
 from proxcompute.service.portal import portal_routes
 from proxcompute.service.portal.account import SIGN_IN_FAILED
 from proxcompute.service.portal.sessions import COOKIE
 from proxcompute.synthetic import generate_catalog
 
-ALICE, BOB = "tok-alice-0123456789", "tok-bob-0123456789"
+ALICE, BOB, CAROL = "tok-alice-0123456789", "tok-bob-0123456789", "tok-carol-0123456789"
+ALICE_PASSWORD = "correct horse battery"
 XSS_COLUMN = "<img src=x onerror=alert(1)>"
 XSS_QUERY = "SELECT TOP 3 id FROM gaia -- </textarea><script>alert(2)</script>"
 XSS_ERROR = 'SELECT "<script>alert(3)</script>" FROM gaia'
@@ -34,8 +36,16 @@ def app(tmp_path_factory):
     from_dataframe(df, name="gaia", max_rows=1_000).to_catalog(root / "gaia")
     weird = df[["id", "ra", "dec"]].assign(**{XSS_COLUMN: df.mag})
     from_dataframe(weird, name="weird", max_rows=2_000).to_catalog(root / "weird")
-    config = ServiceConfig(root, tokens={ALICE: "alice", BOB: "bob"})
-    return create_app(config)
+    from_dataframe(df, name="secret_survey", max_rows=2_000).to_catalog(root / "secret_survey")
+    access = root.parent / "access.yaml"
+    access.write_text(
+        f"users:\n  alice: {{token: {ALICE}, password_hash: '{hash_password(ALICE_PASSWORD)}', groups: [team]}}\n"
+        f"  bob: {{token: {BOB}, groups: [team]}}\n"
+        f"  carol: {{token: {CAROL}}}\n"
+        "groups:\n  team: {}\n"
+        "catalogs:\n  secret_survey: {groups: [team]}\n"
+    )
+    return create_app(ServiceConfig(root, access_file=access))
 
 
 @pytest.fixture()
@@ -67,8 +77,9 @@ def _post_routes() -> list[str]:
 def test_every_post_route_is_covered_below():
     # a new state-changing route must be added to the CSRF test's table
     assert _post_routes() == sorted(
-        ["/query", "/signin", "/signout", "/jobs/{job_id}/abort", "/jobs/{job_id}/delete", "/mydb/{name}/drop"]
-    )
+        ["/query", "/signin", "/signout", "/jobs/{job_id}/abort", "/jobs/{job_id}/delete", "/mydb/{name}/drop",
+         "/mydb/{name}/share", "/mydb/{name}/unshare"]
+    )  # fmt: skip
 
 
 def test_csrf_on_every_state_changing_form(client, app):
@@ -84,6 +95,8 @@ def test_csrf_on_every_state_changing_form(client, app):
         f"/jobs/{job}/abort": {},
         f"/jobs/{job}/delete": {},
         "/mydb/t1/drop": {},
+        "/mydb/t1/share": {"with": "group:team"},
+        "/mydb/t1/unshare": {"with": "group:team"},
     }
     assert len(forms) == len(_post_routes())
     with TestClient(app) as other:  # another visitor's token is not this session's
@@ -98,8 +111,13 @@ def test_csrf_on_every_state_changing_form(client, app):
     assert "Signed in as <strong>alice</strong>" in client.get("/jobs").text
     assert job in client.get("/jobs").text
     assert "mydb.t1" in client.get("/mydb").text
+    assert "group:team</span>" not in client.get("/mydb").text  # not shared by the refused forms
     # and the same forms with the right token work
     token = csrf_of(client, "/jobs")
+    assert client.post("/mydb/t1/share", data={"with": "group:team", "csrf_token": token}).status_code == 303
+    assert "group:team</span>" in client.get("/mydb").text
+    assert client.post("/mydb/t1/unshare", data={"with": "group:team", "csrf_token": token}).status_code == 303
+    assert "group:team</span>" not in client.get("/mydb").text
     assert client.post(f"/jobs/{job}/delete", data={"csrf_token": token}).status_code == 303
     assert job not in client.get("/jobs").text
     assert client.post("/mydb/t1/drop", data={"csrf_token": token}).status_code == 303
@@ -134,10 +152,18 @@ def test_no_session_fixation_and_cookie_flags(client):
         assert "alice" not in attacker.get("/").text
 
 
+def test_password_sign_in(client):
+    r = client.post("/signin", data={"username": "alice", "password": ALICE_PASSWORD,
+                                     "csrf_token": csrf_of(client)})  # fmt: skip
+    assert r.status_code == 303
+    assert "Signed in as <strong>alice</strong>" in client.get("/").text
+
+
 def test_sign_in_failure_is_generic(client):
     answers = []
-    for data in ({"token": "no-such-token"}, {"token": ALICE[:-1]}, {"username": "alice", "password": "wrong"},
-                 {"username": "nobody", "password": "wrong"}, {}):  # fmt: skip
+    for data in ({"token": "no-such-token-at-all"}, {"token": ALICE[:-1]}, {"username": "alice", "password": "wrong"},
+                 {"username": "nobody", "password": "wrong"}, {"username": "alice", "password": ""},
+                 {"username": "bob", "password": "anything"}, {}):  # fmt: skip
         r = client.post("/signin", data={**data, "csrf_token": csrf_of(client)})
         assert r.status_code == 401
         answers.append(re.search(r'id="signin-error">([^<]*)<', r.text).group(1))
@@ -209,4 +235,32 @@ def test_other_users_jobs_and_tables_are_invisible(app):
         token = csrf_of(bob, "/jobs")
         assert bob.post(f"/jobs/{job_id}/delete", data={"csrf_token": token}).status_code == 404
         assert bob.post("/mydb/secret/drop", data={"csrf_token": token}).status_code == 400
+        assert bob.post("/mydb/secret/share", data={"with": "authenticated", "csrf_token": token}).status_code == 400
         assert job_id in alice.get("/jobs").text and "mydb.secret" in alice.get("/mydb").text
+        # a restricted catalog: its group sees it, an anonymous visitor gets the same 404 as for no catalog
+        assert "secret_survey" in alice.get("/catalogs").text
+        for anon in (anon1, anon2):
+            assert "secret_survey" not in anon.get("/catalogs").text
+            assert anon.get("/catalogs/secret_survey").status_code == 404
+            assert anon.get("/catalogs/secret_survey/coverage.png").status_code == 404
+            r = run(anon, "SELECT TOP 1 id FROM secret_survey")
+            assert r.status_code == 400 and "unknown table" in r.text
+
+
+def test_sharing_shows_the_table_to_the_group_only(app):
+    with TestClient(app, follow_redirects=False) as alice, TestClient(app, follow_redirects=False) as bob, \
+            TestClient(app, follow_redirects=False) as carol:  # fmt: skip
+        for c, token in ((alice, ALICE), (bob, BOB), (carol, CAROL)):
+            sign_in(c, token)
+        assert run(alice, "SELECT TOP 40 id, ra, dec FROM gaia ORDER BY id", table_name="shared40").status_code == 303
+        assert "mydb_alice.shared40" not in bob.get("/catalogs").text
+        token = csrf_of(alice, "/mydb")
+        assert alice.post("/mydb/shared40/share", data={"with": "group:team", "csrf_token": token}).status_code == 303
+        assert "mydb_alice.shared40" in bob.get("/mydb").text and "mydb_alice.shared40" in bob.get("/catalogs").text
+        r = run(bob, "SELECT COUNT(*) AS n FROM mydb_alice.shared40")
+        assert r.status_code == 303 and "<td>40</td>" in bob.get(r.headers["location"]).text
+        assert "shared40" not in carol.get("/catalogs").text  # not in the group
+        bad = alice.post("/mydb/shared40/share", data={"with": "group:<i>nope</i>", "csrf_token": token})
+        assert bad.status_code == 400 and "<i>nope" not in bad.text and "&lt;i&gt;nope" in bad.text
+        assert alice.post("/mydb/shared40/unshare", data={"with": "group:team", "csrf_token": token}).status_code == 303
+        assert "mydb_alice.shared40" not in bob.get("/catalogs").text

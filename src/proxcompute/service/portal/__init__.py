@@ -27,7 +27,7 @@ from proxcompute.service.portal.jobs import (
     job_status,
     jobs_page,
 )
-from proxcompute.service.portal.mydb_pages import drop_table, mydb_page
+from proxcompute.service.portal.mydb_pages import drop_table, mydb_page, share_table
 from proxcompute.service.portal.web import HERE, PortalState
 
 __all__ = ["PortalState", "portal_routes"]
@@ -53,6 +53,8 @@ def portal_routes(prefix: str = "") -> list[BaseRoute]:
         Route(job + "/sky.png", job_sky, methods=["GET"]),
         Route(p + "/mydb", mydb_page, methods=["GET"]),
         Route(p + "/mydb/{name}/drop", drop_table, methods=["POST"]),
+        Route(p + "/mydb/{name}/share", share_table, methods=["POST"]),
+        Route(p + "/mydb/{name}/unshare", share_table, methods=["POST"]),
         Route(p + "/signin", sign_in_page, methods=["GET"]),
         Route(p + "/signin", sign_in, methods=["POST"]),
         Route(p + "/signout", sign_out, methods=["POST"]),
