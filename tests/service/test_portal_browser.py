@@ -87,9 +87,14 @@ def browser(chromedriver, tmp_path):
 
 
 def _wait(predicate, timeout: float = 60.0, what: str = "the page"):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except (NoSuchElementException, StaleElementReferenceException):  # the page is (re)loading
+            value = None
         if value:
             return value
         time.sleep(0.2)

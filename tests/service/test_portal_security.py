@@ -126,8 +126,7 @@ def test_csrf_on_every_state_changing_form(client, app):
 
 def test_no_session_fixation_and_cookie_flags(client):
     planted = "attacker-chosen-session-id"
-    client.cookies.set(COOKIE, planted)
-    r = client.get("/signin")
+    r = client.get("/signin", headers={"cookie": f"{COOKIE}={planted}"})
     cookie = r.headers["set-cookie"]
     assert planted not in cookie  # an unknown id is never adopted
     assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower() and "path=/" in cookie.lower()
@@ -140,16 +139,14 @@ def test_no_session_fixation_and_cookie_flags(client):
     assert "Signed in as <strong>alice</strong>" in client.get("/").text
     # the pre-sign-in id (which an attacker could have planted) is worth nothing now
     with TestClient(client.app) as attacker:
-        attacker.cookies.set(COOKIE, before)
-        assert "alice" not in attacker.get("/").text
+        assert "alice" not in attacker.get("/", headers={"cookie": f"{COOKIE}={before}"}).text
     # nor is the CSRF token of the old session
     assert client.post("/signout", data={"csrf_token": token}).status_code == 403
     # sign-out rotates again and the signed-in id dies with it
     r = client.post("/signout", data={"csrf_token": csrf_of(client, "/")})
     assert r.status_code == 303 and client.cookies[COOKIE] != after
     with TestClient(client.app) as attacker:
-        attacker.cookies.set(COOKIE, after)
-        assert "alice" not in attacker.get("/").text
+        assert "alice" not in attacker.get("/", headers={"cookie": f"{COOKIE}={after}"}).text
 
 
 def test_password_sign_in(client):
@@ -189,9 +186,9 @@ def test_xss_through_a_column_name(client):
 
 
 def test_xss_through_a_table_name(client):
-    r = client.get("/catalogs/" + "<script>alert(4)</script>")
+    r = client.get("/catalogs/" + "<img src=x onerror=alert(4)>")
     assert r.status_code == 404
-    assert "<script>alert(4)" not in r.text and "&lt;script&gt;alert(4)" in r.text
+    assert "<img src=x onerror=alert(4)>" not in r.text and "&lt;img src=x onerror=alert(4)&gt;" in r.text
     sign_in(client, ALICE)
     r = run(client, "SELECT TOP 2 id, ra, dec FROM gaia", table_name="<b>x</b>")
     assert r.status_code == 400

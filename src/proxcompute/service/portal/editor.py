@@ -15,11 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from proxcompute.errors import ProxError, SqlError
+from proxcompute.errors import ProxError
 from proxcompute.service.async_routes import submit_job
 from proxcompute.service.errors import status_for
 from proxcompute.service.examples import examples
-from proxcompute.service.params import TapParams
+from proxcompute.service.params import TapParams, TapRequestError
 from proxcompute.service.portal.catalogs import readable_tables
 from proxcompute.service.portal.web import Ctx, portal_page, render
 from proxcompute.service.query import compile_spec, parse_query_spec
@@ -47,9 +47,9 @@ def _row_limit(raw: str | None, hard: int) -> int:
     try:
         n = int(text)
     except ValueError:
-        raise SqlError("limit", f"the row limit {text!r} is not a whole number") from None
+        raise TapRequestError(f"the row limit {text!r} is not a whole number") from None
     if n < 1 or n > hard:
-        raise SqlError("limit", f"the row limit must be between 1 and {hard:,}; got {n:,}")
+        raise TapRequestError(f"the row limit must be between 1 and {hard:,}; got {n:,}")
     return n
 
 

@@ -18,6 +18,7 @@ from proxcompute.formats import MEDIA_TYPES
 from proxcompute.service.jobs import JobNotFound, utcnow
 from proxcompute.service.portal.results import PAGE_ROWS, read_page, sky_plot, write_result
 from proxcompute.service.portal.web import Ctx, portal_page, render
+from proxcompute.service.query import position_columns
 from proxcompute.service.uws import Job
 from proxcompute.service.vosi import column_metadata
 
@@ -99,13 +100,14 @@ async def job_page(request: Request, ctx: Ctx) -> Response:
         page = max(int(request.query_params.get("page", "0")), 0)
     except ValueError:
         page = 0
-    result = None
+    result, has_sky = None, False
     if job.phase == "COMPLETED":
         result = await run_in_threadpool(read_page, job, page)
+        has_sky = None not in position_columns(result.columns)
     view = job_view(job)
     lines = view["query"].splitlines() or [""]
     return render(ctx, "job.html", job=view, result=result, page=page, page_rows=PAGE_ROWS,
-                  query_lines=lines, downloads=list(DOWNLOADS))  # fmt: skip
+                  query_lines=lines, downloads=list(DOWNLOADS), has_sky=has_sky)  # fmt: skip
 
 
 @portal_page

@@ -64,11 +64,17 @@ class SessionStore:
         A session not used for this long is gone.
     max_age_seconds : float
         A session older than this is gone, used or not.
+    max_sessions : int
+        When this many sessions exist (visitors that never come back), the least recently
+        used half goes.
     """
 
-    def __init__(self, idle_seconds: float = 8 * 3600, max_age_seconds: float = 24 * 3600) -> None:
+    def __init__(
+        self, idle_seconds: float = 8 * 3600, max_age_seconds: float = 24 * 3600, max_sessions: int = 100_000
+    ) -> None:
         self.idle_seconds = float(idle_seconds)
         self.max_age_seconds = float(max_age_seconds)
+        self.max_sessions = int(max_sessions)
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
@@ -80,7 +86,9 @@ class SessionStore:
         now = time.time()
         s = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now, now)
         with self._lock:
-            self._sessions = {k: v for k, v in self._sessions.items() if self._alive(v, now)}
+            if len(self._sessions) >= self.max_sessions:  # expired first, then the least recently used
+                live = sorted((v for v in self._sessions.values() if self._alive(v, now)), key=lambda v: v.last_seen)
+                self._sessions = {v.id: v for v in live[len(live) - self.max_sessions // 2 :]}
             self._sessions[s.id] = s
         return s
 
