@@ -24,7 +24,7 @@ from proxcompute.service.access import hash_password
 
 ALICE, BOB = "tok-alice-browser-0123", "tok-bob-browser-01234"
 ALICE_PASSWORD = "alice-browser-password"
-CONE = (0.1, 89.6, 1.0)  # next to the pole, inside a dense cluster
+CONE = (0.1, 89.6, 0.3)  # next to the pole, inside a dense cluster
 QUERY = ("SELECT id, ra, dec, mag FROM survey.gaia\n"
          f"WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {CONE[0]}, {CONE[1]}, {CONE[2]}))\nORDER BY id")  # fmt: skip
 SHOTS = os.environ.get("PROXCOMPUTE_PORTAL_SCREENSHOTS")

@@ -24,7 +24,7 @@ from proxcompute.service import ServiceConfig, create_app
 from proxcompute.service.examples import examples
 
 ALICE = "tok-alice-pages-0123"
-CONE = (359.9, 5.0, 1.5)  # on the RA wrap, inside a dense cluster
+CONE = (359.9, 5.0, 0.5)  # across the RA wrap, inside a dense cluster
 QUERY = ("SELECT id, ra, dec, mag\nFROM gaia\n"
          f"WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {CONE[0]}, {CONE[1]}, {CONE[2]}))\nORDER BY id")  # fmt: skip
 
