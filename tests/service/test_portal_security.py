@@ -45,13 +45,19 @@ def app(tmp_path_factory):
         "groups:\n  team: {}\n"
         "catalogs:\n  secret_survey: {groups: [team]}\n"
     )
-    return create_app(ServiceConfig(root, access_file=access))
+    app = create_app(ServiceConfig(root, access_file=access))
+    yield app
+    app.state.tap.close()  # the clients below do not run the lifespan (its end would close the service)
+
+
+def visitor(app) -> TestClient:
+    """A browser of its own (its own cookies) on the shared app."""
+    return TestClient(app, follow_redirects=False)
 
 
 @pytest.fixture()
 def client(app):
-    with TestClient(app, follow_redirects=False) as c:
-        yield c
+    return visitor(app)
 
 
 def csrf_of(client: TestClient, path: str = "/signin") -> str:
@@ -99,8 +105,7 @@ def test_csrf_on_every_state_changing_form(client, app):
         "/mydb/t1/unshare": {"with": "group:team"},
     }
     assert len(forms) == len(_post_routes())
-    with TestClient(app) as other:  # another visitor's token is not this session's
-        foreign = csrf_of(other)
+    foreign = csrf_of(visitor(app))  # another visitor's token is not this session's
     for path, data in forms.items():
         for token in (None, "", foreign, "x" * 43):
             body = dict(data) if token is None else {**data, "csrf_token": token}
@@ -138,15 +143,14 @@ def test_no_session_fixation_and_cookie_flags(client):
     assert after != before  # rotated at sign-in
     assert "Signed in as <strong>alice</strong>" in client.get("/").text
     # the pre-sign-in id (which an attacker could have planted) is worth nothing now
-    with TestClient(client.app) as attacker:
-        assert "alice" not in attacker.get("/", headers={"cookie": f"{COOKIE}={before}"}).text
+    attacker = visitor(client.app)
+    assert "alice" not in attacker.get("/", headers={"cookie": f"{COOKIE}={before}"}).text
     # nor is the CSRF token of the old session
     assert client.post("/signout", data={"csrf_token": token}).status_code == 403
     # sign-out rotates again and the signed-in id dies with it
     r = client.post("/signout", data={"csrf_token": csrf_of(client, "/")})
     assert r.status_code == 303 and client.cookies[COOKIE] != after
-    with TestClient(client.app) as attacker:
-        assert "alice" not in attacker.get("/", headers={"cookie": f"{COOKIE}={after}"}).text
+    assert "alice" not in visitor(client.app).get("/", headers={"cookie": f"{COOKIE}={after}"}).text
 
 
 def test_password_sign_in(client):
@@ -212,52 +216,50 @@ def test_xss_through_an_error_message(client):
 
 
 def test_other_users_jobs_and_tables_are_invisible(app):
-    with TestClient(app, follow_redirects=False) as alice, TestClient(app, follow_redirects=False) as bob, \
-            TestClient(app, follow_redirects=False) as anon1, TestClient(app, follow_redirects=False) as anon2:  # fmt: skip
-        sign_in(alice, ALICE)
-        sign_in(bob, BOB)
-        job = run(alice, "SELECT TOP 5 id, ra, dec FROM gaia", table_name="secret").headers["location"]
-        job_id = job.rsplit("/", 1)[-1]
-        anon_job = run(anon1, "SELECT TOP 5 id, ra, dec FROM gaia").headers["location"].rsplit("/", 1)[-1]
-        for other in (bob, anon1, anon2):
-            assert job_id not in other.get("/jobs").text
-            assert other.get(f"/jobs/{job_id}").status_code == 404
-            assert other.get(f"/jobs/{job_id}/result.csv").status_code == 404
-            assert "secret" not in other.get("/mydb").text
-            assert other.get("/catalogs/mydb.secret").status_code == 404
-        assert anon1.get(f"/jobs/{anon_job}").status_code == 200
-        for other in (alice, bob, anon2):  # anonymous jobs belong to the session that made them
-            assert anon_job not in other.get("/jobs").text
-            assert other.get(f"/jobs/{anon_job}").status_code == 404
-        token = csrf_of(bob, "/jobs")
-        assert bob.post(f"/jobs/{job_id}/delete", data={"csrf_token": token}).status_code == 404
-        assert bob.post("/mydb/secret/drop", data={"csrf_token": token}).status_code == 400
-        assert bob.post("/mydb/secret/share", data={"with": "authenticated", "csrf_token": token}).status_code == 400
-        assert job_id in alice.get("/jobs").text and "mydb.secret" in alice.get("/mydb").text
-        # a restricted catalog: its group sees it, an anonymous visitor gets the same 404 as for no catalog
-        assert "secret_survey" in alice.get("/catalogs").text
-        for anon in (anon1, anon2):
-            assert "secret_survey" not in anon.get("/catalogs").text
-            assert anon.get("/catalogs/secret_survey").status_code == 404
-            assert anon.get("/catalogs/secret_survey/coverage.png").status_code == 404
-            r = run(anon, "SELECT TOP 1 id FROM secret_survey")
-            assert r.status_code == 400 and "unknown table" in r.text
+    alice, bob, anon1, anon2 = (visitor(app) for _ in range(4))
+    sign_in(alice, ALICE)
+    sign_in(bob, BOB)
+    job = run(alice, "SELECT TOP 5 id, ra, dec FROM gaia", table_name="secret").headers["location"]
+    job_id = job.rsplit("/", 1)[-1]
+    anon_job = run(anon1, "SELECT TOP 5 id, ra, dec FROM gaia").headers["location"].rsplit("/", 1)[-1]
+    for other in (bob, anon1, anon2):
+        assert job_id not in other.get("/jobs").text
+        assert other.get(f"/jobs/{job_id}").status_code == 404
+        assert other.get(f"/jobs/{job_id}/result.csv").status_code == 404
+        assert "secret" not in other.get("/mydb").text
+        assert other.get("/catalogs/mydb.secret").status_code == 404
+    assert anon1.get(f"/jobs/{anon_job}").status_code == 200
+    for other in (alice, bob, anon2):  # anonymous jobs belong to the session that made them
+        assert anon_job not in other.get("/jobs").text
+        assert other.get(f"/jobs/{anon_job}").status_code == 404
+    token = csrf_of(bob, "/jobs")
+    assert bob.post(f"/jobs/{job_id}/delete", data={"csrf_token": token}).status_code == 404
+    assert bob.post("/mydb/secret/drop", data={"csrf_token": token}).status_code == 400
+    assert bob.post("/mydb/secret/share", data={"with": "authenticated", "csrf_token": token}).status_code == 400
+    assert job_id in alice.get("/jobs").text and "mydb.secret" in alice.get("/mydb").text
+    # a restricted catalog: its group sees it, an anonymous visitor gets the same 404 as for no catalog
+    assert "secret_survey" in alice.get("/catalogs").text
+    for anon in (anon1, anon2):
+        assert "secret_survey" not in anon.get("/catalogs").text
+        assert anon.get("/catalogs/secret_survey").status_code == 404
+        assert anon.get("/catalogs/secret_survey/coverage.png").status_code == 404
+        r = run(anon, "SELECT TOP 1 id FROM secret_survey")
+        assert r.status_code == 400 and "unknown table" in r.text
 
 
 def test_sharing_shows_the_table_to_the_group_only(app):
-    with TestClient(app, follow_redirects=False) as alice, TestClient(app, follow_redirects=False) as bob, \
-            TestClient(app, follow_redirects=False) as carol:  # fmt: skip
-        for c, token in ((alice, ALICE), (bob, BOB), (carol, CAROL)):
-            sign_in(c, token)
-        assert run(alice, "SELECT TOP 40 id, ra, dec FROM gaia ORDER BY id", table_name="shared40").status_code == 303
-        assert "mydb_alice.shared40" not in bob.get("/catalogs").text
-        token = csrf_of(alice, "/mydb")
-        assert alice.post("/mydb/shared40/share", data={"with": "group:team", "csrf_token": token}).status_code == 303
-        assert "mydb_alice.shared40" in bob.get("/mydb").text and "mydb_alice.shared40" in bob.get("/catalogs").text
-        r = run(bob, "SELECT COUNT(*) AS n FROM mydb_alice.shared40")
-        assert r.status_code == 303 and "<td>40</td>" in bob.get(r.headers["location"]).text
-        assert "shared40" not in carol.get("/catalogs").text  # not in the group
-        bad = alice.post("/mydb/shared40/share", data={"with": "group:<i>nope</i>", "csrf_token": token})
-        assert bad.status_code == 400 and "<i>nope" not in bad.text and "&lt;i&gt;nope" in bad.text
-        assert alice.post("/mydb/shared40/unshare", data={"with": "group:team", "csrf_token": token}).status_code == 303
-        assert "mydb_alice.shared40" not in bob.get("/catalogs").text
+    alice, bob, carol = (visitor(app) for _ in range(3))
+    for c, token in ((alice, ALICE), (bob, BOB), (carol, CAROL)):
+        sign_in(c, token)
+    assert run(alice, "SELECT TOP 40 id, ra, dec FROM gaia ORDER BY id", table_name="shared40").status_code == 303
+    assert "mydb_alice.shared40" not in bob.get("/catalogs").text
+    token = csrf_of(alice, "/mydb")
+    assert alice.post("/mydb/shared40/share", data={"with": "group:team", "csrf_token": token}).status_code == 303
+    assert "mydb_alice.shared40" in bob.get("/mydb").text and "mydb_alice.shared40" in bob.get("/catalogs").text
+    r = run(bob, "SELECT COUNT(*) AS n FROM mydb_alice.shared40")
+    assert r.status_code == 303 and "<td>40</td>" in bob.get(r.headers["location"]).text
+    assert "shared40" not in carol.get("/catalogs").text  # not in the group
+    bad = alice.post("/mydb/shared40/share", data={"with": "group:<i>nope</i>", "csrf_token": token})
+    assert bad.status_code == 400 and "<i>nope" not in bad.text and "&lt;i&gt;nope" in bad.text
+    assert alice.post("/mydb/shared40/unshare", data={"with": "group:team", "csrf_token": token}).status_code == 303
+    assert "mydb_alice.shared40" not in bob.get("/catalogs").text
