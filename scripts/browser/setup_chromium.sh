@@ -13,8 +13,9 @@ if ! have; then
     exit 2
   fi
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null
+  lock=(-o DPkg::Lock::Timeout=900)   # wait for another apt-get (e.g. a concurrent setup script)
+  apt-get "${lock[@]}" update -qq
+  apt-get "${lock[@]}" install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null
 fi
 have || { echo "setup_chromium.sh: chromium or chromedriver still missing after install" >&2; exit 1; }
 echo "chromium ready: $(chromium --version 2>/dev/null | head -1)"
