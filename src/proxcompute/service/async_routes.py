@@ -21,6 +21,7 @@ from proxcompute.service.errors import QuotaError, error_response, handles_error
 from proxcompute.service.job_exec import SCAN_ROWS_PER_SECOND, pick_queue
 from proxcompute.service.jobs import parse_uws_time, utcnow, uws_time
 from proxcompute.service.params import TapRequestError, read_params
+from proxcompute.service.query import check_query_length
 from proxcompute.service.state import XML, ServiceState, base_url, state_of
 from proxcompute.service.uws_xml import job_document, job_list, parameters_document, results_document
 
@@ -56,6 +57,7 @@ async def create(request: Request) -> Response:
     config, store = state.config, state.store
     owner = state.user(request)
     params = await _params(request, state)
+    check_query_length(params.get("QUERY"), config.max_query_chars)
     allowed = state.quota_for(owner).active_jobs
     if store.active_count(owner) >= allowed:
         raise QuotaError(
@@ -211,6 +213,7 @@ async def parameters(request: Request) -> Response:
         values["UPLOAD"] = ";".join(params.all("UPLOAD"))
     if params.parts:
         raise TapRequestError("uploads are accepted when a job is created, not added later")
+    check_query_length(params.get("QUERY"), state.config.max_query_chars)
     state.store.set_parameters(job_id, owner, values)
     return _see_job(request, job_id)
 
