@@ -28,9 +28,10 @@ ALICE_PASSWORD = "correct horse battery"
 
 def access_yaml(*, bob_in_desi: bool = False, alice_hash: str = "") -> str:
     members = "[alice, bob]" if bob_in_desi else "[alice]"
+    password = f', password_hash: "{alice_hash}"' if alice_hash else ""
     return f"""\
 users:
-  alice: {{token: "{ALICE_TOKEN}", password_hash: "{alice_hash}", groups: [team]}}
+  alice: {{token: "{ALICE_TOKEN}"{password}, groups: [team]}}
   bob: {{token: "{BOB_TOKEN}", groups: [team]}}
 groups:
   desi: {{members: {members}}}
@@ -98,6 +99,9 @@ def test_sync_restricted_catalog_reads_for_members_and_is_unknown_for_others(htt
             # the same message but for the name: no "did you mean desi_dr2" for the one that exists
             assert error_text(denied).replace(name, "T") == error_text(missing).replace(name + "x", "T")
             assert "desi" not in error_text(missing).replace(name + "x", "T")
+        # nor can its rows be copied into MyDB
+        r = sync(http, token, "SELECT id, ra, dec FROM desi_dr2", TABLE_NAME="copied")
+        assert r.status_code in (400, 401) and "copied" not in http.get("/tap/mydb", headers=h(token)).text
         # the public catalog still answers, with the right count
         assert csv(sync(http, token, "SELECT COUNT(*) AS n FROM survey.gaia"))["n"][0] == 20_000
 
