@@ -468,7 +468,7 @@ def serve(
     with _on_cluster(cluster) as client:  # the profile's cluster lives as long as the server
         app_ = create_app(config, client=client)
         if access is not None and hasattr(signal, "SIGHUP"):  # kill -HUP re-reads the access file
-            signal.signal(signal.SIGHUP, lambda *_: app_.state.tap.access.reload())
+            signal.signal(signal.SIGHUP, lambda *_: app_.state.tap.access.reload_soon())
         _console(stderr=True).print(f"serving {catalog_root} at http://{host}:{port}{config.base_path}")
         uvicorn.run(app_, host=host, port=port, server_header=False, log_level="warning")
 

@@ -109,14 +109,17 @@ class AccessControl:
     def _load(self) -> AccessRules:
         return load_access_file(self.path, tokens=self._tokens, default_quota=self._default_quota)  # type: ignore[arg-type]
 
-    def reload(self) -> bool:
+    def reload(self, *, only_if_changed: bool = False) -> bool:
         """Re-read the file now; on a bad file keep the current rules, log and remember why."""
         if self.path is None:
             return True
         from proxcompute.service.access_file import AccessFileError
 
         with self._lock:
-            self._seen = self._stamp()
+            stamp = self._stamp()
+            if only_if_changed and stamp == self._seen:  # another thread just read it
+                return self.last_error is None
+            self._seen = stamp
             try:
                 rules = self._load()
             except AccessFileError as exc:
@@ -129,10 +132,14 @@ class AccessControl:
             log.warning("access rules reloaded from %s", self.path)
             return True
 
+    def reload_soon(self) -> None:
+        """:meth:`reload` on a new thread: what a signal handler calls (it must not take locks)."""
+        threading.Thread(target=self.reload, name="proxcompute-access-reload", daemon=True).start()
+
     def refresh(self) -> None:
         """Reload when the file changed since it was last read (cheap: one ``stat``)."""
         if self.path is not None and self._stamp() != self._seen:
-            self.reload()
+            self.reload(only_if_changed=True)
 
     # ------------------------------------------------------------ identity
 

@@ -5,8 +5,9 @@ Routes under ``config.base_path`` (default ``/tap``): ``sync``, ``async`` (UWS 1
 ``tables/{name}``, ``examples``, ``mydb`` (list; ``mydb/{t}`` drop; ``mydb/{t}/share`` and
 ``mydb/{t}/unshare``) and an HTML landing page; the science-platform portal
 (:mod:`~proxcompute.service.portal`) at ``/``. What a user sees everywhere is
-``ServiceState.registry_for(user)`` (the access rules; see :mod:`~proxcompute.service.access`). Handlers are module-level
-functions that find the service's :class:`~proxcompute.service.state.ServiceState` on the
+``ServiceState.registry_for(user)`` (the access rules; see :mod:`~proxcompute.service.access`).
+Handlers are module-level functions that find the service's
+:class:`~proxcompute.service.state.ServiceState` on the
 app; every error a client can cause is a VOTable error document with the message in the
 INFO element's text (what pyvo shows) and a 4xx status
 (:func:`~proxcompute.service.errors.handles_errors`).

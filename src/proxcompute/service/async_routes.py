@@ -21,6 +21,7 @@ from proxcompute.service.errors import QuotaError, error_response, handles_error
 from proxcompute.service.job_exec import SCAN_ROWS_PER_SECOND, pick_queue
 from proxcompute.service.jobs import parse_uws_time, utcnow, uws_time
 from proxcompute.service.params import TapParams, TapRequestError, read_params
+from proxcompute.service.query import check_query_length
 from proxcompute.service.state import XML, ServiceState, base_url, state_of
 from proxcompute.service.uws import Job
 from proxcompute.service.uws_xml import job_document, job_list, parameters_document, results_document
@@ -64,6 +65,7 @@ def submit_job(state: ServiceState, owner: str | None, params: TapParams) -> Job
         The owner already has as many active jobs as their quota allows.
     """
     config, store = state.config, state.store
+    check_query_length(params.get("QUERY"), config.max_query_chars)
     allowed = state.quota_for(owner).active_jobs
     if store.active_count(owner) >= allowed:
         raise QuotaError(
@@ -228,6 +230,7 @@ async def parameters(request: Request) -> Response:
         values["UPLOAD"] = ";".join(params.all("UPLOAD"))
     if params.parts:
         raise TapRequestError("uploads are accepted when a job is created, not added later")
+    check_query_length(params.get("QUERY"), state.config.max_query_chars)
     state.store.set_parameters(job_id, owner, values)
     return _see_job(request, job_id)
 

@@ -19,7 +19,15 @@ from proxcompute.formats import MEDIA_TYPES, normalize_format, read_table_bytes,
 from proxcompute.service.params import TapParams, TapRequestError
 from proxcompute.sql import CatalogRegistry, SqlResult, sql
 
-__all__ = ["QuerySpec", "content_type", "load_upload", "parse_query_spec", "position_columns", "run_query"]
+__all__ = [
+    "QuerySpec",
+    "check_query_length",
+    "content_type",
+    "load_upload",
+    "parse_query_spec",
+    "position_columns",
+    "run_query",
+]
 
 LANGS = {"ADQL", "ADQL-2.0", "ADQL-2.1"}
 UPLOAD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -66,6 +74,13 @@ MAX_QUERY_CHARS = 200_000
 """The default longest QUERY (``ServiceConfig.max_query_chars``)."""
 
 
+def check_query_length(query: str | None, max_query_chars: int) -> None:
+    """Refuse a QUERY longer than ``max_query_chars`` (before anything parses or stores it)."""
+    if query is not None and len(query) > max_query_chars:
+        raise TapRequestError(f"QUERY has {len(query):,} characters; the limit is {max_query_chars:,} "
+                              "(send long lists of positions or ids as a table: UPLOAD)")  # fmt: skip
+
+
 def parse_query_spec(
     params: TapParams, *, default_maxrec: int, hard_maxrec: int, upload_limit: int,
     max_query_chars: int = MAX_QUERY_CHARS,
@@ -82,9 +97,7 @@ def parse_query_spec(
     query = params.get("QUERY")
     if not query or not query.strip():
         raise TapRequestError("QUERY is missing or empty")
-    if len(query) > max_query_chars:
-        raise TapRequestError(f"QUERY has {len(query):,} characters; the limit is {max_query_chars:,} "
-                              "(upload long lists of positions as a table: UPLOAD)")  # fmt: skip
+    check_query_length(query, max_query_chars)
     requested = params.get("RESPONSEFORMAT") or params.get("FORMAT")
     try:
         fmt = normalize_format(requested or "votable")

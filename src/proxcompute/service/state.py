@@ -52,7 +52,9 @@ class ServiceState:
         self.mydb = MyDB(config.mydb_dir, config.mydb_quota_bytes)
         self.client: Any = client
         """A ``distributed.Client`` when the service runs queries on a cluster."""
-        self._user_registries: dict[tuple, tuple[CatalogRegistry, list]] = {}
+        self._user_registries: dict[str | None, tuple[CatalogRegistry, list]] = {}
+        """User -> (registry, table descriptions), valid for ``self._versions``."""
+        self._versions: tuple[int, int] = (-1, -1)
         self.reload()
         self.store = JobStore(config.db_url)
         self.runner = JobRunner(
@@ -84,8 +86,10 @@ class ServiceState:
         Everything else is unknown to them, as if it did not exist.
         """
         self.access.refresh()
-        key = (user, self.mydb.version, self.access.version)
-        cached = self._user_registries.get(key)
+        versions = (self.mydb.version, self.access.version)
+        if versions != self._versions:  # a write, share or rule change: every user's view may differ
+            self._user_registries, self._versions = {}, versions
+        cached = self._user_registries.get(user)
         if cached is not None:
             return cached
         groups = self.groups_of(user)
@@ -98,7 +102,8 @@ class ServiceState:
         entry = (with_mydb.extended(tap_schema_tables(tables)), tables)
         if len(self._user_registries) > 1024:
             self._user_registries = {}
-        self._user_registries[key] = entry
+        if versions == self._versions:
+            self._user_registries[user] = entry
         return entry
 
     def user_for_token(self, token: str | None) -> str | None:
