@@ -22,7 +22,7 @@ from proxcompute.service.examples import examples
 from proxcompute.service.params import TapParams, TapRequestError
 from proxcompute.service.portal.catalogs import readable_tables
 from proxcompute.service.portal.web import Ctx, portal_page, render
-from proxcompute.service.query import compile_spec, parse_query_spec
+from proxcompute.service.query import check_query_length, compile_spec, parse_query_spec
 from proxcompute.service.uws import Job
 
 __all__ = ["DEFAULT_ROW_LIMIT", "editor_page", "submit_query"]
@@ -56,6 +56,7 @@ def _row_limit(raw: str | None, hard: int) -> int:
 def _check_and_submit(ctx: Ctx, query: str, maxrec: int | None, table_name: str = "") -> Job:
     state = ctx.state
     config = state.config
+    check_query_length(query, config.max_query_chars)  # before the compiler sees it, as /sync does
     params = _params(query, maxrec, table_name)
     spec = parse_query_spec(params, default_maxrec=config.default_maxrec, hard_maxrec=config.hard_maxrec,
                             upload_limit=config.upload_limit_bytes)  # fmt: skip
