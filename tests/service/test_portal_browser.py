@@ -78,7 +78,9 @@ def browser(chromedriver, tmp_path):
     options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path),
                                               "download.prompt_for_download": False})  # fmt: skip
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    driver.set_window_size(1280, 800)
+    # a 1280x800 page: the window is that plus what the browser's own frame takes
+    dw, dh = driver.execute_script("return [outerWidth - innerWidth, outerHeight - innerHeight]")
+    driver.set_window_size(1280 + dw, 800 + dh)
     driver.download_dir = tmp_path
     try:
         yield driver
@@ -170,6 +172,8 @@ def test_sign_in_browse_and_run_a_query(browser, served):
     np.testing.assert_allclose(shown.dec.astype(float), want.dec.to_numpy()[:50], rtol=1e-9)
     _wait(lambda: _image_loaded(browser, "sky-plot"), what="the sky plot")
     _shot(browser, "result")
+    browser.execute_script("document.getElementById('page-info').scrollIntoView()")
+    _shot(browser, "result-table")
     browser.find_element(By.ID, "next-page").click()
     _wait(lambda: "Rows 51" in browser.find_element(By.ID, "page-info").text)
     shown = html_table(browser.page_source, "result")
@@ -246,7 +250,8 @@ def test_share_a_table_and_see_it_as_another_user(browser, served):
     assert "Using" in browser.find_element(By.ID, "quota").text
     _shot(browser, "mydb")
     # bob signs in with his token (the token form) and sees the table, read-only
-    browser.find_element(By.CSS_SELECTOR, "header form button").click()
+    browser.find_element(By.CSS_SELECTOR, "header form button").click()  # Sign out
+    _wait(lambda: browser.find_element(By.ID, "signed-in-as").text == "Anonymous", what="sign-out")
     browser.get(base + "/signin")
     browser.find_element(By.ID, "token").send_keys(BOB)
     browser.find_element(By.ID, "signin-token").click()
