@@ -185,7 +185,7 @@ def test_mydb_and_quota(served):
     assert tables.Table.tolist() == ["mydb.top300"]
     used = client.app.state.tap.mydb.usage("alice")
     assert used > 0
-    assert f"Using <strong>{do_filesizeformat(used)}</strong> of 5.0 MB" in page
+    assert f"Using <strong>{do_filesizeformat(used, True)}</strong> of 4.8 MiB" in page
     assert client.get("/catalogs/mydb.top300").status_code == 200
     token = _csrf(client, "/mydb")
     assert client.post("/mydb/top300/drop", data={"csrf_token": token}).status_code == 303
