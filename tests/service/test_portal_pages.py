@@ -190,3 +190,20 @@ def test_mydb_and_quota(served):
     token = _csrf(client, "/mydb")
     assert client.post("/mydb/top300/drop", data={"csrf_token": token}).status_code == 303
     assert "mydb.top300" not in client.get("/mydb").text
+
+
+def test_abort_a_job_a_tap_client_created(served):
+    client, _ = served
+    if "Signed in as" not in client.get("/").text:
+        client.post("/signin", data={"token": ALICE, "csrf_token": _csrf(client, "/signin")})
+    # pyvo-style: a PENDING job created with alice's bearer token shows in her portal job list
+    r = client.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 id FROM gaia"},
+                    headers={"Authorization": f"Bearer {ALICE}"})  # fmt: skip
+    assert r.status_code == 303
+    job_id = r.headers["location"].rsplit("/", 1)[-1]
+    row = html_table(client.get("/jobs").text, "jobs").set_index("Job").loc[job_id]
+    assert row.Phase == "PENDING" and "Abort" in row.Actions
+    token = _csrf(client, "/jobs")
+    assert client.post(f"/jobs/{job_id}/abort", data={"csrf_token": token}).status_code == 303
+    assert client.get(f"/jobs/{job_id}/status").json()["phase"] == "ABORTED"
+    assert "ABORTED" in client.get("/tap/async/" + job_id, headers={"Authorization": f"Bearer {ALICE}"}).text
