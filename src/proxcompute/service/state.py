@@ -130,7 +130,8 @@ class ServiceState:
             return False
         if ref is None:
             return False
-        names = [r.qualified for r in self.base_registry.refs() if r.opener is ref.opener]
+        names = [r.qualified for r in self.base_registry.refs()
+                 if r.opener is ref.opener or (ref.source is not None and r.source == ref.source)]  # fmt: skip
         return self.access.can_read_names(user, names)
 
     def quota_for(self, user: str | None) -> Quota:
