@@ -96,7 +96,7 @@ class ServiceState:
         visible = self.base_registry.filtered(
             lambda refs: self.access.can_read_names(user, [r.qualified for r in refs])
         )
-        shared = self.mydb.shared_with(user, groups.__contains__)
+        shared = self.mydb.shared_with(user if self.access.knows(user) else None, groups.__contains__)
         with_mydb = self.mydb.extend(visible, user, shared)
         tables = describe_tables(with_mydb)
         entry = (with_mydb.extended(tap_schema_tables(tables)), tables)
