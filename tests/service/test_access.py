@@ -23,6 +23,7 @@ from proxcompute.service.access import hash_password
 from proxcompute.synthetic import generate_catalog
 
 ALICE_TOKEN, BOB_TOKEN = "alice-secret-token", "bob-secret-token"
+CAROL_TOKEN = "carol-secret-token"  # a third user, for the quota rules only
 ALICE_PASSWORD = "correct horse battery"
 
 
@@ -33,6 +34,7 @@ def access_yaml(*, bob_in_desi: bool = False, alice_hash: str = "") -> str:
 users:
   alice: {{token: "{ALICE_TOKEN}"{password}, groups: [team]}}
   bob: {{token: "{BOB_TOKEN}", groups: [team]}}
+  carol: {{token: "{CAROL_TOKEN}"}}
 groups:
   desi: {{members: {members}}}
 catalogs:
@@ -40,7 +42,7 @@ catalogs:
   desi_dr2: {{groups: [desi]}}
 quotas:
   default: {{mydb_bytes: 1GB, active_jobs: 4}}
-  bob: {{mydb_bytes: 2KB, active_jobs: 0}}
+  carol: {{mydb_bytes: 2KB, active_jobs: 0}}
 """
 
 
@@ -176,7 +178,7 @@ def test_bearer_tokens_compared_timing_safe(http, monkeypatch):
         calls.clear()
         state.user_for_token(token)
         # every known token is compared (no early exit), as equal-length digests (no length leak)
-        assert len(calls) == 2 and all(a == b == 32 for a, b in calls)
+        assert len(calls) == 3 and all(a == b == 32 for a, b in calls)
     assert state.user_for_token(ALICE_TOKEN) == "alice" and state.user_for_token(BOB_TOKEN) == "bob"
 
 
@@ -215,15 +217,17 @@ def test_groups_quotas_and_can_read(http):
     assert state.can_read(None, "survey.gaia") and state.can_read(None, "gaia")
     assert not state.can_read("alice", "no_such_catalog")
     assert state.quota_for("alice").mydb_bytes == 10**9 and state.quota_for("alice").active_jobs == 4
-    assert state.quota_for("bob").mydb_bytes == 2_000 and state.quota_for(None).active_jobs == 4
+    assert state.quota_for("carol").mydb_bytes == 2_000 and state.quota_for("carol").active_jobs == 0
+    assert state.quota_for("bob").mydb_bytes == 10**9 and state.quota_for(None).active_jobs == 4
 
 
 def test_mydb_quota_and_active_jobs_quota(http):
-    r = sync(http, BOB_TOKEN, "SELECT TOP 2000 id, ra, dec, mag FROM survey.gaia", TABLE_NAME="too_big")
+    r = sync(http, CAROL_TOKEN, "SELECT TOP 2000 id, ra, dec, mag FROM survey.gaia", TABLE_NAME="too_big")
     assert r.status_code == 403 and "mydb_bytes" in r.text and "2,000 bytes" in r.text
-    assert "too_big" not in http.get("/tap/mydb", headers=h(BOB_TOKEN)).text  # nothing half-written
+    assert "too_big" not in http.get("/tap/mydb", headers=h(CAROL_TOKEN)).text  # nothing half-written
+    assert not (http.app.state.tap.config.mydb_dir / "carol" / "too_big").exists()
     r = http.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 id FROM survey.gaia"},
-                  headers=h(BOB_TOKEN), follow_redirects=False)  # fmt: skip
+                  headers=h(CAROL_TOKEN), follow_redirects=False)  # fmt: skip
     assert r.status_code == 403 and "active_jobs" in r.text
     r = http.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 id FROM survey.gaia"},
                   headers=h(ALICE_TOKEN), follow_redirects=False)  # fmt: skip
@@ -294,7 +298,7 @@ def test_reload_on_change_keeps_old_rules_when_the_new_file_is_bad(world, tmp_pa
         access.write_text(access_yaml() + "catalogs_typo: {}\n")
         assert csv(sync(http, BOB_TOKEN, q))["n"][0] == 12_000  # the bad file is not used
         state = http.app.state.tap
-        assert state.access.last_error is not None and ":12: the access file: unknown key 'catalogs_typo'" in (
+        assert state.access.last_error is not None and ":13: the access file: unknown key 'catalogs_typo'" in (
             state.access.last_error
         )
         access.write_text(access_yaml())

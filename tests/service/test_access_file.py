@@ -58,6 +58,9 @@ def test_catalog_rules_combine_restrictively(tmp_path):
     # a rule on one alias covers the others (directory name and obs_collection)
     assert not access.can_read_names("bob", ["desi_main", "desi_dr2"]) and access.can_read_names("alice", ["desi_main", "desi_dr2"])
     assert access.can_read_names(None, ["unlisted"])  # not named anywhere: public
+    # a user the rules no longer name (the owner of a job queued before) counts as anonymous
+    assert access.can_read_names("bob", ["members_only"]) and not access.can_read_names("mallory", ["members_only"])
+    assert access.knows("carol") and not access.knows("mallory") and not access.knows(None)
     assert sorted(rule_keys(["A.B.C"])) == ["a", "a.b", "a.b.c", "c"]
 
 

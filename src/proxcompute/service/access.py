@@ -181,6 +181,11 @@ class AccessControl:
         self.refresh()
         return {g for g, m in self.rules.members.items() if user in m}
 
+    def knows(self, user: str | None) -> bool:
+        """Whether ``user`` is a user of the current rules (a removed user's queued jobs are not)."""
+        self.refresh()
+        return user is not None and user in self.rules.users
+
     def group_exists(self, group: str) -> bool:
         self.refresh()
         return group in self.rules.members
@@ -192,6 +197,8 @@ class AccessControl:
         rules = self.rules.catalogs
         if not rules:
             return True
+        if user is not None and user not in self.rules.users:
+            user = None  # removed from the file since (e.g. the owner of a queued job): anonymous
         matching = [rules[k] for k in rule_keys(names) if k in rules]
         if not matching:
             return True

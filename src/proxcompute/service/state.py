@@ -96,7 +96,7 @@ class ServiceState:
         visible = self.base_registry.filtered(
             lambda refs: self.access.can_read_names(user, [r.qualified for r in refs])
         )
-        shared = self.mydb.shared_with(user, groups.__contains__)
+        shared = self.mydb.shared_with(user if self.access.knows(user) else None, groups.__contains__)
         with_mydb = self.mydb.extend(visible, user, shared)
         tables = describe_tables(with_mydb)
         entry = (with_mydb.extended(tap_schema_tables(tables)), tables)
@@ -130,7 +130,8 @@ class ServiceState:
             return False
         if ref is None:
             return False
-        names = [r.qualified for r in self.base_registry.refs() if r.opener is ref.opener]
+        names = [r.qualified for r in self.base_registry.refs()
+                 if r.opener is ref.opener or (ref.source is not None and r.source == ref.source)]  # fmt: skip
         return self.access.can_read_names(user, names)
 
     def quota_for(self, user: str | None) -> Quota:

@@ -24,7 +24,7 @@ from proxcompute.sql.dialect import ADQL
 
 __all__ = ["ADQL_FUNCTIONS", "MAX_NESTING", "parse_query", "position"]
 
-MAX_NESTING = 64
+MAX_NESTING = 32
 """Deepest parenthesis / unary-operator nesting accepted (deeper: a ``limit`` error with the
 position, before the recursive parser and compiler could run out of stack)."""
 
