@@ -280,3 +280,25 @@ def test_phone_sized_window(browser, served):
     browser.get(base + "/query")
     assert browser.find_element(By.ID, "run").is_displayed()
     _shot(browser, "phone-query")
+
+
+def test_the_job_list_follows_a_job_by_itself(browser, served):
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    base, _ = served
+    auth = {"Authorization": f"Bearer {ALICE}"}
+    r = httpx.post(base + "/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 id FROM survey.gaia"},
+                   headers=auth)  # fmt: skip  (PENDING: it waits for PHASE=RUN)
+    job_id = r.headers["location"].rsplit("/", 1)[-1]
+    browser.get(base + "/signin")
+    browser.find_element(By.ID, "token").send_keys(ALICE)
+    browser.find_element(By.ID, "signin-token").click()
+    _wait(lambda: "Signed in as alice" in browser.find_element(By.ID, "signed-in-as").text)
+    browser.get(base + "/jobs")
+    row = f"tr[data-job='{job_id}']"
+    assert "PENDING" in browser.find_element(By.CSS_SELECTOR, row).text
+    # the job starts and ends elsewhere (pyvo would do this); the open list shows it without a reload by hand
+    assert httpx.post(f"{base}/tap/async/{job_id}/phase", data={"PHASE": "RUN"}, headers=auth).status_code == 303
+    _wait(lambda: "COMPLETED" in browser.find_element(By.CSS_SELECTOR, row).text, what="the list to follow the job")
+    assert browser.find_element(By.CSS_SELECTOR, row).find_elements(By.CSS_SELECTOR, "button.delete")

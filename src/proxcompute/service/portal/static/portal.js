@@ -21,31 +21,38 @@ document.addEventListener("DOMContentLoaded", () => {
       query.focus();
     });
   }
-  // A running job's page follows its phase and progress, and reloads when it ends.
-  const status = document.getElementById("job-status");
-  if (status && status.dataset.active === "yes") {
+  // A running job's page and the job list follow their active jobs' phase and progress (the
+  // status JSON, once a second); a page reloads only when one of its jobs ends, to show its
+  // result and the actions that fit, so focus is not lost while jobs run.
+  const follow = (url, show, whenDone) => {
     const poll = async () => {
       try {
-        const r = await fetch(status.dataset.statusUrl, { credentials: "same-origin" });
+        const r = await fetch(url, { credentials: "same-origin" });
         if (r.ok) {
           const s = await r.json();
-          document.getElementById("phase").textContent = s.phase;
-          if (s.total) {
-            document.getElementById("progress").textContent = `${s.done || 0} / ${s.total} partitions`;
-          }
-          if (s.run_seconds !== null) {
-            document.getElementById("run-time").textContent = `${s.run_seconds.toFixed(2)} s`;
-          }
-          if (!s.active) { window.location.reload(); return; }
+          show(s);
+          if (!s.active) { whenDone(); return; }
         }
       } catch (e) { /* the next poll tries again */ }
       setTimeout(poll, 1000);
     };
     setTimeout(poll, 500);
+  };
+  const progressText = (s) => (s.total ? `${s.done || 0} / ${s.total} partitions` : "");
+  const runTime = (s, digits) => (s.run_seconds === null ? "" : `${s.run_seconds.toFixed(digits)} s`);
+  const status = document.getElementById("job-status");
+  if (status && status.dataset.active === "yes") {
+    follow(status.dataset.statusUrl, (s) => {
+      document.getElementById("phase").textContent = s.phase;
+      document.getElementById("progress").textContent = progressText(s);
+      document.getElementById("run-time").textContent = runTime(s, 2);
+    }, () => window.location.reload());
   }
-  // The job list refreshes while any of its jobs is still active.
-  const jobs = document.getElementById("jobs");
-  if (jobs && jobs.dataset.poll === "yes") {
-    setTimeout(() => window.location.reload(), 2000);
+  for (const row of document.querySelectorAll("#jobs tr[data-active='yes']")) {
+    follow(row.dataset.statusUrl, (s) => {
+      row.querySelector(".phase").textContent = s.phase;
+      row.querySelector(".progress-cell").textContent = progressText(s);
+      row.querySelector(".run-time").textContent = runTime(s, 1);
+    }, () => window.location.reload());
   }
 });
