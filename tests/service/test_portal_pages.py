@@ -207,3 +207,23 @@ def test_abort_a_job_a_tap_client_created(served):
     assert client.post(f"/jobs/{job_id}/abort", data={"csrf_token": token}).status_code == 303
     assert client.get(f"/jobs/{job_id}/status").json()["phase"] == "ABORTED"
     assert "ABORTED" in client.get("/tap/async/" + job_id, headers={"Authorization": f"Bearer {ALICE}"}).text
+
+
+def test_a_votable_job_from_a_tap_client_is_shown_and_converted(served):
+    client, df = served
+    if "Signed in as" not in client.get("/").text:
+        client.post("/signin", data={"token": ALICE, "csrf_token": _csrf(client, "/signin")})
+    auth = {"Authorization": f"Bearer {ALICE}"}
+    r = client.post("/tap/async", headers=auth, data={"LANG": "ADQL", "PHASE": "RUN",
+                    "QUERY": "SELECT TOP 70 id, ra, dec FROM gaia WHERE mag < 19 ORDER BY id"})  # fmt: skip
+    job_id = r.headers["location"].rsplit("/", 1)[-1]
+    for _ in range(300):
+        if not client.get(f"/jobs/{job_id}/status").json()["active"]:
+            break
+        time.sleep(0.1)
+    want = df[df.mag < 19].sort_values("id").head(70)
+    page = client.get(f"/jobs/{job_id}", params={"page": 1}).text  # rows 51..70 of the VOTable result
+    assert html_table(page, "result").id.astype(int).tolist() == want.id.tolist()[50:]
+    got = pd.read_csv(io.BytesIO(client.get(f"/jobs/{job_id}/result.csv").content))
+    assert got.id.tolist() == want.id.tolist()
+    assert client.get(f"/jobs/{job_id}/sky.png").content[:4] == b"\x89PNG"

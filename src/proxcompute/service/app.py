@@ -291,9 +291,8 @@ def create_app(config: ServiceConfig, *, client: Any = None) -> Starlette:
         finally:
             state.close()
 
-    portal_prefix = "/portal" if config.base_path == "/" else ""  # the portal is at / unless TAP is
-    routes = [*tap_routes(config.base_path), *portal_routes(portal_prefix)]
+    routes = [*tap_routes(config.base_path), *portal_routes()]  # the portal at /
     app = Starlette(routes=routes, middleware=[Middleware(ServerHeader)], lifespan=lifespan)
     app.state.tap = state
-    app.state.portal = PortalState(state, portal_prefix)
+    app.state.portal = PortalState(state)
     return app
