@@ -216,6 +216,9 @@ def test_submit_a_job_and_watch_it_finish(browser, served):
     _wait(lambda: "COMPLETED" in browser.find_element(By.CSS_SELECTOR, f"tr[data-job='{job_id}']").text,
           what="the job to complete")  # fmt: skip
     _shot(browser, "jobs")
+    fits = browser.execute_script("const b = document.getElementById('jobs').parentElement;"
+                                  "return b.scrollWidth <= b.clientWidth;")  # fmt: skip
+    assert fits, "at 1280x800 the job list shows its Abort/Delete column without scrolling"
     browser.find_element(By.LINK_TEXT, job_id).click()
     _wait(lambda: browser.find_elements(By.ID, "result"))
     shown = html_table(browser.page_source, "result")
