@@ -145,9 +145,9 @@ class SqlResult:
         >>> t.colnames, len(t)
         (['id', 'ra'], 3)
         """
-        from astropy.table import Table
+        from proxcompute.formats import arrow_to_astropy
 
-        return Table(self.to_arrow(client).to_pandas().to_dict("list"))
+        return arrow_to_astropy(self.to_arrow(client))
 
     def iter_batches(self, client: Any = None) -> Iterator[pa.RecordBatch]:
         """The result as Arrow record batches, in order, with :attr:`overflow` set at the end.
