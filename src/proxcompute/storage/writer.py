@@ -240,8 +240,14 @@ class CatalogBuilder:
         *,
         max_rows: int | None = None,
         publish_now: bool = True,
+        point_map: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Path:
-        """Write partition list, metadata and properties; publish unless ``publish_now=False``."""
+        """Write partition list, metadata and properties; publish unless ``publish_now=False``.
+
+        ``point_map`` is the catalog's sparse row counts ``(pixels, counts)`` at
+        ``POINT_MAP_ORDER`` when the caller knows them (ingest has them from its scan); without
+        it they are counted from the partition files' ``_healpix_29`` columns.
+        """
         pixels = [p for p, n in pixel_rows.items() if n > 0]
         for p in pixels:
             if not partition_path(self.staging, p.order, p.pixel).exists():
@@ -252,7 +258,7 @@ class CatalogBuilder:
         props = self.properties(sum(pixel_rows.values()), max_order, max_rows)
         if self.catalog_type != "margin" and pixels:  # LSDB builds its MOC from point_map.fits
             map_order = POINT_MAP_ORDER
-            pix, counts = point_map_histogram(self.staging, pixels, map_order)
+            pix, counts = point_map if point_map is not None else point_map_histogram(self.staging, pixels, map_order)
             write_point_map(self.staging, pix, counts, map_order)
             props.update(point_map_properties(self.staging, pix, map_order))
         write_properties(self.staging, props)
