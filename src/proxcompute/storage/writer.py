@@ -50,6 +50,8 @@ DEFAULT_ROW_GROUP_ROWS = 16_384
 16,384, with full scans unchanged when dictionary encoding is limited as below)."""
 
 COMPRESSION = "snappy"
+"""Codec of partition files. zstd (level 1) made files ~4% smaller than snappy with these
+encodings but column reads 20-70% slower (measured on a 10M-row catalog's largest file)."""
 
 
 def sort_by_index(table: pa.Table) -> pa.Table:
@@ -86,6 +88,7 @@ def write_partition_file(
             compression=COMPRESSION,
             write_statistics=True,
             use_dictionary=dictionary_columns(table.schema),
+            column_encoding=column_encodings(table.schema) or None,
         )
     return table.num_rows
 
@@ -107,6 +110,28 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
             or (pa.types.is_integer(t) and t.bit_width <= 16)
         ):
             out.append(field.name)
+    return out
+
+
+def column_encodings(schema: pa.Schema) -> dict[str, str]:
+    """Parquet encodings of the columns that are not dictionary encoded.
+
+    Floats get ``BYTE_STREAM_SPLIT`` (their bytes regrouped by significance, which the codec
+    compresses: neighbouring coordinates share sign, exponent and leading mantissa bytes) and
+    integers ``DELTA_BINARY_PACKED`` (``_healpix_29`` is sorted, so its deltas are small).
+    Measured on a 10M-row catalog's largest partition (433k rows): 41.5 bytes/row with plain
+    encoding, 32.2 with these, column reads as fast or faster. Pyarrow, DuckDB and hats read both.
+    """
+    skip = set(dictionary_columns(schema))
+    out = {}
+    for field in schema:
+        t = field.type
+        if field.name in skip:
+            continue
+        if pa.types.is_floating(t) and t.bit_width >= 32:
+            out[field.name] = "BYTE_STREAM_SPLIT"
+        elif pa.types.is_integer(t) and t.bit_width >= 32:
+            out[field.name] = "DELTA_BINARY_PACKED"
     return out
 
 
