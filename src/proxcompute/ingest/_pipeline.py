@@ -368,6 +368,8 @@ class _Run:
                 histogram_path=self.staging.work / "histogram.npz",
             )  # fmt: skip
             atomic_write_json(self.plan_path, plan)
+            for scan in scans:  # merged into the plan (and histogram.npz): ~20 MB per input chunk
+                Path(scan["hist"]).unlink(missing_ok=True)
             self.clock.lap("plan")
         _plan.check_plan(plan, o.max_rows, o.ra, o.dec, o.drop_invalid)
         self.run.needed_bytes = _plan.estimate_output_bytes(plan)
