@@ -198,6 +198,21 @@ def test_passwords_and_basic_auth(http):
         return sorted(times)[1]
 
     known, unknown = median_seconds("alice"), median_seconds("nobody-at-all")
+    # HTTP Basic sends the password with every request: one argon2 check, then remembered
+    # until the rules change; a wrong password is never remembered
+    access = state.access
+    verified = []
+    real = access.check_password
+    access.check_password = lambda u, p: verified.append(u) or real(u, p)
+    try:
+        assert access.user_for_password("alice", ALICE_PASSWORD) == "alice"
+        assert access.user_for_password("alice", ALICE_PASSWORD) == "alice" and verified == ["alice"]
+        assert access.user_for_password("alice", "nope") is None and access.user_for_password("alice", "nope") is None
+        assert verified == ["alice", "alice", "alice"]
+        access.version += 1  # a reload
+        assert access.user_for_password("alice", ALICE_PASSWORD) == "alice" and len(verified) == 4
+    finally:
+        del access.check_password
     assert unknown > 0.3 * known, (known, unknown)  # an unknown user also pays for an argon2 verify
     ok = http.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 id FROM desi_dr2", "FORMAT": "csv"},
                    auth=("alice", ALICE_PASSWORD))  # fmt: skip

@@ -175,8 +175,10 @@ class ServiceState:
                 name, sep, password = base64.b64decode(credential, validate=True).decode("utf-8").partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 name, sep, password = "", "", ""
-            if sep and self.check_password(name, password):
+            if sep and self.access.user_for_password(name, password):
                 return name
+            if not sep:
+                self.check_password(None, None)  # as long as any refusal
             raise AuthError("unknown user or wrong password")
         raise AuthError("the Authorization header must be Bearer TOKEN or Basic credentials")
 
