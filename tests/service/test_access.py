@@ -300,7 +300,7 @@ def test_bad_share_requests(http, token, table, target, status, text):
     assert r.status_code == 400 and "not shared with authenticated" in r.text
 
 
-def test_reload_on_change_keeps_old_rules_when_the_new_file_is_bad(world, tmp_path):
+def test_reload_on_change_keeps_old_rules_when_the_new_file_is_bad(world, tmp_path, caplog):
     root, _, _, _ = world
     access = tmp_path / "access.yaml"
     access.write_text(access_yaml())
@@ -311,7 +311,10 @@ def test_reload_on_change_keeps_old_rules_when_the_new_file_is_bad(world, tmp_pa
         access.write_text(access_yaml(bob_in_desi=True) + "\n")  # a new size: a change the stat sees
         assert csv(sync(http, BOB_TOKEN, q))["n"][0] == 12_000
         access.write_text(access_yaml() + "catalogs_typo: {}\n")
-        assert csv(sync(http, BOB_TOKEN, q))["n"][0] == 12_000  # the bad file is not used
+        with caplog.at_level("ERROR", logger="proxcompute.service.access"):
+            assert csv(sync(http, BOB_TOKEN, q))["n"][0] == 12_000  # the bad file is not used
+        assert any("previous ones stay in force" in r.getMessage() and "catalogs_typo" in r.getMessage()
+                   for r in caplog.records)  # fmt: skip
         state = http.app.state.tap
         assert state.access.last_error is not None and ":13: the access file: unknown key 'catalogs_typo'" in (
             state.access.last_error

@@ -102,6 +102,7 @@ class AccessControl:
         else:
             self._seen = self._stamp()
             self.rules = self._load()
+            self._dummy()  # now, so the first unknown user does not take twice as long as the others
 
     # ------------------------------------------------------------ reloading
 
