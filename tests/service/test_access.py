@@ -267,6 +267,7 @@ def test_share_and_unshare_a_mydb_table(http, world):
     assert r.status_code == 200 and r.json()["shared_with"] == ["group:desi", "group:team"]
     assert sorted(csv(sync(http, BOB_TOKEN, read))["id"]) == want
     assert list(csv(sync(http, BOB_TOKEN, listed))["table_name"]) == ["mydb_alice.bright"]
+    assert "<uws:phase>COMPLETED</uws:phase>" in run_job(http, BOB_TOKEN, read)  # async sees it too
     assert "mydb_alice.bright" in http.get("/tap/tables", headers=h(BOB_TOKEN)).text
     assert sync(http, None, read).status_code == 400  # anonymous users see no shared tables
     assert "mydb_alice" not in http.get("/tap/tables").text
