@@ -229,7 +229,7 @@ def main() -> None:
 def _table(args, rows, pyvo_version: str) -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\nTAP service, {args.rows:,}-row catalog, pyvo {pyvo_version}, {os.cpu_count()} CPUs, load {load}\n")
-    print("| request | rows (bytes for pages) | median | target | hats-tap (DESIGN §7) |")
+    print("| request | rows (bytes for pages) | median | target | hats-tap |")
     print("|---|---|---|---|---|")
     for name, n, t, target, peer in rows:
         print(f"| {name} | {n:,} | {_ms(t)} | {target} | {peer} |")

@@ -418,6 +418,19 @@ def sql_command(
         _console(stderr=True).print(f"note: the result was truncated at --maxrec {maxrec} rows")
 
 
+def _read_tokens(tokens: Path) -> dict[str, str]:
+    """The ``--tokens`` file: bearer token -> user name."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(tokens.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ProxError(f"cannot read the tokens file {tokens}: {exc}") from None
+    if not isinstance(loaded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()):
+        raise ProxError(f"{tokens} must map token strings to user names")
+    return loaded
+
+
 @app.command()
 def serve(
     catalog_root: Annotated[Path, typer.Option("--catalog-root", help="Serve every catalog under DIR.")],
@@ -441,17 +454,7 @@ def serve(
     """Serve the catalogs over IVOA TAP 1.1 (sync and async/UWS) at http://HOST:PORT/tap."""
     from proxcompute.service import ServiceConfig, create_app
 
-    token_map: dict[str, str] = {}
-    if tokens is not None:
-        import yaml
-
-        try:
-            loaded = yaml.safe_load(tokens.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ProxError(f"cannot read the tokens file {tokens}: {exc}") from None
-        if not isinstance(loaded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()):
-            raise ProxError(f"{tokens} must map token strings to user names")
-        token_map = loaded
+    token_map = _read_tokens(tokens) if tokens is not None else {}
     if not catalog_root.is_dir():
         raise ProxError(f"--catalog-root {catalog_root} is not a directory")
     try:
@@ -493,6 +496,23 @@ def hash_password_command(
     if not password:
         raise ProxError("the password is empty")
     typer.echo(hash_password(password))
+
+
+@user_app.command("check")
+def check_access_command(
+    access: Annotated[Path, typer.Argument(help="The access file to check.")],
+    tokens: Annotated[
+        Path | None, typer.Option("--tokens", help="The --tokens file the server also gets (its users).")
+    ] = None,
+) -> None:
+    """Check an access file as the server would (before a reload); print what it defines."""
+    from proxcompute.service.access_file import Quota, load_access_file
+
+    token_map = _read_tokens(tokens) if tokens is not None else {}
+    rules = load_access_file(access, tokens=token_map, default_quota=Quota(1 << 30, 10))
+    passwords = len(rules.password_hashes)
+    typer.echo(f"{access}: {len(rules.users)} users ({passwords} with a password), {len(rules.members)} groups, "
+               f"{len(rules.catalogs)} catalog rules, {len(rules.quotas) - 1} per-user quotas")  # fmt: skip
 
 
 @app.command("run")

@@ -198,6 +198,21 @@ def test_passwords_and_basic_auth(http):
         return sorted(times)[1]
 
     known, unknown = median_seconds("alice"), median_seconds("nobody-at-all")
+    # HTTP Basic sends the password with every request: one argon2 check, then remembered
+    # until the rules change; a wrong password is never remembered
+    access = state.access
+    verified = []
+    real = access.check_password
+    access.check_password = lambda u, p: verified.append(u) or real(u, p)
+    try:
+        assert access.user_for_password("alice", ALICE_PASSWORD) == "alice"
+        assert access.user_for_password("alice", ALICE_PASSWORD) == "alice" and verified == ["alice"]
+        assert access.user_for_password("alice", "nope") is None and access.user_for_password("alice", "nope") is None
+        assert verified == ["alice", "alice", "alice"]
+        access.version += 1  # a reload
+        assert access.user_for_password("alice", ALICE_PASSWORD) == "alice" and len(verified) == 4
+    finally:
+        del access.check_password
     assert unknown > 0.3 * known, (known, unknown)  # an unknown user also pays for an argon2 verify
     ok = http.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 id FROM desi_dr2", "FORMAT": "csv"},
                    auth=("alice", ALICE_PASSWORD))  # fmt: skip
@@ -252,6 +267,7 @@ def test_share_and_unshare_a_mydb_table(http, world):
     assert r.status_code == 200 and r.json()["shared_with"] == ["group:desi", "group:team"]
     assert sorted(csv(sync(http, BOB_TOKEN, read))["id"]) == want
     assert list(csv(sync(http, BOB_TOKEN, listed))["table_name"]) == ["mydb_alice.bright"]
+    assert "<uws:phase>COMPLETED</uws:phase>" in run_job(http, BOB_TOKEN, read)  # async sees it too
     assert "mydb_alice.bright" in http.get("/tap/tables", headers=h(BOB_TOKEN)).text
     assert sync(http, None, read).status_code == 400  # anonymous users see no shared tables
     assert "mydb_alice" not in http.get("/tap/tables").text
@@ -285,7 +301,7 @@ def test_bad_share_requests(http, token, table, target, status, text):
     assert r.status_code == 400 and "not shared with authenticated" in r.text
 
 
-def test_reload_on_change_keeps_old_rules_when_the_new_file_is_bad(world, tmp_path):
+def test_reload_on_change_keeps_old_rules_when_the_new_file_is_bad(world, tmp_path, caplog):
     root, _, _, _ = world
     access = tmp_path / "access.yaml"
     access.write_text(access_yaml())
@@ -296,7 +312,10 @@ def test_reload_on_change_keeps_old_rules_when_the_new_file_is_bad(world, tmp_pa
         access.write_text(access_yaml(bob_in_desi=True) + "\n")  # a new size: a change the stat sees
         assert csv(sync(http, BOB_TOKEN, q))["n"][0] == 12_000
         access.write_text(access_yaml() + "catalogs_typo: {}\n")
-        assert csv(sync(http, BOB_TOKEN, q))["n"][0] == 12_000  # the bad file is not used
+        with caplog.at_level("ERROR", logger="proxcompute.service.access"):
+            assert csv(sync(http, BOB_TOKEN, q))["n"][0] == 12_000  # the bad file is not used
+        assert any("previous ones stay in force" in r.getMessage() and "catalogs_typo" in r.getMessage()
+                   for r in caplog.records)  # fmt: skip
         state = http.app.state.tap
         assert state.access.last_error is not None and ":13: the access file: unknown key 'catalogs_typo'" in (
             state.access.last_error

@@ -121,3 +121,16 @@ def test_hash_password_command(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n"))
     assert main(["user", "hash-password", "--password-stdin"]) == 1
     assert "empty" in capsys.readouterr().err
+
+
+def test_check_command(tmp_path, capsys):
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("carol-token: carol\n")
+    assert main(["user", "check", str(good), "--tokens", str(tokens)]) == 0
+    out = capsys.readouterr().out
+    assert "3 users (0 with a password), 2 groups, 4 catalog rules, 1 per-user quotas" in out
+    assert main(["user", "check", str(good)]) == 1  # carol is a group member but no user without --tokens
+    err = capsys.readouterr().err
+    assert f"{good}:6:" in err.replace("\n", "") and "carol" in err and "Traceback" not in err

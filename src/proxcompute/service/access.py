@@ -14,11 +14,13 @@ table" exactly like one that does not exist.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from proxcompute.service.access_file import AccessRules, Quota, load_access_file
 __all__ = ["AccessControl", "Quota", "hash_password", "rule_keys"]
 
 log = logging.getLogger("proxcompute.service.access")
+BASIC_CACHE_SECONDS = 300.0
+"""How long a verified HTTP Basic user/password pair is remembered (per process, per rules version)."""
 
 
 def _hasher():
@@ -90,12 +94,15 @@ class AccessControl:
         self.last_error: str | None = None
         """Why the last reload was refused (None after a good one)."""
         self._dummy_hash: str | None = None
+        self._salt = secrets.token_bytes(16)
+        self._basic: dict[bytes, tuple[int, float]] = {}
         if self.path is None:
             self.rules = AccessRules(token_digests=tuple((token_digest(t), u) for t, u in self._tokens.items()),
                                      quotas={"default": default_quota}, users=frozenset(self._tokens.values()))  # fmt: skip
         else:
             self._seen = self._stamp()
             self.rules = self._load()
+            self._dummy()  # now, so the first unknown user does not take twice as long as the others
 
     # ------------------------------------------------------------ reloading
 
@@ -168,6 +175,26 @@ class AccessControl:
         except (VerificationError, InvalidHashError):
             ok = False
         return ok and user is not None and user in self.rules.password_hashes
+
+    def user_for_password(self, user: str, password: str) -> str | None:
+        """:meth:`check_password` for HTTP Basic, which clients send with every request.
+
+        A success is remembered for :data:`BASIC_CACHE_SECONDS` under a salted SHA-256 of the
+        pair (the salt is random per process) until the rules change, so a polling client
+        pays one argon2 check, not one per request. A failure is never remembered.
+        """
+        self.refresh()
+        key = hashlib.sha256(self._salt + user.encode() + b"\0" + password.encode()).digest()
+        hit = self._basic.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] == self.version and now - hit[1] < BASIC_CACHE_SECONDS:
+            return user
+        if not self.check_password(user, password):
+            return None
+        if len(self._basic) >= 1024:
+            self._basic = {}
+        self._basic[key] = (self.version, now)
+        return user
 
     def _dummy(self) -> str:
         if self._dummy_hash is None:

@@ -34,6 +34,7 @@ from proxcompute.service.async_routes import async_routes
 from proxcompute.service.config import ServiceConfig
 from proxcompute.service.errors import AuthError, error_response, handles_errors
 from proxcompute.service.examples import examples_document
+from proxcompute.service.mydb import bare_name
 from proxcompute.service.params import TapRequestError, read_params
 from proxcompute.service.portal import PortalState, portal_routes
 from proxcompute.service.query import parse_query_spec, run_query
@@ -232,7 +233,7 @@ async def mydb_share(request: Request) -> Response:
     name = request.path_params["name"]
     action = state.share if request.url.path.endswith("/share") else state.unshare
     await run_in_threadpool(action, user, name, target)
-    bare = name[5:] if name.lower().startswith("mydb.") else name
+    bare = bare_name(name)
     body = {"name": f"mydb.{bare}", "shared_with": sorted(state.shares_of(user).get(bare, ()))}
     return Response(json.dumps(body), media_type="application/json")
 

@@ -23,7 +23,7 @@ from proxcompute.errors import ProxError
 from proxcompute.sql import CatalogRegistry, SqlResult
 from proxcompute.storage.atomic import atomic_write_json
 
-__all__ = ["AUTHENTICATED", "MyDB", "MyDBError", "MyDBQuotaError", "shared_schema", "table_name_from"]
+__all__ = ["AUTHENTICATED", "MyDB", "MyDBError", "MyDBQuotaError", "bare_name", "shared_schema", "table_name_from"]
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 USER = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
@@ -39,6 +39,15 @@ class MyDBError(ProxError):
 
 class MyDBQuotaError(MyDBError):
     """A MyDB write over the owner's ``mydb_bytes`` quota (HTTP 403)."""
+
+
+def bare_name(table: str) -> str:
+    """``t`` for ``mydb.t`` or ``t`` (the name under the owner's directory).
+
+    >>> bare_name("mydb.bright"), bare_name("bright")
+    ('bright', 'bright')
+    """
+    return table[5:] if table.lower().startswith("mydb.") else table
 
 
 def shared_schema(owner: str) -> str:

@@ -23,7 +23,7 @@ from proxcompute.service.errors import AuthError
 from proxcompute.service.job_exec import make_executor
 from proxcompute.service.job_runner import JobRunner
 from proxcompute.service.jobs import JobStore
-from proxcompute.service.mydb import MyDB, MyDBError
+from proxcompute.service.mydb import MyDB, MyDBError, bare_name
 from proxcompute.service.vosi import describe_tables, tap_schema_tables
 from proxcompute.sql import CatalogRegistry
 
@@ -144,16 +144,14 @@ class ServiceState:
 
     def share(self, owner: str | None, table: str, with_: str) -> None:
         """Share ``owner``'s ``mydb.<table>`` read-only with ``group:NAME`` or ``authenticated``."""
-        bare = table[5:] if table.lower().startswith("mydb.") else table
         target = self.mydb.check_target(with_)
         if target.startswith("group:") and not self.access.group_exists(target[6:]):
             raise MyDBError(f"cannot share with {target}: there is no such group")
-        self.mydb.share(owner, bare, target)
+        self.mydb.share(owner, bare_name(table), target)
 
     def unshare(self, owner: str | None, table: str, with_: str) -> None:
         """End a share; the table disappears from the other users' next query at once."""
-        bare = table[5:] if table.lower().startswith("mydb.") else table
-        self.mydb.unshare(owner, bare, with_)
+        self.mydb.unshare(owner, bare_name(table), with_)
 
     def user(self, request: Request) -> str | None:
         """The user a request authenticates as (None: anonymous); a bad credential is an error.
@@ -175,8 +173,10 @@ class ServiceState:
                 name, sep, password = base64.b64decode(credential, validate=True).decode("utf-8").partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 name, sep, password = "", "", ""
-            if sep and self.check_password(name, password):
+            if sep and self.access.user_for_password(name, password):
                 return name
+            if not sep:
+                self.check_password(None, None)  # as long as any refusal
             raise AuthError("unknown user or wrong password")
         raise AuthError("the Authorization header must be Bearer TOKEN or Basic credentials")
 
