@@ -88,7 +88,7 @@ def browser(chromedriver, tmp_path):
         driver.quit()
 
 
-def _wait(predicate, timeout: float = 60.0, what: str = "the page"):
+def _wait(predicate, timeout: float = 240.0, what: str = "the page"):  # generous: the machine is shared
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
     deadline = time.monotonic() + timeout
