@@ -18,7 +18,7 @@ from proxcompute.service import ServiceConfig, create_app
 from proxcompute.service.access import hash_password
 from proxcompute.service.portal import portal_routes
 from proxcompute.service.portal.account import SIGN_IN_FAILED
-from proxcompute.service.portal.sessions import COOKIE
+from proxcompute.service.portal.sessions import COOKIE, SignInThrottle
 from proxcompute.synthetic import generate_catalog
 
 ALICE, BOB, CAROL = "tok-alice-0123456789", "tok-bob-0123456789", "tok-carol-0123456789"
@@ -169,6 +169,22 @@ def test_sign_in_failure_is_generic(client):
         assert r.status_code == 401
         answers.append(re.search(r'id="signin-error">([^<]*)<', r.text).group(1))
     assert set(answers) == {SIGN_IN_FAILED.replace("'", "&#39;")}
+
+
+def test_sign_in_guessing_is_throttled(client):
+    portal = client.app.state.portal
+    saved = portal.sign_in_throttle
+    portal.sign_in_throttle = SignInThrottle(max_failures=3, window_seconds=60)
+    try:
+        for _ in range(3):
+            r = client.post("/signin", data={"username": "alice", "password": "guess", "csrf_token": csrf_of(client)})
+            assert r.status_code == 401
+        # now even the right password waits, and the answer says nothing about it
+        r = client.post("/signin", data={"username": "alice", "password": ALICE_PASSWORD, "csrf_token": csrf_of(client)})
+        assert r.status_code == 429 and "Too many failed sign-ins" in r.text
+        assert "Signed in as" not in client.get("/").text
+    finally:
+        portal.sign_in_throttle = saved
 
 
 def test_security_headers(client):

@@ -2,11 +2,13 @@
 
 Signing in or out always starts a new session (a new cookie value and CSRF token), so an id
 planted in a browser before sign-in is worth nothing after it. A failed sign-in says only
-that it failed: not whether the user exists or which half was wrong.
+that it failed: not whether the user exists or which half was wrong; too many failures from
+one address make it wait (:class:`~proxcompute.service.portal.sessions.SignInThrottle`).
 """
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -16,6 +18,7 @@ from proxcompute.service.state import ServiceState
 __all__ = ["SIGN_IN_FAILED", "authenticate", "sign_in", "sign_in_page", "sign_out"]
 
 SIGN_IN_FAILED = "Sign-in failed: check the token, or the user name and password."
+TOO_MANY = "Too many failed sign-ins from your address; try again in {seconds} s."
 
 
 def authenticate(state: ServiceState, token: str = "", user: str = "", password: str = "") -> str | None:
@@ -41,8 +44,17 @@ async def sign_in_page(request: Request, ctx: Ctx) -> Response:
 @portal_page
 async def sign_in(request: Request, ctx: Ctx) -> Response:
     form = await ctx.form()
-    user = authenticate(ctx.state, form.get("token", ""), form.get("username", ""), form.get("password", ""))
+    throttle = ctx.portal.sign_in_throttle
+    address = request.client.host if request.client else "unknown"
+    wait = throttle.wait_seconds(address)
+    if wait > 0:  # checked before the credentials: no answer about them while throttled
+        return render(ctx, "signin.html", status=429, error=TOO_MANY.format(seconds=int(wait) + 1),
+                      username=form.get("username", ""))  # fmt: skip
+    user = await run_in_threadpool(
+        authenticate, ctx.state, form.get("token", ""), form.get("username", ""), form.get("password", "")
+    )  # argon2 takes a while: not on the event loop
     if user is None:
+        throttle.failed(address)
         return render(ctx, "signin.html", status=401, error=SIGN_IN_FAILED, username=form.get("username", ""))
     ctx.session = ctx.portal.sessions.rotate(ctx.session, user)
     return RedirectResponse(ctx.url("/"), status_code=303)

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["COOKIE", "Session", "SessionStore"]
+__all__ = ["COOKIE", "Session", "SessionStore", "SignInThrottle"]
 
 COOKIE = "proxcompute_session"
 """Name of the session cookie."""
@@ -120,3 +120,52 @@ class SessionStore:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+
+class SignInThrottle:
+    """Failed sign-ins per client address: after ``max_failures`` within ``window_seconds``, wait.
+
+    Guessing passwords or tokens from one address is slowed to ``max_failures`` tries per
+    window, whatever user names are tried (so it says nothing about which users exist).
+
+    Parameters
+    ----------
+    max_failures : int
+        Failures allowed per address within the window.
+    window_seconds : float
+        How long a failure counts.
+    """
+
+    def __init__(self, max_failures: int = 10, window_seconds: float = 300.0) -> None:
+        self.max_failures = int(max_failures)
+        self.window_seconds = float(window_seconds)
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, address: str, now: float) -> list[float]:
+        kept = [t for t in self._failures.get(address, ()) if now - t < self.window_seconds]
+        if kept:
+            self._failures[address] = kept
+        else:
+            self._failures.pop(address, None)
+        return kept
+
+    def wait_seconds(self, address: str) -> float:
+        """Seconds until ``address`` may try again (0: now)."""
+        now = time.time()
+        with self._lock:
+            recent = self._recent(address, now)
+            if len(recent) < self.max_failures:
+                return 0.0
+            return max(0.0, recent[-self.max_failures] + self.window_seconds - now)
+
+    def failed(self, address: str) -> None:
+        """Count a failed sign-in from ``address``."""
+        now = time.time()
+        with self._lock:
+            self._recent(address, now)
+            self._failures.setdefault(address, []).append(now)
+            if len(self._failures) > 100_000:  # many addresses: forget the oldest half
+                oldest = sorted(self._failures, key=lambda a: self._failures[a][-1])
+                for a in oldest[: len(oldest) // 2]:
+                    del self._failures[a]

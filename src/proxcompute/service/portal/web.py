@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, Response
 
 from proxcompute.errors import ProxError
 from proxcompute.service.errors import message_for, status_for
-from proxcompute.service.portal.sessions import COOKIE, Session, SessionStore
+from proxcompute.service.portal.sessions import COOKIE, Session, SessionStore, SignInThrottle
 from proxcompute.service.state import ServiceState, base_url, state_of
 
 __all__ = ["CsrfError", "Ctx", "PortalState", "portal_of", "portal_page", "render"]
@@ -46,7 +46,7 @@ class CsrfError(ProxError):
 
 
 class PortalState:
-    """The portal's own state next to the service's: sessions, templates, the image cache.
+    """The portal's own state next to the service's: sessions, sign-in throttle, templates, image cache.
 
     Parameters
     ----------
@@ -60,6 +60,7 @@ class PortalState:
         self.service = service
         self.prefix = prefix.rstrip("/")
         self.sessions = SessionStore()
+        self.sign_in_throttle = SignInThrottle()
         self.cache_dir = Path(service.config.data_dir) / "portal-cache"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.templates = jinja2.Environment(
