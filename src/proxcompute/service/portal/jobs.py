@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from proxcompute.formats import MEDIA_TYPES
+from proxcompute.formats import MEDIA_TYPES, SUFFIX_FORMATS
 from proxcompute.service.jobs import JobNotFound, utcnow
 from proxcompute.service.portal.results import PAGE_ROWS, read_page, sky_plot, write_result
 from proxcompute.service.portal.web import Ctx, portal_page, render
@@ -24,8 +24,8 @@ from proxcompute.service.vosi import column_metadata
 
 __all__ = ["abort_job", "delete_job", "download", "job_page", "job_sky", "job_status", "jobs_page", "own_jobs"]
 
-DOWNLOADS = {"votable": "vot", "csv": "csv", "parquet": "parquet"}
-"""Download formats and their file suffixes."""
+DOWNLOADS = {fmt: next(end for end, f in SUFFIX_FORMATS.items() if f == fmt) for fmt in ("votable", "csv", "parquet")}
+"""Download formats and the file-name ending of each (the first ``SUFFIX_FORMATS`` gives it)."""
 POSITION = re.compile(r"at line (\d+), column (\d+)")
 
 
@@ -133,7 +133,7 @@ async def download(request: Request, ctx: Ctx) -> Response:
     if fmt not in DOWNLOADS:
         raise JobNotFound(f"{request.path_params['job_id']}/{fmt}")
     job = await run_in_threadpool(own_job, ctx, request.path_params["job_id"])
-    name = f"job-{job.id}.{DOWNLOADS[fmt]}"
+    name = f"job-{job.id}{DOWNLOADS[fmt]}"
     headers = {"content-disposition": f'attachment; filename="{name}"'}
     tables = ctx.state.registry_for(ctx.user)[1]
     meta = column_metadata(tables, job.parameters.get("QUERY", ""))
