@@ -105,9 +105,14 @@ def portal_first_paint(site: str, repeats: int) -> list[tuple[str, int, float, s
             driver.delete_all_cookies()
             driver.execute_cdp_cmd("Network.clearBrowserCache", {})
             driver.get(site + "/")
-            fcp = driver.execute_script(
-                "const e = performance.getEntriesByName('first-contentful-paint');"
-                "return e.length ? e[0].startTime : null;")  # fmt: skip
+            fcp = None
+            for _ in range(50):  # the paint entry can land just after the load event
+                fcp = driver.execute_script(
+                    "const e = performance.getEntriesByName('first-contentful-paint');"
+                    "return e.length ? e[0].startTime : null;")  # fmt: skip
+                if fcp is not None:
+                    break
+                time.sleep(0.02)
             if fcp is not None:
                 paints.append(fcp / 1000.0)
         if paints:
