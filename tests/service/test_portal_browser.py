@@ -138,6 +138,15 @@ def test_anonymous_sees_public_catalogs_only(browser, served):
     assert "no catalog" in browser.find_element(By.ID, "error-message").text
     browser.get(base + "/mydb")
     assert "sign in" in browser.find_element(By.TAG_NAME, "main").text
+    # the keyboard: the first Tab reaches "Skip to content", which moves the focus to the page
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(base + "/")
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    skip = browser.switch_to.active_element
+    assert skip.text == "Skip to content"
+    skip.send_keys(Keys.ENTER)
+    assert browser.switch_to.active_element.get_attribute("id") == "main"
 
 
 def test_sign_in_browse_and_run_a_query(browser, served):
@@ -197,6 +206,18 @@ def test_errors_show_their_position(browser, served):
     _wait(lambda: browser.find_elements(By.ID, "query-error"))
     assert browser.find_element(By.ID, "query-error-position").text == "line 3, column 7"
     assert "nosuch" in browser.find_element(By.ID, "query-error-message").text
+    # markup in an error message is shown as text and never runs
+    from selenium.common.exceptions import NoAlertPresentException
+
+    payload = "<img src=x onerror=alert(1)>"
+    box = browser.find_element(By.ID, "query")
+    box.clear()
+    box.send_keys(f'SELECT "{payload}" FROM survey.gaia')
+    browser.find_element(By.ID, "run").click()
+    _wait(lambda: payload in browser.find_element(By.ID, "query-error-message").text)
+    assert not browser.find_elements(By.CSS_SELECTOR, "main img")
+    with pytest.raises(NoAlertPresentException):
+        _ = browser.switch_to.alert.text
 
 
 def test_submit_a_job_and_watch_it_finish(browser, served):
