@@ -31,9 +31,9 @@ if [ ! -x "$NGINX" ]; then
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
   fi
-  apt-get install -y -qq --no-install-recommends nginx-light >/dev/null 2>&1 \
-    || apt-get install -y -qq --no-install-recommends nginx >/dev/null 2>&1 \
-    || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends nginx >/dev/null; }
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends nginx-light >/dev/null 2>&1 \
+    || apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends nginx >/dev/null 2>&1 \
+    || { apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends nginx >/dev/null; }
   [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
   [ -x "$NGINX" ] || { echo "start_nginx.sh: nginx did not install" >&2; exit 1; }
 fi

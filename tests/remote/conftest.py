@@ -88,7 +88,7 @@ def served_root(tmp_path_factory, survey_df, targets_df):
     root = tmp_path_factory.mktemp("remote-served")
     raw = tmp_path_factory.mktemp("remote-raw") / "survey.parquet"
     survey_df.to_parquet(raw, index=False)
-    ingest(raw, root / "survey", name="survey", max_rows=30_000, margin_arcsec=MARGIN_ARCSEC,
+    ingest(raw, root / "survey", name="survey", max_rows=50_000, margin_arcsec=MARGIN_ARCSEC,
            workers=1, show_progress=False)  # fmt: skip
     from_dataframe(targets_df, name="targets", max_rows=400).to_catalog(root / "targets")
     shutil.copytree(root / "survey", root / "forbidden" / "survey")

@@ -107,8 +107,11 @@ def running_s3(bucket: str, uploads: dict[str, Path]) -> Iterator[S3Server]:
         "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
     }
     try:
+        import boto3  # moto's dependency; s3fs's mkdir sends a location constraint moto refuses
+
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                     region_name="us-east-1").create_bucket(Bucket=bucket)  # fmt: skip
         fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
-        fs.mkdir(bucket)
         for key, directory in uploads.items():
             fs.put(str(directory), f"{bucket}/{key}", recursive=True)
         yield S3Server(endpoint, options)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pyarrow.parquet as pq
-from conftest import CLUSTER
 
 from proxcompute.catalog import open_catalog
 from proxcompute.sky import Cone
@@ -19,9 +18,20 @@ def _parquet(requests):
     return [r for r in requests if r.uri.endswith(".parquet")]
 
 
+def _cone_in_one_row_group(local) -> Cone:
+    """A 10" cone around a row early in the largest partition (several row groups): the cone
+    needs that partition's first row group, not the others."""
+    pixel = max(local.partitions, key=lambda p: pq.read_metadata(local.plan.source.meta.partition_path(p)).num_rows)
+    path = local.plan.source.meta.partition_path(pixel)
+    assert pq.read_metadata(path).num_row_groups >= 2
+    row = pq.ParquetFile(path).read_row_group(0, columns=["ra", "dec"]).slice(100, 1).to_pylist()[0]
+    return Cone(row["ra"], row["dec"], 10.0)
+
+
 def test_a_cone_reads_ranges_of_the_files_it_needs(nginx, served_root):
     clear_remote_cache()
-    cone = Cone(*CLUSTER, 60.0)
+    local = open_catalog(served_root / "survey")
+    cone = _cone_in_one_row_group(local)
     cat = open_catalog(nginx.url + "survey")
     query = cat.search(cone)[COLUMNS]
     mark = nginx.mark()
@@ -32,7 +42,6 @@ def test_a_cone_reads_ranges_of_the_files_it_needs(nginx, served_root):
     data = [r for r in _parquet(requests) if r.method == "GET"]
     assert data and all(r.range.startswith("bytes=") for r in data), "a partition file was fetched whole"
     assert all(r.status == 206 for r in data)
-    local = open_catalog(served_root / "survey")
     ranges = cone.healpix29_ranges()
     touched = {r.uri for r in data}
     in_cover, expected_files, needed = set(), set(), 0
@@ -54,7 +63,7 @@ def test_a_cone_reads_ranges_of_the_files_it_needs(nginx, served_root):
     sent = sum(r.bytes_sent for r in data)
     slack = 16 * 1024 * len(touched)  # pyarrow coalesces chunks across small holes
     assert needed <= sent <= needed + FOOTER_READ * len(touched) + slack
-    assert sent < 0.5 * total_size  # the cluster's partition holds several row groups: one is read
+    assert sent < 0.75 * total_size  # the largest partition holds several row groups: one is read
 
     mark = nginx.mark()  # warm: footers and sizes are cached, only the column chunks are fetched
     assert query.compute().equals(df)

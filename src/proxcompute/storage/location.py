@@ -139,8 +139,13 @@ def _first_line(exc: BaseException) -> str:
 def _call(path: Any, fn: Callable[[], T]) -> T:
     try:
         return fn()
-    except FileNotFoundError:
-        raise
+    except FileNotFoundError as exc:
+        # fsspec's HTTP size probe words every failure (403, refused) as "not found": the cause says
+        cause = exc.__cause__
+        err = remote_error(path, cause) if cause is not None else None
+        if err is None or getattr(cause, "status", None) == 404:
+            raise
+        raise err from None
     except Exception as exc:
         err = remote_error(path, exc)
         if err is None:
@@ -193,7 +198,7 @@ def revalidate(properties_path: Any) -> None:
         return
     root = str(properties_path.parent).rstrip("/") + "/"
     try:
-        fresh: Any = _call(properties_path, properties_path.read_bytes)
+        fresh: Any = _call(properties_path, lambda: _cat(properties_path))
     except FileNotFoundError as exc:
         fresh = exc
     key = _key("bytes", properties_path)
@@ -226,8 +231,13 @@ def read_text(path: Any) -> str:
     """
     if not is_remote(path):
         return Path(path).read_text()
-    data = remote_cached("bytes", path, path.read_bytes)
+    data = remote_cached("bytes", path, lambda: _cat(path))
     return data.decode("utf-8")
+
+
+def _cat(path: UPath) -> bytes:
+    """The whole of a small remote file in one request (no size probe first)."""
+    return path.fs.cat_file(path.path)
 
 
 def file_size(path: Any) -> int:
