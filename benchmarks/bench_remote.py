@@ -89,13 +89,17 @@ def _sep_deg(ra, dec, ra0, dec0):
 
 
 def cone_positions(df: pd.DataFrame) -> dict[str, tuple[float, float]]:
-    """A dense and a sparse position: the densest and sparsest of a coarse grid of the rows."""
-    ra_bin = np.floor(df.ra.to_numpy() / 5).astype(int)
-    dec_bin = np.floor((df.dec.to_numpy() + 90) / 5).astype(int)
-    counts = pd.Series(1, index=ra_bin * 100 + dec_bin).groupby(level=0).size()
-    counts = counts[(counts.index % 100 > 2) & (counts.index % 100 < 33)]  # away from the poles
-    dense, sparse = counts.idxmax(), counts.idxmin()
-    return {name: ((k // 100) * 5 + 2.5, (k % 100) * 5 - 90 + 2.5) for name, k in (("dense", dense), ("sparse", sparse))}
+    """A dense position (the fullest 0.02 deg cell, in a cluster) and a sparse one (a row of
+    the emptiest 5 deg cell away from the poles), so that neither cone is empty."""
+    ra, dec = df.ra.to_numpy(), df.dec.to_numpy()
+    fine = pd.Series(np.floor(ra * 50).astype(np.int64) * 100_000 + np.floor((dec + 90) * 50).astype(np.int64))
+    k = int(fine.value_counts().idxmax())
+    dense = ((k // 100_000 + 0.5) / 50, (k % 100_000 + 0.5) / 50 - 90)
+    coarse = np.floor(ra / 5).astype(np.int64) * 100 + np.floor((dec + 90) / 5).astype(np.int64)
+    counts = pd.Series(coarse).value_counts()
+    counts = counts[(counts.index % 100 > 2) & (counts.index % 100 < 33)]
+    i = int(np.flatnonzero(coarse == counts.idxmin())[0])
+    return {"dense": dense, "sparse": (float(ra[i]), float(dec[i]))}
 
 
 class Server:
@@ -138,8 +142,9 @@ def measure(server: Server, fn, repeat: int):
         n, b = server.since(mark)
         reqs.append(n)
         sent.append(b)
+    n = len(result) if hasattr(result, "__len__") else None  # rows or pairs returned
     return {"s": statistics.median(times), "requests": statistics.median(reqs), "bytes": statistics.median(sent),
-            "times": times}, result  # fmt: skip
+            "times": times, "n": n}, result  # fmt: skip
 
 
 def tool_calls(tool: str, url: str, positions: dict, targets: pd.DataFrame) -> dict:
@@ -205,6 +210,9 @@ def main() -> int:
     targets = make_targets(df)
     expected = {name: np.sort(df.id.to_numpy()[_sep_deg(df.ra.to_numpy(), df.dec.to_numpy(), ra, dec) * 3600
                                                <= CONE_ARCSEC]) for name, (ra, dec) in positions.items()}  # fmt: skip
+    print({name: (round(ra, 4), round(dec, 4), len(expected[name])) for name, (ra, dec) in positions.items()})
+    if not all(len(e) for e in expected.values()):
+        sys.exit("an empty cone is no test: choose other positions")
     server = Server(args.workdir / "served", args.port, args.workdir / "nginx")
     url = server.url + "survey"
     failures: list[str] = []
@@ -218,7 +226,8 @@ def main() -> int:
                 fn()  # warm-up: imports, JIT, the fsspec session
                 results.setdefault(work, {})[tool], answers.setdefault(work, {})[tool] = measure(server, fn, args.repeat)
                 print(f"{work:<45} {tool:<12} {results[work][tool]['s'] * 1000:9.1f} ms "
-                      f"{results[work][tool]['requests']:6.0f} req {results[work][tool]['bytes'] / 1e6:9.3f} MB",
+                      f"{results[work][tool]['requests']:6.0f} req {results[work][tool]['bytes'] / 1e6:9.3f} MB "
+                      f"{results[work][tool]['n']} rows",
                       flush=True)  # fmt: skip
         for work, by_tool in answers.items():
             if work.startswith("open"):
