@@ -12,6 +12,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,9 @@ def running_s3(bucket: str, uploads: dict[str, Path]) -> Iterator[S3Server]:
         "secret": "testing",
         "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
     }
+    # moto keeps its buckets per process, not per server: start and end from an empty store
+    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset, timeout=30).close()
     try:
         import boto3  # moto's dependency; s3fs's mkdir sends a location constraint moto refuses
 
@@ -116,4 +120,5 @@ def running_s3(bucket: str, uploads: dict[str, Path]) -> Iterator[S3Server]:
             fs.put(str(directory), f"{bucket}/{key}", recursive=True)
         yield S3Server(endpoint, options)
     finally:
+        urllib.request.urlopen(reset, timeout=30).close()
         server.stop()

@@ -118,3 +118,16 @@ def test_to_catalog_writes_a_local_copy(remote, local, tmp_path):
 def test_to_catalog_refuses_a_url(nginx):
     with pytest.raises(pc.StorageError, match="writes a local directory"):
         open_catalog(nginx.url + "targets").to_catalog(nginx.url + "copy")
+
+
+def test_on_a_dask_cluster(remote, local):
+    """Worker processes read the remote catalog themselves: its URL and storage options travel
+    with the plan, and each process opens its own connections."""
+    distributed = pytest.importorskip("distributed")
+    query = _open(remote).cone_search(*CLUSTER, 600).where("mag < 21")
+    kwargs = {"processes": True, "n_workers": 1, "threads_per_worker": 1, "dashboard_address": ":0"}
+    with distributed.Client(**kwargs) as client:
+        got = query.compute(client=client)
+    want = local.cone_search(*CLUSTER, 600).where("mag < 21").compute()
+    assert len(want) > 100
+    pd.testing.assert_frame_equal(_sorted(got, ["id"]), _sorted(want, ["id"]))
