@@ -6,6 +6,7 @@ Served layout (HTTP base URL and S3 bucket ``hats`` alike)::
 
     survey/              the collection (survey/survey + survey/survey_10arcs margin)
     targets/             a small catalog of targets near survey rows
+    npixdir/             the targets with each partition a directory of files (hats_npix_suffix=/)
     forbidden/survey/    a copy that nginx refuses (403)
     notacat/readme.txt   a directory that is not a catalog
 """
@@ -91,10 +92,31 @@ def served_root(tmp_path_factory, survey_df, targets_df):
     ingest(raw, root / "survey", name="survey", max_rows=50_000, margin_arcsec=MARGIN_ARCSEC,
            workers=1, show_progress=False)  # fmt: skip
     from_dataframe(targets_df, name="targets", max_rows=400).to_catalog(root / "targets")
+    _directory_layout(root / "targets", root / "npixdir")
     shutil.copytree(root / "survey", root / "forbidden" / "survey")
     (root / "notacat").mkdir()
     (root / "notacat" / "readme.txt").write_text("not a catalog\n")
     return root
+
+
+def _directory_layout(src, dest) -> None:
+    """A copy of catalog ``src`` in the HATS layout ``hats_npix_suffix=/``: each partition a
+    directory ``Npix=n/`` of two Parquet files (listed over HTTP from nginx's index pages)."""
+    import pyarrow.parquet as pq
+
+    shutil.copytree(src, dest)
+    (dest / "dataset" / "_metadata").unlink(missing_ok=True)  # names the single files
+    for f in sorted((dest / "dataset").glob("Norder=*/Dir=*/Npix=*.parquet")):
+        table = pq.read_table(f)
+        d = f.with_suffix("")
+        d.mkdir()
+        half = table.num_rows // 2
+        pq.write_table(table.slice(0, half), d / "part0.parquet")
+        pq.write_table(table.slice(half), d / "part1.parquet")
+        f.unlink()
+    for name in ("hats.properties", "properties"):
+        if (dest / name).exists():
+            (dest / name).write_text((dest / name).read_text() + "hats_npix_suffix=/\n")
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +127,7 @@ def nginx(served_root, tmp_path_factory) -> Nginx:
 
 @pytest.fixture(scope="session")
 def s3(served_root) -> S3Server:
-    with running_s3(BUCKET, {"survey": served_root / "survey", "targets": served_root / "targets"}) as server:
+    with running_s3(BUCKET, {name: served_root / name for name in ("survey", "targets", "npixdir")}) as server:
         yield server
 
 

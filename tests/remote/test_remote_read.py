@@ -87,6 +87,17 @@ def test_crossmatch_remote_with_local_and_remote(remote, local, served_root, tar
     assert len(table) == len(targets_df) and table.id_right.notna().sum() == len(want)
 
 
+def test_partitions_stored_as_directories(remote, served_root):
+    cat = _open(remote, "npixdir")
+    assert cat.plan.source.meta.npix_suffix == "/"
+    local = open_catalog(served_root / "npixdir")
+    assert len(cat) == len(local)
+    for make in (lambda c: c.where("dec > 0"), lambda c: c.cone_search(*CLUSTER, 900)):
+        got, want = make(cat).compute(), make(local).compute()
+        assert len(want) > 10
+        pd.testing.assert_frame_equal(got, want)
+
+
 def test_sql_on_a_remote_catalog(remote, local):
     cat = _open(remote)
     cone = "1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 150.0, 2.0, 0.05))"
