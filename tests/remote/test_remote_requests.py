@@ -87,3 +87,21 @@ def test_metadata_is_cached_between_opens(nginx):
     assert warm and all(r.uri.endswith(".properties") for r in warm), warm
     assert len(warm) < len(cold)
     assert not _parquet(cold), "opening read a partition file"
+
+
+def test_a_rewritten_catalog_is_seen_on_reopening(nginx, served_root):
+    import shutil
+
+    path = served_root / "rewritten"
+    shutil.copytree(served_root / "targets", path)
+    try:
+        before = open_catalog(nginx.url + "rewritten")
+        assert len(before.compute()) == len(before)
+        subset = open_catalog(path).where("dec > 0").to_catalog(served_root / "rewritten-new").compute()
+        shutil.rmtree(path)
+        (served_root / "rewritten-new").rename(path)
+        after = open_catalog(nginx.url + "rewritten")  # new properties: cached metadata dropped
+        assert len(after) == len(subset) < len(before)
+        assert sorted(after.compute().tid) == sorted(subset.tid)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
