@@ -142,3 +142,14 @@ def test_on_a_dask_cluster(remote, local):
     want = local.cone_search(*CLUSTER, 600).where("mag < 21").compute()
     assert len(want) > 100
     pd.testing.assert_frame_equal(_sorted(got, ["id"]), _sorted(want, ["id"]))
+
+
+def test_id_search_scans_a_remote_catalog(nginx, local):
+    cat = open_catalog(nginx.url + "survey")
+    ids = [5, 41_000, 75_999]
+    with pytest.raises(pc.PlanError, match="scan=True"):
+        cat.id_search({"id": ids}).compute()
+    got = cat.id_search({"id": ids}, scan=True).compute()
+    want = local.id_search({"id": ids}, scan=True).compute()
+    assert sorted(got.id) == ids
+    pd.testing.assert_frame_equal(_sorted(got, ["id"]), _sorted(want, ["id"]))
