@@ -103,3 +103,17 @@ def test_cli_errors_name_the_url_without_a_traceback(nginx, capsys, name):
     captured = capsys.readouterr()
     text = captured.out + captured.err
     assert url in text and "Traceback" not in text
+
+
+def test_cli_crossmatch_of_a_target_file_with_a_url(nginx, served_root, targets_df, tmp_path):
+    import pandas as pd
+
+    targets = tmp_path / "targets.csv"
+    targets_df.to_csv(targets, index=False)
+    out = tmp_path / "matches.parquet"
+    args = ["crossmatch", str(targets), nginx.url + "survey", "--radius-arcsec", "5", "--out", str(out)]
+    assert main(args) == 0
+    got = pd.read_parquet(out)
+    want = pc.crossmatch(targets_df, open_catalog(served_root / "survey"), radius_arcsec=5).compute()
+    assert len(got) == len(want) > 0
+    assert sorted(got._dist_arcsec) == sorted(want._dist_arcsec)
