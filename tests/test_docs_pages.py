@@ -52,7 +52,7 @@ KINDS = {"background", "repo", "install"}
 WAIT = re.compile(r'^background\s+wait="([^"]+)"$')
 MARK = re.compile(r"<!--\s*docs-test:\s*(.*?)\s*-->", re.S)
 TITLE = re.compile(r'title="([^"]+)"')
-DOCUMENTED_EXTRAS = {"notebooks", "gateway"}  # tests/wheel_env.py USER_EXTRAS
+DOCUMENTED_EXTRAS = {"notebooks", "gateway", "remote"}  # tests/wheel_env.py USER_EXTRAS
 pytestmark = pytest.mark.timeout(2400)
 
 
