@@ -19,6 +19,7 @@ from proxcompute.execute.run import (
     iter_completed,
     map_partitions,
     observe,
+    stored_count,
     to_catalog,
 )
 from proxcompute.execute.scheduler import current_client, local_client
@@ -48,6 +49,7 @@ __all__ = [
     "map_tasks",
     "observe",
     "progress_bar",
+    "stored_count",
     "strategy",
     "to_catalog",
     "to_dask",
