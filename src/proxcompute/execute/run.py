@@ -33,7 +33,6 @@ from proxcompute.execute.partition import (
     run_partition,
     write_partition,
 )
-from proxcompute.execute.priority import short_query, yielding
 from proxcompute.execute.progress import progress_bar
 from proxcompute.execute.reader import stored_partition_rows
 from proxcompute.execute.scheduler import current_client
@@ -163,12 +162,11 @@ def iter_completed(
         obs._add(len(pixels))
     client = client if client is not None else current_client()
     if client is None and len(pixels) <= IN_PROCESS_MAX_PARTITIONS:
-        with short_query():  # big local computations give way between their partitions
-            for i, p in enumerate(pixels):
-                yield i, job(p)
-                if obs is not None:
-                    obs._advance()
-                    obs.check()
+        for i, p in enumerate(pixels):
+            yield i, job(p)
+            if obs is not None:
+                obs._advance()
+                obs.check()
         return
     description = f"{label} {len(pixels)} partitions"
     show = len(pixels) >= PROGRESS_MIN_TASKS
@@ -176,8 +174,7 @@ def iter_completed(
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="proxcompute") as pool:
-            run = yielding(job)  # each task waits while a short query runs (bounded)
-            futures = {pool.submit(run, p): i for i, p in enumerate(pixels)}
+            futures = {pool.submit(job, p): i for i, p in enumerate(pixels)}
             with progress_bar(description, total=len(futures), enabled=show, transient=True) as advance:
                 try:
                     for fut in as_completed(futures):
@@ -296,12 +293,6 @@ def count(plan: PlanNode, *, client: Any = None, flags: OptFlags | None = None) 
 def head(plan: PlanNode, n: int = 5, *, flags: OptFlags | None = None) -> pa.Table:
     """The first ``n`` result rows in storage order, reading row groups until found."""
     optimized = optimize(plan, flags)
-    few = len(find_scan(optimized).partitions) <= IN_PROCESS_MAX_PARTITIONS
-    with short_query() if few else contextlib.nullcontext():
-        return _head(optimized, n)
-
-
-def _head(optimized: PlanNode, n: int) -> pa.Table:
     pieces: list[pa.Table] = []
     found = 0
     if n > 0:
