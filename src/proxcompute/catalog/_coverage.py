@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from proxcompute.sky.healpix import radec_to_healpix29
+from proxcompute.sky.healpix import INDEX_ORDER, radec_to_healpix29
 from proxcompute.storage import PartitionPixel
 
 __all__ = ["THUMBNAIL_WIDTH_PX", "coverage_image", "coverage_thumbnail", "order_colors"]
@@ -65,14 +65,16 @@ def coverage_image(pixels: Sequence[PartitionPixel], width: int = THUMBNAIL_WIDT
     img[inside] = _SKY_GREY
     if not pixels:
         return img
-    ranges = np.array([p.healpix29_range for p in pixels], dtype=np.int64).reshape(-1, 2)
-    orders = np.array([p.order for p in pixels], dtype=np.int64)
-    sort = np.argsort(ranges[:, 0], kind="stable")
-    starts, ends, orders = ranges[sort, 0], ranges[sort, 1], orders[sort]
+    orders = np.fromiter((p.order for p in pixels), dtype=np.int64, count=len(pixels))
+    npix = np.fromiter((p.pixel for p in pixels), dtype=np.int64, count=len(pixels))
+    shift = 2 * (INDEX_ORDER - orders)
+    starts, ends = npix << shift, (npix + 1) << shift
+    sort = np.argsort(starts, kind="stable")
+    starts, ends, orders = starts[sort], ends[sort], orders[sort]
     idx = radec_to_healpix29(ra[inside], dec[inside])
     k = np.searchsorted(starts, idx, side="right") - 1
     hit = (k >= 0) & (idx < ends[np.maximum(k, 0)])
-    colors = order_colors(orders.tolist())
+    colors = order_colors(np.unique(orders).tolist())
     palette = np.array([colors[o] for o in sorted(colors)], dtype=np.uint8)
     slot = np.searchsorted(np.array(sorted(colors)), orders)
     inner = img[inside]
@@ -97,7 +99,7 @@ def coverage_thumbnail(pixels: Sequence[PartitionPixel], width: int = THUMBNAIL_
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     legend = " ".join(
         f"<span style='color:rgb({r},{g},{b})'>&#9632;</span>&nbsp;order&nbsp;{o}"
-        for o, (r, g, b, _) in order_colors([p.order for p in pixels]).items()
+        for o, (r, g, b, _) in order_colors({p.order for p in pixels}).items()
     )
     return (
         f"<img alt='partition coverage (Mollweide, RA to the left)' width='{width}' height='{width // 2}' "
