@@ -4,7 +4,8 @@
 
 The input is bench_scale's (``proxcompute.synthetic``'s sky, ``mag``/``color`` float32,
 generated once with its brute-force references). Each encoding
-(:class:`proxcompute.storage.writer.ParquetEncoding`) ingests it in a fresh process with a
+(codec and level, and which columns get BYTE_STREAM_SPLIT or DELTA_BINARY_PACKED: the
+writer's ``COMPRESSION`` and ``column_encodings`` set in the ingesting process) ingests it in a fresh process with a
 10" margin, like the scale run: catalog bytes (the catalog and its margin), ingest wall and
 CPU seconds. Then, in one fresh process per encoding and round (rounds interleave the
 encodings so a change of load hits them alike), the reads of bench_foundation and
@@ -34,22 +35,41 @@ import bench_scale  # noqa: E402  (the scale run's generator and references)
 
 ENCODINGS = {
     "snappy": {"compression": "snappy"},
-    "zstd-1": {"compression": "zstd", "compression_level": 1},
-    "zstd-3": {"compression": "zstd", "compression_level": 3},
-    "zstd-1 + BSS": {"compression": "zstd", "compression_level": 1, "byte_stream_split_floats": True},
-    "zstd-3 + BSS": {"compression": "zstd", "compression_level": 3, "byte_stream_split_floats": True},
-    "snappy + BSS + delta index": {"compression": "snappy", "byte_stream_split_floats": True, "delta_index": True},
-    "zstd-3 + BSS + delta index": {"compression": "zstd", "compression_level": 3, "byte_stream_split_floats": True,
-                                   "delta_index": True},
+    "zstd-1": {"compression": "zstd", "level": 1},
+    "zstd-3": {"compression": "zstd", "level": 3},
+    "zstd-1 + BSS": {"compression": "zstd", "level": 1, "bss": True},
+    "zstd-3 + BSS": {"compression": "zstd", "level": 3, "bss": True},
+    "snappy + BSS + delta index": {"compression": "snappy", "bss": True, "delta": "index"},
+    "snappy + BSS + delta ints": {"compression": "snappy", "bss": True, "delta": "ints"},
+    "zstd-3 + BSS + delta index": {"compression": "zstd", "level": 3, "bss": True, "delta": "index"},
 }
+"""Codec, level, BYTE_STREAM_SPLIT for floats, DELTA_BINARY_PACKED for the index or all
+integers. ``snappy + BSS + delta ints`` is what ``storage.writer`` writes."""
 READ_CONES = ("1' cluster", "1 deg background")
 RESULT = "@@RESULT "
 
 INGEST = """
 import json, sys, time
+import pyarrow.parquet as pq
 import proxcompute as pc
+from proxcompute.sky import INDEX_COLUMN
 from proxcompute.storage import writer
-writer.PARTITION_ENCODING = writer.ParquetEncoding(**json.loads(sys.argv[3]))
+spec = json.loads(sys.argv[3])
+writer.COMPRESSION = spec["compression"]
+if spec.get("level") is not None:  # the writer passes no level: add it (this process only)
+    plain_write = pq.write_table
+    pq.write_table = lambda *a, **k: plain_write(*a, compression_level=spec["level"], **k)
+default_encodings = writer.column_encodings
+def encodings(schema):
+    out = {}
+    for name, enc in default_encodings(schema).items():
+        if enc == "BYTE_STREAM_SPLIT" and spec.get("bss"):
+            out[name] = enc
+        elif enc == "DELTA_BINARY_PACKED" and (spec.get("delta") == "ints"
+                                               or (spec.get("delta") == "index" and name == INDEX_COLUMN)):
+            out[name] = enc
+    return out
+writer.column_encodings = encodings
 t0, c0 = time.perf_counter(), time.process_time()
 res = pc.ingest(sys.argv[1], sys.argv[2], margin_arcsec=10.0, overwrite=True, show_progress=False)
 print("@@RESULT " + json.dumps({"seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
