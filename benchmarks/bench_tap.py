@@ -15,6 +15,12 @@ Serves the cached 10M-row benchmark catalog (``bench-data/pc-10000000``, built b
 
 Run: ``.venv/bin/python benchmarks/bench_tap.py [--repeats 20] [--rows 10000000] [--portal-only]``.
 
+``--during-scans COLLECTION`` measures instead what a user of a busy service sees: two async
+jobs over the whole table (``COUNT(*) WHERE mag < 20`` and a ``GROUP BY flag``) while pyvo
+sends 1' cones one after another; latencies of the cones that ran while a job was running.
+``--compare-src DIR`` runs the same with the server on another source tree (e.g. ``main``'s
+``src``) in the same run, alternating, ``--rounds`` times each.
+
 ``--access`` measures instead what the access rules cost: the same 1' cones through pyvo,
 interleaved, against two servers on the same catalog, one with ``--tokens`` and one with
 ``--access`` (60 users, 12 groups, 40 catalog rules, one of which restricts the catalog to a
@@ -123,8 +129,76 @@ def portal_first_paint(site: str, repeats: int) -> list[tuple[str, int, float, s
     return rows
 
 
+def during_scans(collection: Path, src: str | None, min_cones: int = 10) -> dict:
+    """Async full-table jobs plus sync 1' cones through pyvo; the cones' latencies while jobs ran."""
+    import pyvo
+
+    env_before = os.environ.get("PYTHONPATH")
+    if src is not None:  # the server process inherits it
+        os.environ["PYTHONPATH"] = src
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-tap-") as tmp:
+            root = Path(tmp) / "root"
+            root.mkdir()
+            os.symlink(collection.resolve(), root / "big")
+            with running_server(root, timeout=120) as url:
+                tap = pyvo.dal.TAPService(url)
+                cone = CONE_1M.format(ra=45, dec=30, r=1 / 60)
+                for _ in range(3):
+                    tap.search(cone)  # warm-up
+                t0 = time.perf_counter()
+                jobs = [tap.submit_job("SELECT COUNT(*) AS n FROM big WHERE mag < 20"),
+                        tap.submit_job("SELECT flag, COUNT(*) AS n, AVG(mag) AS m FROM big GROUP BY flag")]  # fmt: skip
+                for job in jobs:
+                    job.run()
+                during: list[float] = []
+                while any(j.phase not in ("COMPLETED", "ERROR", "ABORTED") for j in jobs):
+                    t1 = time.perf_counter()
+                    tap.search(cone)
+                    during.append(time.perf_counter() - t1)
+                jobs_s = time.perf_counter() - t0
+                if any(j.phase != "COMPLETED" for j in jobs):
+                    raise RuntimeError(f"a job failed: {[j.phase for j in jobs]}")
+                quiet = []
+                for _ in range(min_cones):
+                    t1 = time.perf_counter()
+                    tap.search(cone)
+                    quiet.append(time.perf_counter() - t1)
+                for job in jobs:
+                    job.delete()
+    finally:
+        if env_before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = env_before
+    return {"jobs_s": jobs_s, "during": during, "quiet": quiet}
+
+
+def main_during_scans(args: argparse.Namespace) -> None:
+    trees = {"this tree": str(ROOT / "src")}
+    if args.compare_src:
+        trees[f"compare ({args.compare_src})"] = str(Path(args.compare_src).resolve())
+    res: dict[str, list[dict]] = {k: [] for k in trees}
+    load0 = os.getloadavg()[0]
+    for _ in range(args.rounds):
+        for name, src in trees.items():
+            res[name].append(during_scans(Path(args.during_scans), src))
+    print(f"\nload average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end ({os.cpu_count()} CPUs)\n")
+    print("| server | async jobs (median) | 1' cones during jobs | median | p95 | 1' cone, idle (median) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, runs in res.items():
+        during = [t for r in runs for t in r["during"]]
+        quiet = [t for r in runs for t in r["quiet"]]
+        jobs = statistics.median(r["jobs_s"] for r in runs)
+        print(f"| {name} | {_ms(jobs)} | {len(during)} | {_ms(_pct(during, 50)) if during else '-'} | "
+              f"{_ms(_pct(during, 95)) if during else '-'} | {_ms(_pct(quiet, 50))} |")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--during-scans", type=Path, help="a collection: cones while async full scans run")
+    ap.add_argument("--compare-src", help="with --during-scans: also run the server on this source tree")
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--concurrent-sync", type=int, default=50)
@@ -134,6 +208,9 @@ def main() -> None:
     ap.add_argument("--access", action="store_true", help="measure the cost of the access rules only")
     ap.add_argument("--access-rows", type=int, default=2_000_000, help="rows when no cached catalog exists")
     args = ap.parse_args()
+    if args.during_scans:
+        main_during_scans(args)
+        return
     if args.access:
         access_overhead(args)
         return

@@ -151,9 +151,9 @@ class Catalog(UserCodeMixin, IdsMixin):
     def __len__(self) -> int:
         if is_filtered(self._plan):
             raise TypeError("len() of a filtered catalog is unknown until it is computed; use .count()")
-        n = self._plan.source.total_rows
-        if n < 0:
-            raise TypeError("this catalog does not record its row count (hats_nrows); use .count()")
+        n = execute.stored_count(self._plan)  # hats_nrows, else the Parquet footers
+        if n is None:
+            raise TypeError("the row count of this catalog is unknown until it is computed; use .count()")
         return n
 
     # -- lazy operations -----------------------------------------------------------------

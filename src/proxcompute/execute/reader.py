@@ -44,6 +44,7 @@ __all__ = [
     "iter_partition",
     "register_derived_source",
     "selected_row_groups",
+    "stored_partition_rows",
 ]
 
 SOURCE_READERS: dict[type, Callable[..., Iterator[pa.Table]]] = {}
@@ -116,6 +117,18 @@ def footer(path: Path | UPath) -> pq.FileMetaData:
         while len(_footers) > _FOOTER_CACHE_SIZE:
             _footers.popitem(last=False)
     return md
+
+
+def stored_partition_rows(source: Source, pixel: PartitionPixel) -> int | None:
+    """Rows stored in one partition, from its Parquet footers (cached; no row group is read).
+
+    None for a derived source (a crossmatch, a join), whose rows exist only once computed.
+    """
+    if isinstance(source, MemorySource):
+        return source.partition_rows(pixel)
+    if not isinstance(source, StoredSource):
+        return None
+    return sum(footer(path).num_rows for path in source.meta.partition_files(pixel))
 
 
 def _row_group_stats(md: pq.FileMetaData, rg: int, columns: dict[str, int]) -> dict[str, ColumnStats]:
