@@ -8,10 +8,11 @@ For each piece of the left partition (:func:`proxcompute.ops.crossmatch.align_pi
   ``ensure_margin`` was given: right rows are read from every right partition that meets a
   cone around the piece (its pixel's circumscribed circle widened by the radius), with
   row-group pruning, so edge matches are never lost;
-* with proper motion, the rows that move less than the margin reaches (radius plus their
-  displacement) are matched against the partition plus its margin as above; the few fast
-  movers against the right rows around their moved positions only (their discs of the radius,
-  as order-29 ranges: only the right partitions and row groups holding those cells are read).
+* with proper motion, the rows whose moved position is still inside the right partition, or
+  that move less than the margin's slack (radius plus displacement within the margin), are
+  matched against the partition plus its margin as above; the few that leave it against the
+  right rows around their moved positions only (their discs of the radius, as order-29
+  ranges: only the right partitions and row groups holding those cells are read).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from proxcompute.plan.crossmatch import CrossmatchSource
 from proxcompute.plan.ids import coarsen_ranges, restrict_to_ranges
 from proxcompute.plan.nodes import PlanNode, RegionFilter, find_scan
 from proxcompute.plan.optimizer import optimize
-from proxcompute.sky import INDEX_COLUMN, Cone
+from proxcompute.sky import INDEX_COLUMN, Cone, radec_to_healpix29
 from proxcompute.sky.healpix import discs_cover_ranges, max_pixel_radius_deg, pixel_center
 from proxcompute.storage import PartitionPixel
 
@@ -101,16 +102,19 @@ def _match_moving(
     args, side = source.args, source.right
     # proper motion moves a row up to moved[i] out of the piece: reach that much further
     moved = left_displacements_deg(left, args) * 1.001 + 1e-9
-    if right_pixel is None or side.margin_plan is None:
+    if right_pixel is None or side.margin_plan is None or args.radius_deg > side.margin_deg:
         return match_tables(left, _right_rows(source, piece, right_pixel, float(moved.max())), args, source.schema, area)
-    slow = args.radius_deg + moved <= side.margin_deg
+    # a row whose moved position is still inside the right partition has every match within the
+    # radius in the partition or its margin; so has one that moves less than the margin's slack
+    index29 = radec_to_healpix29(*moved_positions(left, args))
+    lo, hi = right_pixel.healpix29_range
+    slow = ((index29 >= lo) & (index29 < hi)) | (args.radius_deg + moved <= side.margin_deg)
     if slow.all():
-        right = _right_rows(source, piece, right_pixel, float(moved.max()))
-        return match_tables(left, right, args, source.schema, area)
+        return match_tables(left, _right_rows(source, piece, right_pixel), args, source.schema, area)
     tables, rows = [], []
     slow_rows = np.flatnonzero(slow)
     if slow_rows.size:
-        right = _right_rows(source, piece, right_pixel, float(moved[slow_rows].max()))
+        right = _right_rows(source, piece, right_pixel)
         out, idx = match_tables(left.take(slow_rows), right, args, source.schema, area, return_left_index=True)
         tables.append(out)
         rows.append(slow_rows[idx])
