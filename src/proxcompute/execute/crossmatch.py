@@ -106,39 +106,44 @@ def _match_moving(
         return match_tables(left, _right_rows(source, piece, right_pixel, float(moved.max())), args, source.schema, area)
     # a row whose moved position is still inside the right partition has every match within the
     # radius in the partition or its margin; so has one that moves less than the margin's slack
-    index29 = radec_to_healpix29(*moved_positions(left, args))
+    ra, dec = moved_positions(left, args)
+    index29 = radec_to_healpix29(ra, dec)
     lo, hi = right_pixel.healpix29_range
     slow = ((index29 >= lo) & (index29 < hi)) | (args.radius_deg + moved <= side.margin_deg)
     if slow.all():
-        return match_tables(left, _right_rows(source, piece, right_pixel), args, source.schema, area)
+        right = _right_rows(source, piece, right_pixel)
+        return match_tables(left, right, args, source.schema, area, moved=(ra, dec))
     tables, rows = [], []
     slow_rows = np.flatnonzero(slow)
     if slow_rows.size:
         right = _right_rows(source, piece, right_pixel)
-        out, idx = match_tables(left.take(slow_rows), right, args, source.schema, area, return_left_index=True)
+        out, idx = match_tables(left.take(slow_rows), right, args, source.schema, area, return_left_index=True,
+                                moved=(ra[slow_rows], dec[slow_rows]))  # fmt: skip
         tables.append(out)
         rows.append(slow_rows[idx])
     fast_rows = np.flatnonzero(~slow)
-    out, idx = _match_around(source, left.take(fast_rows))
+    out, idx = _match_around(source, left.take(fast_rows), (ra[fast_rows], dec[fast_rows]))
     tables.append(out)
     rows.append(fast_rows[idx])
     order = np.argsort(np.concatenate(rows), kind="stable")  # back to left order
     return pa.concat_tables(tables).take(pa.array(order, type=pa.int64()))
 
 
-def _match_around(source: CrossmatchSource, left: pa.Table) -> tuple[pa.Table, np.ndarray]:
-    """Match ``left`` against the right rows within the radius of its moved positions.
+def _match_around(
+    source: CrossmatchSource, left: pa.Table, moved: tuple[np.ndarray, np.ndarray]
+) -> tuple[pa.Table, np.ndarray]:
+    """Match ``left`` against the right rows within the radius of its ``moved`` positions.
 
     The discs around the moved positions become order-29 ranges, so only the right partitions
     and row groups holding them are read (the same restriction an id search uses).
     """
     args = source.args
-    ra, dec = moved_positions(left, args)
+    ra, dec = moved
     cover = discs_cover_ranges(ra, dec, args.radius_deg)
     plan = optimize(restrict_to_ranges(source.right.plan, coarsen_ranges(cover)))
     right = concat_right([run_partition(plan, p) for p in find_scan(plan).partitions])
     area = float((cover[:, 1] - cover[:, 0]).sum()) * pixel_area_deg2(PartitionPixel(29, 0))
-    return match_tables(left, right, args, source.schema, max(area, 1e-12), return_left_index=True)
+    return match_tables(left, right, args, source.schema, max(area, 1e-12), return_left_index=True, moved=moved)
 
 
 register_derived_source(CrossmatchSource, crossmatch_partition)

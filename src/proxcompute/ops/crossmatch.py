@@ -134,16 +134,21 @@ def match_tables(
     right_area_deg2: float,
     *,
     return_left_index: bool = False,
+    moved: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pa.Table | tuple[pa.Table, np.ndarray]:
     """Match ``left`` (sorted by ``_healpix_29``) against ``right`` (sorted too).
 
     ``right_area_deg2`` is the sky area the right rows come from (their partition's pixel):
     with the row count it sets the density, hence the bucket order. Output rows are in left
     order, then by separation; their columns follow ``schema`` (:func:`output_schema`).
-    With ``return_left_index``, also the left row of each output row.
+    With ``return_left_index``, also the left row of each output row. ``moved``: the left
+    rows' positions moved by their proper motion, when the caller has them already.
     """
     n_left = left.num_rows
-    moved = moved_positions(left, args) if args.proper_motion is not None and n_left else None
+    if args.proper_motion is None or n_left == 0:
+        moved = None
+    elif moved is None:
+        moved = moved_positions(left, args)
     if right is None or right.num_rows == 0 or n_left == 0:
         left_idx = np.arange(n_left) if args.how == "left" else np.empty(0, np.int64)
         right_idx = np.full(left_idx.shape[0], -1, dtype=np.int64)
