@@ -21,15 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from remote_servers import Nginx, S3Server, running_nginx, running_s3
+from remote_servers import CLUSTER, MARGIN_ARCSEC, Nginx, S3Server, running_nginx, running_s3
 
 from proxcompute.catalog import from_dataframe
 from proxcompute.ingest import ingest
 from proxcompute.storage.location import clear_remote_cache
 from proxcompute.synthetic import generate_catalog
 
-MARGIN_ARCSEC = 10.0
-CLUSTER = (150.0, 2.0)  # a cluster dense enough that its partition has several row groups
 BUCKET = "hats"
 
 

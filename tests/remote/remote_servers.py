@@ -22,6 +22,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts" / "remote"
 
+MARGIN_ARCSEC = 10.0
+"""Margin of the served survey (arcseconds)."""
+CLUSTER = (150.0, 2.0)
+"""(ra, dec) of a cluster dense enough that its partition has several row groups."""
+
 
 def free_port() -> int:
     with socket.socket() as s:

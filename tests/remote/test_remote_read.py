@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.coordinates import SkyCoord
-from conftest import CLUSTER, MARGIN_ARCSEC
+from remote_servers import CLUSTER, MARGIN_ARCSEC
 
 import proxcompute as pc
 from proxcompute.catalog import open_catalog
