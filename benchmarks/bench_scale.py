@@ -295,6 +295,11 @@ class Run:
             "machine": _machine(),
             "stages": [],
         }
+        if self.json_path.exists():  # a resumed run (e.g. after --only-generate) keeps the stages done
+            old = json.loads(self.json_path.read_text())
+            if old.get("rows") == args.rows:
+                self.data["stages"] = old.get("stages", [])
+                self.data["started_utc"] = old.get("started_utc", self.data["started_utc"])
         self._save()
 
     def _save(self) -> None:

@@ -17,10 +17,12 @@ from starlette.testclient import TestClient
 from tap_server import running_server
 
 import proxcompute
-import proxcompute.sql.compile as sql_compile
 from proxcompute import ingest
 from proxcompute.ingest.index import build_index
 from proxcompute.service import ServiceConfig, create_app
+from proxcompute.sql import (
+    compile as sql_compile,  # (import a.sql.compile as x resolves proxcompute.sql, the function)
+)
 from proxcompute.synthetic import generate_catalog
 
 JOIN = ("SELECT s.id, s.mag, l.rid FROM survey.sky AS s {how} JOIN survey.labels AS l ON s.id = l.ref "
