@@ -607,35 +607,38 @@ def markdown(data: dict) -> str:
 
 
 def plot_growth(runs: list[dict], out: Path) -> None:
-    """Log-log plot of each stage's wall time against rows, one line per stage, from the JSONs
-    of runs at several sizes (a stage that failed or did not run is left out at that size)."""
+    """Log-log plots of each stage's wall time and CPU seconds against rows, one line per stage,
+    from the JSONs of runs at several sizes (a stage that failed is left out at that size).
+    CPU seconds are the steadier measure on a shared machine: the load inflates wall time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     runs = sorted(runs, key=lambda r: r["rows"])
-    stages: dict[str, list[tuple[int, float]]] = {}
-    for run in runs:
-        for st in run["stages"]:
-            if "error" not in st and st["seconds"] > 0:
-                stages.setdefault(st["stage"], []).append((run["rows"], st["seconds"]))
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for name, pts in stages.items():
-        xs, ys = zip(*pts, strict=True)
-        ax.plot(xs, ys, marker="o", label=name)
     rows = [r["rows"] for r in runs]
-    if len(rows) > 1:  # a line of slope 1 through the first ingest point, for reference
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100, sharey=True)
+    for ax, key, label in ((axes[0], "seconds", "wall time"), (axes[1], "cpu_s", "CPU seconds")):
+        stages: dict[str, list[tuple[int, float]]] = {}
+        for run in runs:
+            for st in run["stages"]:
+                if "error" not in st and st.get(key, 0) > 0:
+                    stages.setdefault(st["stage"], []).append((run["rows"], st[key]))
+        for name, pts in stages.items():
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, marker="o", label=name)
         base = dict(stages.get("ingest", [])).get(rows[0])
-        if base:
+        if base and len(rows) > 1:  # slope 1 through the first ingest point, for reference
             ax.plot(rows, [base * r / rows[0] for r in rows], "k:", lw=1, label="linear in rows")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("rows in the catalog")
-    ax.set_ylabel("wall time of the stage [s]")
-    ax.set_title("bench_scale.py: time per stage against rows (2 cores, shared machine)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("rows in the catalog")
+        ax.set_ylabel(f"{label} of the stage [s]")
+        ax.set_title(f"{label} per stage")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=7, ncol=2)
+    loads = ", ".join(f"{r['rows']:.0e}: load {max(s.get('max_load1', 0) for s in r['stages']):.0f}" for r in runs)
+    fig.suptitle(f"bench_scale.py on 2 cores (highest load average during each run: {loads})", fontsize=9)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
