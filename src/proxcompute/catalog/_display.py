@@ -273,3 +273,43 @@ def plot_hist(values: Any, ax: Any = None, *, column: str = "", bins: int = 50, 
     ax.set_ylabel("rows")
     ax.set_title(f"{column}: {len(arr):,} values")
     return ax
+
+
+def catalog_summary(cat) -> dict:
+    """A JSON-ready summary of a Catalog's metadata (what ``proxcompute info`` prints)."""
+    from proxcompute.storage.nested import nested_fields
+
+    orders = Counter(p.order for p in cat.partitions)
+    margin = getattr(cat, "margin", None)
+    nested: dict[str, dict[str, str]] = {}
+    for path, typ in nested_fields(cat.schema):
+        nested.setdefault(path.split(".")[0], {})[path] = typ
+    info = getattr(getattr(cat.plan.source, "meta", None), "collection", None)
+    collection = None
+    if info is not None:
+        collection = {
+            "margins": list(info.margins),
+            "default_margin": info.default_margin,
+            "indexes": {c: str(p.relative_to(info.root)) if p.is_relative_to(info.root) else str(p)
+                        for c, p in info.indexes.items()},
+            "lines": collection_lines(cat),
+        }  # fmt: skip
+    return {
+        "name": cat.name,
+        "path": str(getattr(cat, "path", "")),
+        "rows": len(cat),
+        "partitions": len(cat.partitions),
+        "orders": {int(k): int(v) for k, v in sorted(orders.items())},
+        "ra_column": cat.ra_column,
+        "dec_column": cat.dec_column,
+        "columns": {f.name: str(f.type) for f in cat.schema},
+        "nested_fields": nested,
+        "collection": collection,
+        "margin": None
+        if margin is None
+        else {
+            "name": margin.name,
+            "rows": len(margin),
+            "threshold_arcsec": float(getattr(margin, "margin_threshold_arcsec", None) or 0.0),
+        },
+    }

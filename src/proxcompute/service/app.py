@@ -19,14 +19,13 @@ import contextlib
 import html
 import json
 import logging
-import tempfile
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from proxcompute import __version__
@@ -38,6 +37,7 @@ from proxcompute.service.mydb import bare_name
 from proxcompute.service.params import TapRequestError, read_params
 from proxcompute.service.portal import PortalState, portal_routes
 from proxcompute.service.query import parse_query_spec, run_query
+from proxcompute.service.spool import spooled_response
 from proxcompute.service.state import XML, ServiceState, base_url, state_of
 from proxcompute.service.vosi import (
     availability_document,
@@ -52,7 +52,6 @@ __all__ = ["AuthError", "ServiceState", "create_app", "error_response"]
 
 log = logging.getLogger(__name__)
 SERVER = f"proxcompute/{__version__} (IVOA TAP 1.1; UWS 1.1)"
-SPOOL_BYTES = 64 << 20
 
 
 class ServerHeader:
@@ -173,27 +172,12 @@ async def sync(request: Request) -> Response:
         upload_limit=config.upload_limit_bytes,
         max_query_chars=config.max_query_chars,
     )
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, dir=config.results_dir)
-    try:
-        meta = column_metadata(tables_seen, spec.query)
-        await run_in_threadpool(
-            lambda: run_query(spec, registry, spool, column_meta=meta, mydb=state.mydb, user=user, client=state.client,
-                              mydb_quota_bytes=state.quota_for(user).mydb_bytes)
-        )
-    except BaseException:
-        spool.close()
-        raise
-    size = spool.tell()
-    spool.seek(0)
-
-    def chunks():
-        try:
-            while block := spool.read(1 << 20):
-                yield block
-        finally:
-            spool.close()
-
-    return StreamingResponse(chunks(), media_type=spec.mime, headers={"content-length": str(size)})
+    meta = column_metadata(tables_seen, spec.query)
+    return await spooled_response(
+        lambda spool: run_query(spec, registry, spool, column_meta=meta, mydb=state.mydb, user=user,
+                                client=state.client, mydb_quota_bytes=state.quota_for(user).mydb_bytes),
+        directory=config.results_dir, media_type=spec.mime,
+    )  # fmt: skip
 
 
 @handles_errors

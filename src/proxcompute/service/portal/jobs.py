@@ -8,17 +8,17 @@ session submitted (anonymous jobs share one owner in the store).
 from __future__ import annotations
 
 import re
-import tempfile
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from proxcompute.formats import MEDIA_TYPES, SUFFIX_FORMATS
 from proxcompute.service.jobs import JobNotFound, utcnow
 from proxcompute.service.portal.results import PAGE_ROWS, read_page, sky_plot, write_result
 from proxcompute.service.portal.web import Ctx, portal_page, render
 from proxcompute.service.query import position_columns
+from proxcompute.service.spool import spooled_response
 from proxcompute.service.uws import Job
 from proxcompute.service.vosi import column_metadata
 
@@ -137,24 +137,10 @@ async def download(request: Request, ctx: Ctx) -> Response:
     headers = {"content-disposition": f'attachment; filename="{name}"'}
     tables = ctx.state.registry_for(ctx.user)[1]
     meta = column_metadata(tables, job.parameters.get("QUERY", ""))
-    spool = tempfile.SpooledTemporaryFile(max_size=64 << 20, dir=ctx.state.config.results_dir)
-    try:
-        await run_in_threadpool(write_result, job, fmt, spool, meta)
-    except BaseException:
-        spool.close()
-        raise
-    size = spool.tell()
-    spool.seek(0)
-
-    def chunks():
-        try:
-            while block := spool.read(1 << 20):
-                yield block
-        finally:
-            spool.close()
-
-    headers["content-length"] = str(size)
-    return StreamingResponse(chunks(), media_type=MEDIA_TYPES[fmt], headers=headers)
+    return await spooled_response(
+        lambda spool: write_result(job, fmt, spool, meta),
+        directory=ctx.state.config.results_dir, media_type=MEDIA_TYPES[fmt], headers=headers,
+    )  # fmt: skip
 
 
 @portal_page
