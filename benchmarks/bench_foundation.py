@@ -27,8 +27,8 @@ is timed by wrapping its ``generate_margin_cache``); ``--ingest-repeat N`` runs 
 N times, interleaving the tools, and reports medians. The machine is shared: the load
 average at start and end is printed and saved with the raw results.
 
-Prints a table ``work | proxcompute | LSDB/hats-import | ratio | target`` (targets from
-DESIGN.md §7; ratio = peer time / proxcompute time, > 1 means proxcompute is faster) and
+Prints a table ``work | proxcompute | LSDB/hats-import | ratio | target`` (targets as
+stated in docs/benchmarks.md; ratio = peer time / proxcompute time, > 1 means proxcompute is faster) and
 writes it as Markdown to ``--markdown``; raw timings go to ``<workdir>/results-<rows>.json``.
 """
 
@@ -629,7 +629,7 @@ class Row:
 
 
 def render(rows: list[Row], markdown: bool) -> str:
-    header = ["work", "proxcompute", "LSDB / hats-import", "ratio", "target (DESIGN §7)"]
+    header = ["work", "proxcompute", "LSDB / hats-import", "ratio", "target"]
     body = [r.cells() for r in rows]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

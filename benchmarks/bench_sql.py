@@ -43,7 +43,7 @@ set, with its distances, against it; counts against numpy; GROUP BY keys, counts
 against numpy. A mismatch is a failure (exit status 1).
 
 Prints a table (query | rows | proxcompute | DuckDB | PG + Q3C | best peer / proxcompute | target
-from DESIGN.md §7 | check), the PG load/index times and the peak RSS; ``--markdown`` writes it.
+as stated in docs/benchmarks.md | check), the PG load/index times and the peak RSS; ``--markdown`` writes it.
 """
 
 from __future__ import annotations
@@ -669,7 +669,7 @@ def build_table(results: dict[str, dict], status: dict[str, str], checks: dict, 
         "rows",
         *[TOOL_NAMES[t] for t in TOOLS],
         "best peer / proxcompute",
-        "target (DESIGN §7)",
+        "target",
         "check",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

@@ -129,7 +129,7 @@ def main() -> None:
             wall = time.perf_counter() - t_all
 
     print(f"\nTAP service, {args.rows:,}-row catalog, pyvo {pyvo.__version__}, {os.cpu_count()} CPUs\n")
-    print("| request | rows | median | target | hats-tap (DESIGN §7) |")
+    print("| request | rows | median | target | hats-tap |")
     print("|---|---|---|---|---|")
     for name, n, t, target, peer in rows:
         print(f"| {name} | {n:,} | {_ms(t)} | {target} | {peer} |")
