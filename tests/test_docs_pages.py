@@ -299,6 +299,9 @@ def _run_blocks(path: Path, blocks: list[dict], extras: set[str], wheel_envs, tm
     work, home = tmp_path / "page", tmp_path / "home"
     work.mkdir()
     home.mkdir()
+    if os.geteuid() == 0:  # CI runs as root, which JupyterLab refuses unless configured (readers are not root)
+        (home / ".jupyter").mkdir()
+        (home / ".jupyter" / "jupyter_server_config.json").write_text('{"ServerApp": {"allow_root": true}}')
     proc = venv.run(  # a fresh HOME: no user cluster profiles, no clusters left up by others
         [str(venv.python), str(driver), str(spec)], cwd=work, timeout=1200,
         MPLBACKEND="Agg", COLUMNS="120", HOME=str(home), PROXCOMPUTE_STATE_DIR=str(home / "state"), **env,
