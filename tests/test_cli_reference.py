@@ -25,6 +25,7 @@ from proxcompute.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 CALL = re.compile(r"(?:^|[\s`(;&|$])proxcompute\s+([a-z][\w-]*)")
+NOT_A_CALL = re.compile(r"\b(?:import|from|install|show|uninstall)\s+proxcompute\s+$")  # Python, pip
 
 
 def _generator():
@@ -72,6 +73,8 @@ def _calls(text: str) -> list[list[str]]:
     calls = []
     for line in text.splitlines():
         for m in CALL.finditer(line):
+            if NOT_A_CALL.search(line[: m.start(1)]):
+                continue
             rest = re.split(r"\s(?:#|\||&&|;|>)|`", line[m.start(1) :])[0]
             try:
                 calls.append(shlex.split(rest))

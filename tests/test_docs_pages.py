@@ -321,6 +321,28 @@ def _install_stilts() -> None:
         _skip_or_fail(f"STILTS cannot be installed here: {proc.stderr.strip() or proc.stdout.strip()}")
 
 
+EXTRA_USES = {  # what a block uses -> the extra that brings it (pyproject.toml, docs/install.md)
+    "notebooks": re.compile(r"^\s*(?:import pyvo|from pyvo\b|jupyter\s)", re.M),
+    "gateway": re.compile(r"^\s*(?:import dask_gateway|from dask_gateway\b)", re.M),
+}
+
+
+def test_pages_say_which_extras_they_need():
+    """A page whose blocks use an extra's package declares the extra and shows its install."""
+    problems = []
+    for path in PAGES:
+        blocks, extras = parse_page(path)
+        code = "\n".join(b["code"] for b in blocks if b["kind"] != "file")
+        text = path.read_text()
+        for extra, uses in EXTRA_USES.items():
+            if uses.search(code) and extra not in extras:
+                problems.append(f"{_ids(path)} uses the {extra} extra without <!-- docs-test: extras={extra} -->")
+        for extra in extras - {e for e in extras if e.startswith("needs=")}:
+            if f"[{extra}]" not in text:
+                problems.append(f"{_ids(path)} needs the {extra} extra but shows no pip install '...[{extra}]'")
+    assert not problems, "\n".join(problems)
+
+
 def test_console_commands_are_extracted():
     text = "$ proxcompute info x \\\n    --json\n{...}\n$ echo hi\nhi\n"
     assert _console_commands(text) == "proxcompute info x \\\n    --json\necho hi\n"
