@@ -155,7 +155,7 @@ def test_async_aggregate_over_the_north_cap(stilts, served, sky, tmp_path):
     assert got["flag"].tolist() == brute["flag"].tolist()
     np.testing.assert_array_equal(got["n"].to_numpy(), brute["size"].to_numpy())
     np.testing.assert_allclose(got["mean_mag"].to_numpy(), brute["mean"].to_numpy(), rtol=1e-12)
-    assert brute["size"].sum() > 300, "the cap holds the generated polar crowd"
+    assert brute["size"].sum() > 250, "the cap holds most of the generated polar crowd (400 rows above dec 88)"
 
 
 def test_tapresume_fetches_a_job_submitted_elsewhere(stilts, served, sky, tmp_path):
