@@ -311,6 +311,8 @@ def _run_blocks(path: Path, blocks: list[dict], extras: set[str], wheel_envs, tm
             f"{_ids(path)} (venv {venv.root.name}):\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}",
             pytrace=False,
         )
+    not_run = [b["line"] for b in blocks if f"=== {_ids(path)}:{b['line']} ({b['kind']})" not in proc.stdout]
+    assert not not_run, f"{_ids(path)}: the blocks at lines {not_run} did not run"
 
 
 def _install_stilts() -> None:
