@@ -27,8 +27,8 @@ is timed by wrapping its ``generate_margin_cache``); ``--ingest-repeat N`` runs 
 N times, interleaving the tools, and reports medians. The machine is shared: the load
 average at start and end is printed and saved with the raw results.
 
-Prints a table ``work | proxcompute | LSDB/hats-import | ratio | target`` (targets as
-stated in docs/benchmarks.md; ratio = peer time / proxcompute time, > 1 means proxcompute is faster) and
+Prints a table ``work | proxcompute | LSDB/hats-import | ratio | target`` (the project's
+performance targets; ratio = peer time / proxcompute time, > 1 means proxcompute is faster) and
 writes it as Markdown to ``--markdown``; raw timings go to ``<workdir>/results-<rows>.json``.
 """
 

@@ -613,6 +613,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the input and the crossmatch output")
     ap.add_argument("--generate-workers", type=int, default=2)
     ap.add_argument(
+        "--only-generate", action="store_true", help="stop after generating the input (to ingest later)"
+    )
+    ap.add_argument(
         "--only-ingest", action="store_true", help="stop after the ingest (to compare ingest versions)"
     )
     args = ap.parse_args()
@@ -628,6 +631,8 @@ def main() -> None:
         ref = json.loads(ref_path.read_text())
     else:
         ref = run.stage("generate", generate, args.rows, w, args.seed, args.generate_workers)["_ref"]
+    if args.only_generate:
+        return
     n_targets = sum(
         len(range(0, min(CHUNK_ROWS, args.rows - s), 10)) for s in range(0, args.rows, CHUNK_ROWS)
     )

@@ -43,7 +43,7 @@ set, with its distances, against it; counts against numpy; GROUP BY keys, counts
 against numpy. A mismatch is a failure (exit status 1).
 
 Prints a table (query | rows | proxcompute | DuckDB | PG + Q3C | best peer / proxcompute | target
-as stated in docs/benchmarks.md | check), the PG load/index times and the peak RSS; ``--markdown`` writes it.
+| check), the PG load/index times and the peak RSS; ``--markdown`` writes it.
 """
 
 from __future__ import annotations

@@ -418,6 +418,19 @@ def sql_command(
         _console(stderr=True).print(f"note: the result was truncated at --maxrec {maxrec} rows")
 
 
+def _read_tokens(tokens: Path) -> dict[str, str]:
+    """The ``--tokens`` file: bearer token -> user name."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(tokens.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ProxError(f"cannot read the tokens file {tokens}: {exc}") from None
+    if not isinstance(loaded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()):
+        raise ProxError(f"{tokens} must map token strings to user names")
+    return loaded
+
+
 @app.command()
 def serve(
     catalog_root: Annotated[Path, typer.Option("--catalog-root", help="Serve every catalog under DIR.")],
@@ -432,34 +445,74 @@ def serve(
     tokens: Annotated[
         Path | None, typer.Option("--tokens", help="YAML file mapping bearer tokens to user names.")
     ] = None,
+    access: Annotated[
+        Path | None,
+        typer.Option("--access", help="Access file: users, groups, catalog rules, quotas (reloaded on change or SIGHUP)."),
+    ] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster profile jobs run on.")] = None,
 ) -> None:
     """Serve the catalogs over IVOA TAP 1.1 (sync and async/UWS) at http://HOST:PORT/tap."""
     from proxcompute.service import ServiceConfig, create_app
 
-    token_map: dict[str, str] = {}
-    if tokens is not None:
-        import yaml
-
-        try:
-            loaded = yaml.safe_load(tokens.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ProxError(f"cannot read the tokens file {tokens}: {exc}") from None
-        if not isinstance(loaded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()):
-            raise ProxError(f"{tokens} must map token strings to user names")
-        token_map = loaded
+    token_map = _read_tokens(tokens) if tokens is not None else {}
     if not catalog_root.is_dir():
         raise ProxError(f"--catalog-root {catalog_root} is not a directory")
     try:
-        config = ServiceConfig(catalog_root, data_dir=data_dir, db_url=db, tokens=token_map, cluster=cluster)
+        config = ServiceConfig(catalog_root, data_dir=data_dir, db_url=db, tokens=token_map, cluster=cluster,
+                               access_file=access)  # fmt: skip
     except ValueError as exc:
         raise ProxError(str(exc)) from None
+    if access is not None and not access.is_file():
+        raise ProxError(f"--access {access} is not a file")
+    import signal
+
     import uvicorn
 
     with _on_cluster(cluster) as client:  # the profile's cluster lives as long as the server
         app_ = create_app(config, client=client)
+        if access is not None and hasattr(signal, "SIGHUP"):  # kill -HUP re-reads the access file
+            signal.signal(signal.SIGHUP, lambda *_: app_.state.tap.access.reload_soon())
         _console(stderr=True).print(f"serving {catalog_root} at http://{host}:{port}{config.base_path}")
         uvicorn.run(app_, host=host, port=port, server_header=False, log_level="warning")
+
+
+user_app = typer.Typer(help="Users of the TAP service's access file.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("hash-password")
+def hash_password_command(
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input (one line).")
+    ] = False,
+) -> None:
+    """Print an argon2 hash of a password for an access file's ``password_hash:``."""
+    from proxcompute.service.access import hash_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise ProxError("the password is empty")
+    typer.echo(hash_password(password))
+
+
+@user_app.command("check")
+def check_access_command(
+    access: Annotated[Path, typer.Argument(help="The access file to check.")],
+    tokens: Annotated[
+        Path | None, typer.Option("--tokens", help="The --tokens file the server also gets (its users).")
+    ] = None,
+) -> None:
+    """Check an access file as the server would (before a reload); print what it defines."""
+    from proxcompute.service.access_file import Quota, load_access_file
+
+    token_map = _read_tokens(tokens) if tokens is not None else {}
+    rules = load_access_file(access, tokens=token_map, default_quota=Quota(1 << 30, 10))
+    passwords = len(rules.password_hashes)
+    typer.echo(f"{access}: {len(rules.users)} users ({passwords} with a password), {len(rules.members)} groups, "
+               f"{len(rules.catalogs)} catalog rules, {len(rules.quotas) - 1} per-user quotas")  # fmt: skip
 
 
 @app.command("run")

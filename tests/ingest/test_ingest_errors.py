@@ -184,3 +184,30 @@ def test_bad_options(kw, match, small, tmp_path, client):
 def test_all_errors_are_prox_errors():
     for cls in (CatalogExistsError, ColumnNotFoundError, IngestError, InputError, InvalidCoordinatesError):
         assert issubclass(cls, ProxError)
+
+
+def test_point_map_comes_from_the_scan_and_counts_only_written_rows(sky, tmp_path, client, monkeypatch):
+    """The point map is the scan's histogram (the files are not read again for it) and equals
+    a healpy count of the rows written, invalid ones dropped."""
+    import healpy as hp
+
+    from proxcompute.storage import writer
+    from proxcompute.storage.skymap import POINT_MAP_ORDER, read_point_map
+
+    df = _with_invalid(sky.copy(), [5, 50, 500], [(np.nan, 1.0), (20.0, 91.0), (np.inf, 0.0)])
+    f = write_frame(df, tmp_path / "in.parquet")
+
+    def no_file_count(*a, **kw):
+        raise AssertionError("the point map was counted from the partition files")
+
+    monkeypatch.setattr(writer, "point_map_histogram", no_file_count)
+    res = run(f, tmp_path / "cat", client, drop_invalid=True, max_rows=4_000)
+    assert res.dropped_rows == 3 and res.partitions > 1
+    pix, counts, order = read_point_map(tmp_path / "cat" / "cat" / "point_map.fits")
+    good = df.drop(index=[5, 50, 500])
+    want = np.bincount(
+        hp.ang2pix(1 << order, good.ra.to_numpy(), good.dec.to_numpy(), nest=True, lonlat=True),
+        minlength=12 * 4**POINT_MAP_ORDER,
+    )
+    np.testing.assert_array_equal(pix, np.flatnonzero(want))
+    np.testing.assert_array_equal(counts, want[want > 0])

@@ -103,6 +103,7 @@ def test_resume_after_interrupted_split(files, sky, tmp_path, client, monkeypatc
         settle(tmp_path)
     assert not out.exists()
     assert (staging / "manifest.json").exists() and (work(staging) / "plan.json").exists()
+    assert not list((work(staging) / "scan").glob("*.hist.npz")), "merged scan histograms are kept"
     done = markers(staging, "split")
     assert last not in done
     assert done, "no split task finished before the interruption"

@@ -129,5 +129,5 @@ def test_quota(tmp_path):
         assert ok.status_code == 200
         big = client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT * FROM g", "TABLE_NAME": "big"},
                           headers=h)  # fmt: skip
-        assert big.status_code == 400 and "quota" in big.text
+        assert big.status_code == 403 and "quota (mydb_bytes)" in big.text
         assert "mydb.big" not in client.get("/tap/mydb", headers=h).text

@@ -100,3 +100,90 @@ def test_each_merge_kind_takes_the_file_path(stored, monkeypatch):
               "SELECT DISTINCT flag FROM c"):  # fmt: skip
         proxcompute.sql(q, {"c": stored}).compute()
     assert len(calls) == 3
+
+
+@pytest.fixture(scope="module")
+def nan_and_null(tmp_path_factory):
+    """A stored catalog whose ``mag`` has NaN and NULL rows, and ``flag`` NULL rows."""
+    import pyarrow as pa
+
+    df = generate_catalog(9_000, seed=22)
+    rng = np.random.default_rng(22)
+    nan = rng.random(len(df)) < 0.05
+    null = ~nan & (rng.random(len(df)) < 0.05)
+    mag = pa.array(np.where(nan, np.nan, df["mag"].to_numpy()), mask=null, from_pandas=False)
+    flag = pa.array(df["flag"].to_numpy(), mask=rng.random(len(df)) < 0.03)
+    table = pa.Table.from_pandas(df.drop(columns=["mag", "flag"]), preserve_index=False)
+    table = table.append_column("mag", mag).append_column("flag", flag)
+    path = tmp_path_factory.mktemp("nannull") / "cat"
+    from_dataframe(table.to_pandas(), name="cat", max_rows=1_000).to_catalog(path)
+    # to_pandas turns NULL into NaN: put the exact NULL/NaN mix back into the stored files
+    import pyarrow.parquet as pq
+
+    for f in path.rglob("Npix=*.parquet"):
+        t = pq.read_table(f)
+        ids = t.column("id").to_numpy()
+        order = np.searchsorted(df["id"].to_numpy(), ids)
+        t = t.set_column(t.schema.get_field_index("mag"), "mag", mag.take(pa.array(order)))
+        t = t.set_column(t.schema.get_field_index("flag"), "flag", flag.take(pa.array(order)))
+        pq.write_table(t, f, row_group_size=300)
+    return path, mag, flag
+
+
+_WHERE = {  # the filter, and its meaning in numpy (IEEE comparisons; a NULL never matches)
+    "mag < 20": lambda m, f, d: m < 20,
+    "mag >= 18.5 AND flag = 2": lambda m, f, d: (m >= 18.5) & (f == 2),
+    "20 > mag": lambda m, f, d: m < 20,
+    "mag != 19.0": lambda m, f, d: m != 19.0,
+    "flag <> 1 AND mag > 0 AND dec < 30": lambda m, f, d: (f != 1) & (m > 0) & (d < 30),
+}
+
+
+@pytest.mark.parametrize("where", sorted(_WHERE))
+def test_filtered_count_by_duckdb_equals_the_reader_and_numpy(nan_and_null, where, monkeypatch):
+    """A count whose filter is a conjunction of comparisons is one DuckDB scan of the files,
+    with the reader's answer and numpy's: NULL rows never match, NaN only for ``!=``."""
+    from proxcompute.execute import partition, run
+
+    path, mag, flag = nan_and_null
+    cat = proxcompute.open_catalog(path)
+    df = generate_catalog(9_000, seed=22)
+    m = np.asarray(mag.to_numpy(zero_copy_only=False), dtype=float)
+    f = np.asarray(flag.fill_null(-99).to_numpy(), dtype=float)
+    with np.errstate(invalid="ignore"):
+        hit = _WHERE[where](m, f, df["dec"].to_numpy())
+    for name, arr in (("mag", mag), ("flag", flag)):
+        if name in where:
+            hit &= ~np.asarray(arr.is_null())
+    want = int(hit.sum())
+    assert np.isnan(m).any() and mag.null_count and flag.null_count
+    pandas_where = where.replace("AND", "and").replace("<>", "!=").replace(" = ", " == ")
+
+    def reader_count():
+        with monkeypatch.context() as mp:
+            mp.setattr(run, "filtered_count", lambda *a, **k: None)
+            return proxcompute.sql(f"SELECT COUNT(*) AS n FROM c WHERE {where}", {"c": path}).compute()["n"][0]
+
+    def no_reader(*a, **k):
+        raise AssertionError("the count read partitions with the reader")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(run, "count_partition", no_reader)
+        by_duckdb = proxcompute.sql(f"SELECT COUNT(*) AS n FROM c WHERE {where}", {"c": path}).compute()["n"][0]
+        assert cat.where(pandas_where).count() == by_duckdb
+    assert by_duckdb == reader_count() == want
+    assert partition.count_partition is not no_reader
+
+
+def test_filtered_count_with_a_region_or_a_disjunction_uses_the_reader(nan_and_null, monkeypatch):
+    from proxcompute.execute import run
+
+    path, _, _ = nan_and_null
+    calls = []
+    real = run.filtered_count
+    monkeypatch.setattr(run, "filtered_count", lambda *a, **k: calls.append(real(*a, **k)) or calls[-1])
+    proxcompute.sql("SELECT COUNT(*) FROM c WHERE mag < 20 OR flag = 1", {"c": path}).compute()
+    proxcompute.sql(
+        "SELECT COUNT(*) FROM c WHERE mag < 20 AND 1 = CONTAINS(POINT(ra, dec), CIRCLE(10, 5, 30))", {"c": path}
+    ).compute()
+    assert calls and all(c is None for c in calls)

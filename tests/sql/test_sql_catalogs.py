@@ -200,3 +200,17 @@ def test_streaming_stops_at_maxrec_without_computing_everything(root):
     whole = proxcompute.sql("SELECT id FROM gaia WHERE mag < 21", catalog_root=base)
     batches = list(whole.iter_batches())
     assert sum(b.num_rows for b in batches) == int((df["mag"] < 21).sum()) and whole.overflow is False
+
+
+def test_to_astropy_keeps_nulls_masked():
+    """SQL NULLs become masked entries in the astropy Table (not NaN or 0 fill values)."""
+    from proxcompute.sql import sql
+    from proxcompute.synthetic import generate_catalog
+
+    cat = generate_catalog(2_000, seed=3)
+    q = "SELECT id, CASE WHEN mag < 18 THEN id END AS bright_id FROM s ORDER BY id"
+    t = sql(q, {"s": cat}).to_astropy()
+    df = cat.sort_values("id")
+    expected_null = (df["mag"] >= 18).to_numpy()
+    assert t["bright_id"].mask.tolist() == expected_null.tolist()
+    assert t["bright_id"][~expected_null].tolist() == df["id"][~expected_null].tolist()

@@ -216,6 +216,15 @@ CORPUS = [
     E("SELECT id FROM stars LIMIT -3", "syntax", (1, 28), (1, 29), id="limit-negative"),
     E("SELECT id FROM stars LIMIT 'a'", "syntax", (1, 28), id="limit-string"),
     E("SELECT id FROM stars OFFSET -1", "syntax", (1, 29), (1, 30), id="offset-negative"),
+    # -- nesting (a RecursionError deep in the parser was a 500 in the service) -----------------
+    E("SELECT id FROM stars WHERE " + "(" * 33 + "mag < 20" + ")" * 33, "limit", (1, 60),
+      contains="nested more than 32 deep", id="parens-33"),
+    E("SELECT id FROM stars WHERE " + "(" * 5000 + "mag < 20" + ")" * 5000, "limit", (1, 60), id="parens-5000"),
+    E("SELECT * FROM " + "(SELECT * FROM " * 3000 + "stars" + ") AS s" * 3000, "limit", ANY, id="subqueries-3000"),
+    E("SELECT id FROM stars WHERE " + "NOT " * 5000 + "mag < 20", "limit", (1, 156), id="not-chain"),
+    E("SELECT " + "- " * 5000 + "1 AS x FROM stars", "limit", (1, 72), id="sign-chain"),
+    E("SELECT id FROM stars WHERE " + " AND ".join(["mag < 20"] * 10000), "limit", contains="nested too deeply",
+      id="and-chain-10000"),
 ]
 
 
@@ -372,3 +381,10 @@ def test_maxrec_zero(catalogs):
     with pytest.warns(SqlTruncatedWarning):
         assert res.to_arrow().num_rows == 0
     assert res.overflow is True
+
+
+def test_nesting_at_the_limit_runs(catalogs):
+    """32 levels (the limit) still run and give what the flat query gives."""
+    deep = proxcompute.sql("SELECT id FROM stars WHERE " + "(" * 32 + "mag < 20" + ")" * 32, catalogs).compute()
+    flat = proxcompute.sql("SELECT id FROM stars WHERE mag < 20", catalogs).compute()
+    assert sorted(deep["id"]) == sorted(flat["id"]) and len(flat) > 0

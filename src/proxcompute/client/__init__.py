@@ -8,7 +8,9 @@ service, with a few shortcuts when the service offers them:
 * uploads go as Parquet to a proxcompute service (it reads Parquet, VOTable, CSV and FITS)
   and as VOTable (the one standard upload format) to any other service;
 * **MyDB** (per-user tables) needs a proxcompute service: a job with ``TABLE_NAME=t`` stores
-  its result as ``mydb.t``, which later queries read like any other table.
+  its result as ``mydb.t``, which later queries read like any other table; its owner can
+  share it read-only with a group or every signed-in user (:meth:`Client.mydb_share`), who
+  read it as ``mydb_<owner>.t``.
 
 Every failure is a :class:`TapError` (a :class:`~proxcompute.errors.ProxError`); a query the
 service refuses or that fails is a :class:`TapQueryError` carrying the service's message and

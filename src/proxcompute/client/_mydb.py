@@ -92,3 +92,46 @@ class _MyDBMixin(_Session):
         bare = self._mydb_name(name)
         self._request("POST", f"mydb/{bare}", what=f"dropping mydb.{bare}", data={"ACTION": "DELETE"},
                       follow_redirects=False)  # fmt: skip
+
+    # ---------------------------------------------------------- sharing
+
+    @staticmethod
+    def _share_target(with_: str) -> str:
+        if with_ != "authenticated" and not (with_.startswith("group:") and len(with_) > 6):
+            raise TapError(f'cannot share with {with_!r}: use "group:NAME" or "authenticated"')
+        return with_
+
+    def mydb_share(self, name: str, with_: str) -> list[str]:
+        """Share ``mydb.<name>`` read-only with ``"group:NAME"`` or ``"authenticated"`` (every signed-in user).
+
+        They see it as ``mydb_<you>.<name>`` (in their TAP_SCHEMA, queried like any table).
+        Returns whom the table is shared with now.
+
+        Examples
+        --------
+        >>> tap.mydb_create("shown", "SELECT TOP 5 id, ra, dec FROM survey.gaia")
+        'mydb.shown'
+        >>> tap.mydb_share("shown", "authenticated")
+        ['authenticated']
+        >>> tap.mydb_shares()["shown"]
+        ['authenticated']
+        >>> tap.mydb_unshare("shown", "authenticated")
+        []
+        >>> tap.mydb_drop("shown")
+        """
+        bare = self._mydb_name(name)
+        response = self._request("POST", f"mydb/{bare}/share", what=f"sharing mydb.{bare}",
+                                 json={"with": self._share_target(with_)})  # fmt: skip
+        return list(response.json()["shared_with"])
+
+    def mydb_unshare(self, name: str, with_: str) -> list[str]:
+        """End a share made by :meth:`mydb_share` (at once); returns whom it is still shared with."""
+        bare = self._mydb_name(name)
+        response = self._request("POST", f"mydb/{bare}/unshare", what=f"unsharing mydb.{bare}",
+                                 json={"with": self._share_target(with_)})  # fmt: skip
+        return list(response.json()["shared_with"])
+
+    def mydb_shares(self) -> dict[str, list[str]]:
+        """``{table: [targets]}`` of your MyDB tables that are shared (``GET {url}/mydb``)."""
+        response = self._request("GET", "mydb", what="listing MyDB tables")
+        return {e["name"][5:]: list(e.get("shared_with", [])) for e in response.json() if e.get("shared_with")}

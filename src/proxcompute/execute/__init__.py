@@ -4,6 +4,7 @@ from proxcompute.execute.aggregate import aggregate, aggregate_table
 from proxcompute.execute.crossmatch import crossmatch_partition
 from proxcompute.execute.explain import describe_reads
 from proxcompute.execute.frames import to_dask
+from proxcompute.execute.gather import gather_partition
 from proxcompute.execute.join import join_partition
 from proxcompute.execute.map_partitions import learn_schema
 from proxcompute.execute.progress import progress_bar
@@ -38,6 +39,7 @@ __all__ = [
     "crossmatch_partition",
     "current_client",
     "describe_reads",
+    "gather_partition",
     "head",
     "iter_completed",
     "iter_tables",

@@ -24,6 +24,8 @@ def describe_reads(optimized: PlanNode) -> ReadSummary:
         keep = set(scan.partitions)
         left = describe_reads(src.left)
         return ReadSummary(tuple(r for r in left.partitions if r.pixel in keep), len(src.pixels), None)
+    if not isinstance(src, (StoredSource, MemorySource)):  # a gathered query: its inputs explain their reads
+        return ReadSummary((), len(src.pixels), None)
     reads = []
     for pixel in scan.partitions:
         if isinstance(src, StoredSource):

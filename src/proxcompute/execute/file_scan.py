@@ -13,16 +13,18 @@ file), goes through the reader.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pyarrow as pa
 
 from proxcompute.errors import SqlError
+from proxcompute.ops.expr import And, Column, Compare, Expr, Literal
 from proxcompute.ops.sql_engine import run_sql_over_files
 from proxcompute.plan.nodes import PlanNode, Project, Scan
 from proxcompute.plan.source import StoredSource
 
-__all__ = ["FileScan", "plain_file_scan"]
+__all__ = ["FileScan", "conjunction_sql", "filtered_count", "plain_file_scan"]
 
 
 class FileScan:
@@ -40,6 +42,54 @@ class FileScan:
             return run_sql_over_files(sql, name, self.files, self.columns, self.root, threads=threads)
         except SqlError:  # the reader path raises the query's own faults again, located
             return None
+
+
+def conjunction_sql(predicate: Expr, schema: pa.Schema) -> str | None:
+    """``predicate`` as a DuckDB condition that selects exactly the rows it selects, when it is
+    a conjunction of ``column op number`` comparisons on numeric columns; else None.
+
+    Only a conjunction is rendered, so that a row counts exactly when every comparison is
+    true in both engines: NULL never is; NaN is only for ``!=`` (IEEE, as Arrow does), so the
+    other float comparisons get ``NOT isnan(col)``, since DuckDB orders NaN above every number.
+    """
+    terms = predicate.terms if isinstance(predicate, And) else (predicate,)
+    out = []
+    for term in terms:
+        if not isinstance(term, Compare) or term.op not in ("<", "<=", ">", ">=", "==", "!="):
+            return None
+        col, lit, op = term.left, term.right, term.op
+        if isinstance(col, Literal) and isinstance(lit, Column):
+            col, lit, op = lit, col, {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)
+        if not isinstance(col, Column) or not isinstance(lit, Literal) or col.name not in schema.names:
+            return None
+        value, t = lit.value, schema.field(col.name).type
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+            return None
+        name = '"' + col.name.replace('"', '""') + '"'
+        cond = f"{name} {'=' if op == '==' else op} {value!r}"
+        nan_guard = pa.types.is_floating(t) and op != "!="  # IEEE: NaN != x is true in both
+        out.append(f"({cond} AND NOT isnan({name}))" if nan_guard else f"({cond})")
+    return " AND ".join(out)
+
+
+def filtered_count(below: PlanNode, threads: int) -> int | None:
+    """``COUNT(*)`` of ``below`` by DuckDB over the partition files, when ``below`` is a scan
+    whose only filter is a :func:`conjunction_sql` predicate; else None (count with the reader)."""
+    node = below
+    while isinstance(node, Project):
+        (node,) = node.children
+    if not isinstance(node, Scan) or node.predicate is None or node.regions or node.ranges is not None:
+        return None
+    where = conjunction_sql(node.predicate, node.source.schema)
+    if where is None:
+        return None
+    files = plain_file_scan(Scan(node.source, columns=tuple(sorted(node.predicate.columns())), pixels=node.pixels))
+    if files is None:
+        return None
+    out = files.run(f'SELECT count(*) AS n FROM "__t" WHERE {where}', "__t", threads)
+    return None if out is None else int(out.column(0)[0].as_py())
 
 
 def plain_file_scan(below: PlanNode) -> FileScan | None:

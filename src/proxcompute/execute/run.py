@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from proxcompute.errors import PlanError, ProxError, UserFunctionError
+from proxcompute.execute.file_scan import filtered_count
 from proxcompute.execute.partition import (
     PROGRESS_DIR,
     PartitionJob,
@@ -243,6 +244,10 @@ def count(plan: PlanNode, *, client: Any = None, flags: OptFlags | None = None) 
     scan = find_scan(optimized)
     if not is_filtered(plan) and scan.source.total_rows >= 0:
         return scan.source.total_rows
+    if client is None and current_client() is None and _observer.get() is None:
+        n = filtered_count(optimized, os.cpu_count() or 1)  # one multi-threaded DuckDB scan, if it can
+        if n is not None:
+            return n
     counts = map_partitions(
         PartitionJob(count_partition, optimized), scan.partitions, client=client, label="count"
     )

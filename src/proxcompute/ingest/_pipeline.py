@@ -38,6 +38,7 @@ from proxcompute.storage import CatalogBuilder, check_destination, publish, writ
 from proxcompute.storage.index import register_indexes
 from proxcompute.storage.layout import PartitionPixel
 from proxcompute.storage.partitioning import DEFAULT_MAX_ROWS
+from proxcompute.storage.skymap import POINT_MAP_ORDER
 
 __all__ = ["DEFAULT_MAX_ROWS", "IngestResult", "ingest"]
 
@@ -316,6 +317,18 @@ class _Options:
         }
 
 
+def _point_map(plan: dict[str, Any], pixel_rows: dict[PartitionPixel, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The scan's row histogram as the point map, if it was kept and counts exactly the rows written."""
+    path = plan.get("histogram")
+    if not path or not os.path.exists(path):
+        return None  # a plan from an older run: the catalog builder counts the files instead
+    with np.load(path) as h:
+        if int(h["order"]) != POINT_MAP_ORDER:
+            return None
+        pixels, counts = h["pixels"], h["counts"]
+    return (pixels, counts) if int(counts.sum()) == sum(pixel_rows.values()) else None
+
+
 class _Clock:
     """Seconds per stage: each ``lap`` charges the time since the previous one."""
 
@@ -350,8 +363,13 @@ class _Run:
             units = _plan.scan_units(files, parquet_chunks)
             scans = self.run("scan", _tasks.scan_task, units, "scan", work=self.work, ra=o.ra, dec=o.dec)
             self.clock.lap("scan")
-            plan = _plan.make_plan(files, parquet_chunks, file_schemas, scans, o.ra, o.dec, o.max_rows)
+            plan = _plan.make_plan(
+                files, parquet_chunks, file_schemas, scans, o.ra, o.dec, o.max_rows,
+                histogram_path=self.staging.work / "histogram.npz",
+            )  # fmt: skip
             atomic_write_json(self.plan_path, plan)
+            for scan in scans:  # merged into the plan (and histogram.npz): ~20 MB per input chunk
+                Path(scan["hist"]).unlink(missing_ok=True)
             self.clock.lap("plan")
         _plan.check_plan(plan, o.max_rows, o.ra, o.dec, o.drop_invalid)
         self.run.needed_bytes = _plan.estimate_output_bytes(plan)
@@ -414,7 +432,9 @@ class _Run:
                 staging=self.staging.collection / o.name,
             )
             schema = _tasks.deserialize_schema(plan["schema"])
-            builder.finish(pixel_rows, schema, max_rows=o.max_rows, publish_now=False)
+            builder.finish(
+                pixel_rows, schema, max_rows=o.max_rows, publish_now=False, point_map=_point_map(plan, pixel_rows)
+            )
             self.staging.mark_stage("metadata")
         self.clock.lap("metadata")
 

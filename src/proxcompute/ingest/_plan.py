@@ -19,6 +19,7 @@ from proxcompute.ingest._inputs import InputFile, check_coordinate_schema, drop_
 from proxcompute.ingest._reduce import plan_bins
 from proxcompute.ingest._tasks import HISTOGRAM_ORDER, Chunk
 from proxcompute.sky.healpix import INDEX_COLUMN
+from proxcompute.storage.atomic import atomic_write
 from proxcompute.storage.partitioning import plan_partitions
 
 __all__ = [
@@ -153,8 +154,14 @@ def make_plan(
     ra: str,
     dec: str,
     max_rows: int,
+    histogram_path: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Merge the scan results into the partition plan (saved as ``work/plan.json``)."""
+    """Merge the scan results into the partition plan (saved as ``work/plan.json``).
+
+    With ``histogram_path``, the merged order-10 row histogram is kept there (``.npz``), and
+    the plan names it: the catalog's point map is that histogram, so the metadata stage need
+    not read the partitions' ``_healpix_29`` columns again.
+    """
     schemas = dict(file_schemas)
     chunks: list[Chunk] = []
     by_id = {s["id"]: s for s in scans}
@@ -186,6 +193,9 @@ def make_plan(
 
     pixels, counts = merge_scan_histograms([s["hist"] for s in scans], sum(int(s["rows"]) for s in scans))
     parts, rows = plan_partitions(pixels, counts, HISTOGRAM_ORDER, max_rows)
+    if histogram_path is not None:
+        with atomic_write(histogram_path) as fh:
+            np.savez(fh, pixels=pixels, counts=counts, order=HISTOGRAM_ORDER)
     examples = [e for s in scans for e in s["examples"]][: _tasks.MAX_EXAMPLES]
     bins, groups = plan_bins([int(rows[p]) for p in parts])
     return {
@@ -197,6 +207,7 @@ def make_plan(
         "chunks": [c.to_dict() for c in chunks],
         "bins": bins,
         "groups": groups,
+        "histogram": None if histogram_path is None else str(histogram_path),
     }
 
 

@@ -7,7 +7,8 @@
                                       match, and the <id> of the run directory
       run-<id>/                       <id> is new for every ingest that is not a resume
         work/scan/<unit>.json         per-task completion markers (written after the task's outputs)
-        work/scan/<unit>.hist.npz     sparse row histogram of the unit (order-10 pixels, counts)
+        work/scan/<unit>.hist.npz     sparse row histogram of the unit (order-10 pixels, counts),
+                                      deleted once merged into plan.json / histogram.npz
         work/convert/f<i>.arrow       CSV/FITS/VOTable inputs converted to Arrow IPC by the scan
         work/plan.json                the partition plan (marks the scan + plan stages done)
         work/split/<chunk>.g<g>.arrow one zstd IPC file per input chunk and group of bins: per input

@@ -99,4 +99,6 @@ def count_matches(
     if table.num_rows == 0:
         return 0
     mask = predicate.mask(table)
-    return int(pc.sum(pc.cast(pc.fill_null(mask, False), pa.int64())).as_py() or 0)
+    # true_count counts the non-null trues without casting the mask (casting 10M booleans to
+    # int64 and summing took a third of a full-table count)
+    return sum(c.true_count for c in (mask.chunks if isinstance(mask, pa.ChunkedArray) else [mask]))

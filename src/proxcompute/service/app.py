@@ -2,8 +2,11 @@
 
 Routes under ``config.base_path`` (default ``/tap``): ``sync``, ``async`` (UWS 1.1,
 :mod:`~proxcompute.service.async_routes`), ``capabilities``, ``availability``, ``tables``,
-``tables/{name}``, ``examples``, ``mydb`` and an HTML landing page. Handlers are module-level
-functions that find the service's :class:`~proxcompute.service.state.ServiceState` on the
+``tables/{name}``, ``examples``, ``mydb`` (list; ``mydb/{t}`` drop; ``mydb/{t}/share`` and
+``mydb/{t}/unshare``) and an HTML landing page. What a user sees everywhere is
+``ServiceState.registry_for(user)`` (the access rules; see :mod:`~proxcompute.service.access`).
+Handlers are module-level functions that find the service's
+:class:`~proxcompute.service.state.ServiceState` on the
 app; every error a client can cause is a VOTable error document with the message in the
 INFO element's text (what pyvo shows) and a 4xx status
 (:func:`~proxcompute.service.errors.handles_errors`).
@@ -30,6 +33,7 @@ from proxcompute.service.async_routes import async_routes
 from proxcompute.service.config import ServiceConfig
 from proxcompute.service.errors import AuthError, error_response, handles_errors
 from proxcompute.service.examples import examples_document
+from proxcompute.service.mydb import bare_name
 from proxcompute.service.params import TapRequestError, read_params
 from proxcompute.service.query import parse_query_spec, run_query
 from proxcompute.service.state import XML, ServiceState, base_url, state_of
@@ -70,13 +74,20 @@ class ServerHeader:
         await self.app(scope, receive, send_with_header)
 
 
-async def landing(request: Request) -> Response:
+def _tables_seen(request: Request) -> list:
+    """Descriptions of the tables the request's user sees (a bad credential is a 401)."""
     state = state_of(request)
+    return state.registry_for(state.user(request))[1]
+
+
+@handles_errors
+async def landing(request: Request) -> Response:
     base = base_url(request)
+    seen = await run_in_threadpool(_tables_seen, request)
     rows = "".join(
         f"<tr><td><code>{html.escape(t.name)}</code></td><td>{html.escape(t.description)}</td>"
         f"<td>{len(t.columns)}</td></tr>"
-        for t in state.tables
+        for t in seen
     )
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'/><title>proxcompute TAP</title></head><body>"
@@ -101,7 +112,7 @@ async def capabilities(request: Request) -> Response:
         upload_limit=config.upload_limit_bytes,
         retention_seconds=config.retention_seconds,
         execution_duration=config.queues[config.default_queue],
-        tokens=bool(config.tokens),
+        tokens=bool(config.tokens) or config.access_file is not None,
     )
     return Response(doc, media_type=XML)
 
@@ -124,20 +135,24 @@ async def availability(request: Request) -> Response:
     return Response(availability_document(note), media_type=XML)
 
 
+@handles_errors
 async def tables(request: Request) -> Response:
-    return Response(tables_document(state_of(request).tables), media_type=XML)
+    return Response(tables_document(await run_in_threadpool(_tables_seen, request)), media_type=XML)
 
 
+@handles_errors
 async def one_table(request: Request) -> Response:
     name = request.path_params["name"]
-    for t in state_of(request).tables + tap_schema_self_description():
+    for t in await run_in_threadpool(_tables_seen, request) + tap_schema_self_description():
         if t.name.lower() == name.lower():
             return Response(table_document(t), media_type=XML)
     return PlainTextResponse(f"no table {name!r}", status_code=404)
 
 
+@handles_errors
 async def examples(request: Request) -> Response:
-    return Response(examples_document(state_of(request).tables), media_type="application/xhtml+xml")
+    seen = await run_in_threadpool(_tables_seen, request)
+    return Response(examples_document(seen), media_type="application/xhtml+xml")
 
 
 @handles_errors
@@ -145,7 +160,7 @@ async def sync(request: Request) -> Response:
     state = state_of(request)
     config = state.config
     user = state.user(request)
-    registry, tables_seen = state.registry_for(user)
+    registry, tables_seen = await run_in_threadpool(state.registry_for, user)
     params = await read_params(request, upload_limit_bytes=config.upload_limit_bytes)
     spec = await run_in_threadpool(
         parse_query_spec,
@@ -153,12 +168,14 @@ async def sync(request: Request) -> Response:
         default_maxrec=config.default_maxrec,
         hard_maxrec=config.hard_maxrec,
         upload_limit=config.upload_limit_bytes,
+        max_query_chars=config.max_query_chars,
     )
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, dir=config.results_dir)
     try:
         meta = column_metadata(tables_seen, spec.query)
         await run_in_threadpool(
-            lambda: run_query(spec, registry, spool, column_meta=meta, mydb=state.mydb, user=user, client=state.client)
+            lambda: run_query(spec, registry, spool, column_meta=meta, mydb=state.mydb, user=user, client=state.client,
+                              mydb_quota_bytes=state.quota_for(user).mydb_bytes)
         )
     except BaseException:
         spool.close()
@@ -179,9 +196,44 @@ async def sync(request: Request) -> Response:
 @handles_errors
 async def mydb_list(request: Request) -> Response:
     state = state_of(request)
-    tables = state.mydb.tables(state.user(request))
-    body = [{"name": f"mydb.{n}", "bytes": sum(f.stat().st_size for f in p.rglob("*") if f.is_file())}
+    user = state.user(request)
+    tables = state.mydb.tables(user)
+    shares = state.shares_of(user)
+    body = [{"name": f"mydb.{n}", "bytes": sum(f.stat().st_size for f in p.rglob("*") if f.is_file()),
+             "shared_with": sorted(shares.get(n, ()))}
             for n, p in tables.items()]  # fmt: skip
+    return Response(json.dumps(body), media_type="application/json")
+
+
+async def _share_target(request: Request, state: ServiceState) -> str:
+    """The ``with`` of a share request: JSON ``{"with": ...}`` or a form/query field ``with``."""
+    if "json" in request.headers.get("content-type", ""):
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError as exc:
+            raise TapRequestError(f"the request body is not JSON: {exc}") from None
+        target = body.get("with") if isinstance(body, dict) else None
+    else:
+        params = await read_params(request, upload_limit_bytes=state.config.upload_limit_bytes)
+        target = params.get("with") or params.get("WITH")
+    if not isinstance(target, str) or not target:
+        raise TapRequestError('say whom to share with: {"with": "group:NAME"} or {"with": "authenticated"}')
+    return target
+
+
+@handles_errors
+async def mydb_share(request: Request) -> Response:
+    """POST ``mydb/{name}/share`` or ``mydb/{name}/unshare`` with ``{"with": "group:NAME" | "authenticated"}``."""
+    state = state_of(request)
+    user = state.user(request)
+    if user is None:
+        raise AuthError("sharing MyDB tables needs a signed-in user")
+    target = await _share_target(request, state)
+    name = request.path_params["name"]
+    action = state.share if request.url.path.endswith("/share") else state.unshare
+    await run_in_threadpool(action, user, name, target)
+    bare = bare_name(name)
+    body = {"name": f"mydb.{bare}", "shared_with": sorted(state.shares_of(user).get(bare, ()))}
     return Response(json.dumps(body), media_type="application/json")
 
 
@@ -210,6 +262,8 @@ def tap_routes(base_path: str) -> list[Route]:
         Route(base_path + "/examples", examples),
         Route(base_path + "/mydb", mydb_list, methods=["GET"]),
         Route(base_path + "/mydb/{name}", mydb_drop, methods=["DELETE", "POST"]),
+        Route(base_path + "/mydb/{name}/share", mydb_share, methods=["POST"]),
+        Route(base_path + "/mydb/{name}/unshare", mydb_share, methods=["POST"]),
         *async_routes(base_path),
     ]
 

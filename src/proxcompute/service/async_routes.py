@@ -21,6 +21,7 @@ from proxcompute.service.errors import QuotaError, error_response, handles_error
 from proxcompute.service.job_exec import SCAN_ROWS_PER_SECOND, pick_queue
 from proxcompute.service.jobs import parse_uws_time, utcnow, uws_time
 from proxcompute.service.params import TapRequestError, read_params
+from proxcompute.service.query import check_query_length
 from proxcompute.service.state import XML, ServiceState, base_url, state_of
 from proxcompute.service.uws_xml import job_document, job_list, parameters_document, results_document
 
@@ -56,9 +57,11 @@ async def create(request: Request) -> Response:
     config, store = state.config, state.store
     owner = state.user(request)
     params = await _params(request, state)
-    if store.active_count(owner) >= config.max_active_jobs:
+    check_query_length(params.get("QUERY"), config.max_query_chars)
+    allowed = state.quota_for(owner).active_jobs
+    if store.active_count(owner) >= allowed:
         raise QuotaError(
-            f"quota: {config.max_active_jobs} active jobs at most; wait for some to finish or abort them"
+            f"quota (active_jobs): {allowed} active jobs at most; wait for some to finish or abort them"
         )
     queue, rows_to_read = await run_in_threadpool(pick_queue, params, state, owner)
     quote = None
@@ -210,6 +213,7 @@ async def parameters(request: Request) -> Response:
         values["UPLOAD"] = ";".join(params.all("UPLOAD"))
     if params.parts:
         raise TapRequestError("uploads are accepted when a job is created, not added later")
+    check_query_length(params.get("QUERY"), state.config.max_query_chars)
     state.store.set_parameters(job_id, owner, values)
     return _see_job(request, job_id)
 

@@ -37,9 +37,16 @@ class ServiceConfig:
     retention_seconds: int = 7 * 86_400
     sync_timeout_seconds: int = 600
     tokens: dict[str, str] = field(default_factory=dict)
-    """Bearer token -> user name."""
+    """Bearer token -> user name (``--tokens``; kept next to an access file's users)."""
+    access_file: Path | None = None
+    """``--access``: users, groups, per-catalog rules and quotas (see ``docs/access.md``); None:
+    every catalog is public and the users are those of ``tokens``."""
+    max_query_chars: int = 200_000
+    """Longest QUERY accepted (longer: HTTP 400 before any parsing)."""
     max_active_jobs: int = 10
+    """Active (queued or running) jobs per user unless the access file's quotas say otherwise."""
     mydb_quota_bytes: int = 1 << 30
+    """MyDB bytes per user unless the access file's quotas say otherwise."""
     cluster: str | None = None
     """Name of the cluster profile whose client was handed to ``create_app`` (shown on /availability)."""
 
@@ -51,6 +58,8 @@ class ServiceConfig:
         if self.db_url is None:
             self.db_url = f"sqlite:///{self.data_dir / 'jobs.sqlite'}"
         self.base_path = "/" + self.base_path.strip("/")
+        if self.access_file is not None:
+            self.access_file = Path(self.access_file).resolve()
         if self.default_queue not in self.queues:
             raise ValueError(f"default queue {self.default_queue!r} is not one of {sorted(self.queues)}")
 

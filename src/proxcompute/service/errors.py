@@ -18,6 +18,7 @@ from starlette.responses import Response
 from proxcompute.errors import ProxError
 from proxcompute.formats import write_votable_error
 from proxcompute.service.jobs import JobNotFound, PhaseError
+from proxcompute.service.mydb import MyDBQuotaError
 from proxcompute.service.params import TapRequestError
 
 __all__ = ["AuthError", "QuotaError", "error_response", "handles_errors", "status_for"]
@@ -45,20 +46,26 @@ def status_for(exc: BaseException) -> int:
 
     >>> status_for(JobNotFound("x")), status_for(TapRequestError("bad")), status_for(KeyError("bug"))
     (404, 400, 500)
+    >>> status_for(RecursionError("deep")), status_for(QuotaError("over"))
+    (400, 403)
     """
     if isinstance(exc, AuthError):
         return 401
-    if isinstance(exc, QuotaError):
+    if isinstance(exc, (QuotaError, MyDBQuotaError)):
         return 403
     if isinstance(exc, JobNotFound):
         return 404
     if isinstance(exc, (PhaseError, TapRequestError, ProxError)):
+        return 400
+    if isinstance(exc, RecursionError):  # a query nested past what any layer checked: the client's doing
         return 400
     return 500
 
 
 def message_for(exc: BaseException) -> str:
     """The message a client sees: ours verbatim, anything else named as an internal error."""
+    if isinstance(exc, RecursionError):
+        return "the query is nested too deeply to analyse; flatten it (fewer nested parentheses or subqueries)"
     if status_for(exc) < 500:
         return str(exc)
     return f"internal error: {type(exc).__name__}: {exc}"

@@ -37,7 +37,7 @@ def make_executor(state: Any):
             params.parts[name] = Path(path).read_bytes()
         spec = parse_query_spec(
             params, default_maxrec=config.default_maxrec, hard_maxrec=config.hard_maxrec,
-            upload_limit=config.upload_limit_bytes,
+            upload_limit=config.upload_limit_bytes, max_query_chars=config.max_query_chars,
         )  # fmt: skip
         job_dir = config.results_dir / job.id
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -48,6 +48,7 @@ def make_executor(state: Any):
             rows, overflow = run_query(
                 spec, registry, fh, cancel=cancel, column_meta=column_metadata(tables, spec.query),
                 mydb=state.mydb, user=job.owner, client=state.client,
+                mydb_quota_bytes=state.quota_for(job.owner).mydb_bytes,
             )  # fmt: skip
         return JobOutcome(str(path), spec.mime, path.stat().st_size, rows, overflow)
 
@@ -67,9 +68,10 @@ def pick_queue(params: TapParams, state: Any, state_user: str | None = None) -> 
             raise TapRequestError(f"QUEUE={asked} is not a queue here; queues: {', '.join(sorted(config.queues))}")
     try:  # the plan's cost: rows of the partitions it reads
         spec = parse_query_spec(params, default_maxrec=config.default_maxrec, hard_maxrec=config.hard_maxrec,
-                                upload_limit=config.upload_limit_bytes)  # fmt: skip
+                                upload_limit=config.upload_limit_bytes,
+                                max_query_chars=config.max_query_chars)  # fmt: skip
         result = compile_spec(spec, state.registry_for(state_user)[0])
-    except ProxError:
+    except (ProxError, RecursionError):
         return asked or config.default_queue, None  # the job will fail with the message when it runs
     cat = result.catalog
     if cat is not None:

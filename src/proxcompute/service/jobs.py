@@ -26,7 +26,6 @@ import json
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
 from proxcompute.errors import ProxError
+from proxcompute.service.job_events import notify_change, wait_for_phase_change
 from proxcompute.service.job_table import jobs_table, metadata, owner_clause, row_to_job, sqlite_on_connect
 from proxcompute.service.uws import (  # noqa: F401 - re-exported: the job model lives in uws
     ABORTED,
@@ -82,20 +82,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# Condition notified (after commit) on every phase change made in this process. Waiters also
-# poll, so changes made by another process sharing the database are seen within _POLL seconds.
-_CHANGED = threading.Condition()
-_generation = 0
-_POLL = 0.25
-
-
-def _notify_change() -> None:
-    global _generation
-    with _CHANGED:
-        _generation += 1
-        _CHANGED.notify_all()
-
 
 _T = jobs_table
 
@@ -469,7 +455,7 @@ class JobStore:
             if job is None:
                 raise JobNotFound(job_id)
             conn.execute(sa.delete(_T).where(_T.c.id == job_id))
-        _notify_change()
+        notify_change()
         if remove_files:
             remove_job_files(job)
         log.debug("deleted job %s", job_id)
@@ -548,7 +534,7 @@ class JobStore:
                 overflow=bool(outcome.overflow),
             )
         job = self._conditional_update(job_id, owner, values, sorted(exp), VERBS[to_phase])
-        _notify_change()
+        notify_change()
         log.debug("job %s -> %s", job_id, to_phase)
         return job
 
@@ -590,18 +576,4 @@ class JobStore:
         JobNotFound
             If the job does not exist (or is deleted during the wait).
         """
-        deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            with _CHANGED:
-                gen = _generation
-            job = self.get(job_id, owner)
-            if phase is None:
-                phase = job.phase
-            if job.phase != phase or job.phase in FINAL_PHASES:
-                return job
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return job
-            with _CHANGED:
-                if _generation == gen:
-                    _CHANGED.wait(min(remaining, _POLL))
+        return wait_for_phase_change(lambda: self.get(job_id, owner), phase, timeout)

@@ -19,7 +19,7 @@ from proxcompute.formats import MEDIA_TYPES, normalize_format, read_table_bytes,
 from proxcompute.service.params import TapParams, TapRequestError
 from proxcompute.sql import CatalogRegistry, SqlResult, sql
 
-__all__ = ["QuerySpec", "content_type", "load_upload", "parse_query_spec", "run_query"]
+__all__ = ["QuerySpec", "check_query_length", "content_type", "load_upload", "parse_query_spec", "run_query"]
 
 LANGS = {"ADQL", "ADQL-2.0", "ADQL-2.1"}
 UPLOAD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -48,7 +48,21 @@ def content_type(fmt: str, requested: str | None) -> str:
     return MEDIA_TYPES[fmt]
 
 
-def parse_query_spec(params: TapParams, *, default_maxrec: int, hard_maxrec: int, upload_limit: int) -> QuerySpec:
+MAX_QUERY_CHARS = 200_000
+"""The default longest QUERY (``ServiceConfig.max_query_chars``)."""
+
+
+def check_query_length(query: str | None, max_query_chars: int) -> None:
+    """Refuse a QUERY longer than ``max_query_chars`` (before anything parses or stores it)."""
+    if query is not None and len(query) > max_query_chars:
+        raise TapRequestError(f"QUERY has {len(query):,} characters; the limit is {max_query_chars:,} "
+                              "(send long lists of positions or ids as a table: UPLOAD)")  # fmt: skip
+
+
+def parse_query_spec(
+    params: TapParams, *, default_maxrec: int, hard_maxrec: int, upload_limit: int,
+    max_query_chars: int = MAX_QUERY_CHARS,
+) -> QuerySpec:  # fmt: skip
     """Check LANG, QUERY, RESPONSEFORMAT/FORMAT, MAXREC and UPLOAD; raise :class:`TapRequestError`."""
     request = params.get("REQUEST")
     if request is not None and request not in ("doQuery",):
@@ -61,6 +75,7 @@ def parse_query_spec(params: TapParams, *, default_maxrec: int, hard_maxrec: int
     query = params.get("QUERY")
     if not query or not query.strip():
         raise TapRequestError("QUERY is missing or empty")
+    check_query_length(query, max_query_chars)
     requested = params.get("RESPONSEFORMAT") or params.get("FORMAT")
     try:
         fmt = normalize_format(requested or "votable")
@@ -183,10 +198,12 @@ def run_query(
     column_meta: Mapping[str, Mapping[str, str]] | None = None,
     mydb: Any = None,
     user: str | None = None,
+    mydb_quota_bytes: int | None = None,
 ) -> tuple[int, bool]:
     """Run a request and write its document to ``out``; returns ``(rows, overflow)``.
 
-    ``MAXREC=0`` writes the metadata only. Raises :class:`SqlError` (and other
+    ``MAXREC=0`` writes the metadata only; ``TABLE_NAME`` also writes the whole result to
+    ``user``'s MyDB within ``mydb_quota_bytes``. Raises :class:`SqlError` (and other
     :class:`ProxError`) for user errors.
     """
     import warnings
@@ -198,7 +215,7 @@ def run_query(
         if mydb is None:
             raise TapRequestError("this service keeps no MyDB tables")
         full = sql(spec.query, registry.extended(spec.uploads) if spec.uploads else registry)
-        mydb.write(user, spec.table_name, full, client=client)
+        mydb.write(user, spec.table_name, full, client=client, quota_bytes=mydb_quota_bytes)
     if progress is not None:
         progress(0, max(1, len(result.partitions)))
     if cancel is not None and cancel.is_set():

@@ -72,7 +72,13 @@ def sql(
         registry = catalogs
     else:
         registry = CatalogRegistry(catalogs, catalog_root=catalog_root)
-    return SqlResult(registry.cached_plan(query, compile_query), maxrec=maxrec)
+    try:
+        plan = registry.cached_plan(query, compile_query)
+    except RecursionError:  # a shape the nesting checks of parse_query do not count (e.g. long AND chains)
+        from proxcompute.errors import SqlError
+
+        raise SqlError("limit", "the query is nested too deeply to analyse; flatten it") from None
+    return SqlResult(plan, maxrec=maxrec)
 
 
 class _CallableModule(types.ModuleType):

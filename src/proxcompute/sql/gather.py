@@ -16,7 +16,8 @@ from sqlglot import exp
 
 from proxcompute.catalog import Catalog
 from proxcompute.errors import SqlError
-from proxcompute.plan import PlanNode
+from proxcompute.plan import PlanNode, Scan
+from proxcompute.plan.gather import GatherSource
 from proxcompute.sky import INDEX_COLUMN
 from proxcompute.sql.dialect import ADQL
 from proxcompute.sql.engine import run_sql
@@ -44,8 +45,9 @@ class CompiledQuery:
 
     text: str
     mode: str
-    plan: PlanNode | None
-    """The plan: the input catalog's plan with the relational nodes SQL adds on top."""
+    plan: PlanNode
+    """The plan: the input catalog's plan with the relational nodes SQL adds on top (for
+    ``gather``, a ``Scan`` of a :class:`~proxcompute.plan.gather.GatherSource`)."""
     catalog: Catalog | None
     """The input catalog (regions, predicates, projection and positional join pushed in)."""
     output_names: tuple[str, ...]
@@ -142,7 +144,7 @@ def compile_gather(text: str, root: exp.Query, registry: CatalogRegistry) -> Com
     final_sql = out.sql(dialect="duckdb")
     empties = {k: (c.schema.empty_table()) for k, c in gather.items()}
     try:
-        run_sql(final_sql, empties)
+        schema = run_sql(final_sql, empties).schema
     except SqlError as exc:
         missing = re.search(
             r'(?i)column "([^"]+)" (?:not found|referenced that exists|does not exist)', exc.message
@@ -155,7 +157,9 @@ def compile_gather(text: str, root: exp.Query, registry: CatalogRegistry) -> Com
                 "unknown column", f"column {name!r} is not available here ({exc.message})", *where
             ) from None
         raise
-    return CompiledQuery(text, "gather", None, None, tuple(names), (), gather, final_sql)
+    inputs = {k: c if isinstance(c, pa.Table) else c.plan for k, c in gather.items()}
+    plan = Scan(GatherSource(inputs, final_sql, schema))
+    return CompiledQuery(text, "gather", plan, None, tuple(names), (), gather, final_sql)
 
 
 def _name_outer_select(root: exp.Query) -> list[str]:

@@ -22,7 +22,11 @@ from sqlglot.errors import ParseError, TokenError
 from proxcompute.errors import SqlError
 from proxcompute.sql.dialect import ADQL
 
-__all__ = ["ADQL_FUNCTIONS", "parse_query", "position"]
+__all__ = ["ADQL_FUNCTIONS", "MAX_NESTING", "parse_query", "position"]
+
+MAX_NESTING = 32
+"""Deepest parenthesis / unary-operator nesting accepted (deeper: a ``limit`` error with the
+position, before the recursive parser and compiler could run out of stack)."""
 
 ADQL_FUNCTIONS = frozenset(
     {
@@ -154,6 +158,7 @@ def _prescan(text: str) -> None:
         raise SqlError("syntax", "the query cannot be split into words (unbalanced quotes?)") from None
     if not tokens:
         raise SqlError("syntax", "the query is empty")
+    _check_nesting(text, tokens)
     first = tokens[0]
     word = first.text.upper()
     if word in _FORBIDDEN_WORDS:
@@ -197,6 +202,28 @@ def _prescan(text: str) -> None:
                     "forbidden", f"only catalog names may appear in FROM, not functions or files ({nxt.text}(...))",
                     *line_col(text, nxt.start),
                 )  # fmt: skip
+
+
+def _check_nesting(text: str, tokens: list) -> None:
+    """Refuse parentheses nested deeper than :data:`MAX_NESTING`, and as long chains of NOT/-."""
+    from sqlglot.tokens import TokenType
+
+    depth = chain = 0
+    for tok in tokens:
+        if tok.token_type == TokenType.L_PAREN:
+            depth += 1
+            if depth > MAX_NESTING:
+                raise SqlError("limit", f"parentheses are nested more than {MAX_NESTING} deep; flatten the query",
+                               *line_col(text, tok.start))  # fmt: skip
+        elif tok.token_type == TokenType.R_PAREN:
+            depth = max(0, depth - 1)
+        if tok.token_type in (TokenType.NOT, TokenType.DASH, TokenType.PLUS, TokenType.TILDE):
+            chain += 1
+            if chain > MAX_NESTING:
+                raise SqlError("limit", f"more than {MAX_NESTING} NOT or sign operators in a row",
+                               *line_col(text, tok.start))  # fmt: skip
+        else:
+            chain = 0
 
 
 @functools.lru_cache(maxsize=512)
@@ -303,4 +330,7 @@ def parse_query(text: str) -> exp.Query:
     """
     if not isinstance(text, str) or not text.strip():
         raise SqlError("syntax", "the query is empty")
-    return _parse_cached(text).copy()
+    try:
+        return _parse_cached(text).copy()
+    except RecursionError:
+        raise SqlError("limit", "the query is nested too deeply to analyse; flatten it") from None

@@ -35,6 +35,8 @@ class TableRef:
     name: str
     schema: str | None
     opener: Callable[[], Catalog] = field(compare=False, repr=False)
+    source: str | None = field(default=None, compare=False, repr=False)
+    """The catalog directory a name opens (its aliases share it); None for in-memory tables."""
 
     @property
     def qualified(self) -> str:
@@ -67,7 +69,7 @@ class CatalogRegistry:
                 raise SqlError("unknown table", f"catalog root {self.root} is not a directory")
             for path, schema, names in _scan_root(self.root):
                 for n in names:
-                    self._refs.append(TableRef(n, schema, _path_opener(path)))
+                    self._refs.append(TableRef(n, schema, _path_opener(path), str(path.resolve())))
         for key, value in (catalogs or {}).items():
             schema, _, name = str(key).rpartition(".")
             self._refs.append(TableRef(name, schema or None, _value_opener(value, name)))
@@ -84,6 +86,33 @@ class CatalogRegistry:
         for key, value in catalogs.items():
             schema, _, name = str(key).rpartition(".")
             new._refs.append(TableRef(name, schema or None, _value_opener(value, name)))
+        return new
+
+    def filtered(self, keep: Callable[[list[TableRef]], bool]) -> CatalogRegistry:
+        """A registry without the tables ``keep`` refuses; opened catalogs are shared.
+
+        ``keep`` is called once per table with every reference to it (its name and its
+        aliases: the directory name and ``obs_collection`` share a ``source``), so a table is kept or
+        dropped under all its names at once. A dropped table is unknown in the new
+        registry exactly as a table that does not exist: lookups miss, ``names()`` and
+        "did you mean" hints do not show it.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> reg = CatalogRegistry({"a.t": pd.DataFrame({"x": [1]}), "b.u": pd.DataFrame({"x": [2]})})
+        >>> reg.filtered(lambda refs: all(r.schema != "b" for r in refs)).names()
+        ['a.t']
+        """
+        groups: dict[object, list[TableRef]] = {}
+        for ref in self._refs:
+            groups.setdefault(ref.source or id(ref.opener), []).append(ref)
+        kept = {key for key, refs in groups.items() if keep(refs)}
+        new = object.__new__(CatalogRegistry)
+        new.root = self.root
+        new._opened = {}
+        new._parent = self
+        new._refs = [r for r in self._refs if (r.source or id(r.opener)) in kept]
         return new
 
     PLAN_CACHE_SIZE = 256

@@ -18,7 +18,6 @@ from proxcompute.errors import ResultTruncatedWarning, SqlError
 from proxcompute.execute import STREAM_CHUNK_PARTITIONS
 from proxcompute.plan import Explanation, PlanNode, find_scan, optimize, render_explain
 from proxcompute.plan.relational import Limit, catalog_plan, has_operators, render_operators
-from proxcompute.sql.engine import run_sql
 from proxcompute.sql.gather import CompiledQuery
 from proxcompute.storage import PartitionPixel
 
@@ -74,15 +73,15 @@ class SqlResult:
         return self._plan.catalog
 
     @property
-    def plan(self) -> PlanNode | None:
-        """The plan (None for a query gathered into one DuckDB): the input catalog's plan with
-        SQL's relational nodes on top, run by :mod:`proxcompute.execute`."""
+    def plan(self) -> PlanNode:
+        """The plan run by :mod:`proxcompute.execute`: the input catalog's plan with SQL's
+        relational nodes on top (for ``gather``, a ``Scan`` of the one DuckDB query)."""
         return self._plan.plan
 
     @property
     def partitions(self) -> list[PartitionPixel]:
         """Partitions the query reads (for distributed modes)."""
-        if self._plan.plan is None:
+        if self._plan.mode == "gather":
             return []
         return list(find_scan(optimize(self._plan.plan)).partitions)
 
@@ -145,9 +144,9 @@ class SqlResult:
         >>> t.colnames, len(t)
         (['id', 'ra'], 3)
         """
-        from astropy.table import Table
+        from proxcompute.formats import arrow_to_astropy
 
-        return Table(self.to_arrow(client).to_pandas().to_dict("list"))
+        return arrow_to_astropy(self.to_arrow(client))
 
     def iter_batches(self, client: Any = None) -> Iterator[pa.RecordBatch]:
         """The result as Arrow record batches, in order, with :attr:`overflow` set at the end.
@@ -166,10 +165,6 @@ class SqlResult:
         >>> sum(batch.num_rows for batch in res.iter_batches()) == len(res.compute())
         True
         """
-        if self._plan.plan is None:
-            table = self.to_arrow(client)
-            yield from table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
-            return
         cap, sent, seen, schema = self.maxrec, 0, 0, None
         self.overflow = None
         for table in execute.iter_tables(self._capped_plan(), client=client):
@@ -188,13 +183,6 @@ class SqlResult:
             yield pa.RecordBatch.from_pylist([], schema=schema)
 
     def _run(self, client: Any) -> pa.Table:
-        p = self._plan
-        if p.plan is None:
-            tables = {
-                k: c if isinstance(c, pa.Table) else execute.compute_table(c.plan, client=client)
-                for k, c in p.gather.items()
-            }
-            return run_sql(p.gather_sql, tables)
         return execute.compute_query(self._capped_plan(), client=client)
 
     def _cap(self, table: pa.Table) -> pa.Table:
@@ -286,13 +274,6 @@ class SqlResult:
             lines.append("input (the plan the Python method chain builds, as Catalog.explain() shows it):")
             base, base_optimized = catalog_plan(p.plan), catalog_plan(optimized)
             lines.append(render_explain(base, base_optimized, execute.describe_reads(base_optimized)))
-        for key, cat in p.gather.items():
-            if isinstance(cat, pa.Table):
-                lines.append(f"gathered as {key}: a table of {cat.num_rows:,} rows [{', '.join(cat.column_names)}]")
-            else:
-                lines.append(f"gathered as {key}: {cat.name} [{', '.join(cat.columns)}]")
-        if p.gather_sql is not None:
-            lines.append(f"final (DuckDB over the gathered tables): {p.gather_sql}")
         return Explanation("\n".join(lines))
 
     def __repr__(self) -> str:
@@ -330,5 +311,5 @@ _MODES = {
     "rows": "per-partition SQL, in storage order or merged by a sort/top-n/distinct",
     "aggregate": "partial aggregates per partition, final aggregate on the driver",
     "two-level": "per-partition filter and projection, then the query on their union",
-    "gather": "the named catalogs in one DuckDB (not distributed)",
+    "gather": "the named inputs read whole, then one DuckDB query over them (not distributed)",
 }

@@ -50,6 +50,8 @@ DEFAULT_ROW_GROUP_ROWS = 16_384
 16,384, with full scans unchanged when dictionary encoding is limited as below)."""
 
 COMPRESSION = "snappy"
+"""Codec of partition files. zstd (level 1) made files ~4% smaller than snappy with these
+encodings but column reads 20-70% slower (measured on a 10M-row catalog's largest file)."""
 
 
 def sort_by_index(table: pa.Table) -> pa.Table:
@@ -86,6 +88,7 @@ def write_partition_file(
             compression=COMPRESSION,
             write_statistics=True,
             use_dictionary=dictionary_columns(table.schema),
+            column_encoding=column_encodings(table.schema) or None,
         )
     return table.num_rows
 
@@ -107,6 +110,28 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
             or (pa.types.is_integer(t) and t.bit_width <= 16)
         ):
             out.append(field.name)
+    return out
+
+
+def column_encodings(schema: pa.Schema) -> dict[str, str]:
+    """Parquet encodings of the columns that are not dictionary encoded.
+
+    Floats get ``BYTE_STREAM_SPLIT`` (their bytes regrouped by significance, which the codec
+    compresses: neighbouring coordinates share sign, exponent and leading mantissa bytes) and
+    integers ``DELTA_BINARY_PACKED`` (``_healpix_29`` is sorted, so its deltas are small).
+    Measured on a 10M-row catalog's largest partition (433k rows): 41.5 bytes/row with plain
+    encoding, 32.2 with these, column reads as fast or faster. Pyarrow, DuckDB and hats read both.
+    """
+    skip = set(dictionary_columns(schema))
+    out = {}
+    for field in schema:
+        t = field.type
+        if field.name in skip:
+            continue
+        if pa.types.is_floating(t) and t.bit_width >= 32:
+            out[field.name] = "BYTE_STREAM_SPLIT"
+        elif pa.types.is_integer(t) and t.bit_width >= 32:
+            out[field.name] = "DELTA_BINARY_PACKED"
     return out
 
 
@@ -240,8 +265,14 @@ class CatalogBuilder:
         *,
         max_rows: int | None = None,
         publish_now: bool = True,
+        point_map: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Path:
-        """Write partition list, metadata and properties; publish unless ``publish_now=False``."""
+        """Write partition list, metadata and properties; publish unless ``publish_now=False``.
+
+        ``point_map`` is the catalog's sparse row counts ``(pixels, counts)`` at
+        ``POINT_MAP_ORDER`` when the caller knows them (ingest has them from its scan); without
+        it they are counted from the partition files' ``_healpix_29`` columns.
+        """
         pixels = [p for p, n in pixel_rows.items() if n > 0]
         for p in pixels:
             if not partition_path(self.staging, p.order, p.pixel).exists():
@@ -252,7 +283,7 @@ class CatalogBuilder:
         props = self.properties(sum(pixel_rows.values()), max_order, max_rows)
         if self.catalog_type != "margin" and pixels:  # LSDB builds its MOC from point_map.fits
             map_order = POINT_MAP_ORDER
-            pix, counts = point_map_histogram(self.staging, pixels, map_order)
+            pix, counts = point_map if point_map is not None else point_map_histogram(self.staging, pixels, map_order)
             write_point_map(self.staging, pix, counts, map_order)
             props.update(point_map_properties(self.staging, pix, map_order))
         write_properties(self.staging, props)
