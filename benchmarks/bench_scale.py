@@ -24,7 +24,8 @@ work directory (peak and at the end) and the load average. Run::
     PYTHONPATH=src .venv/bin/python benchmarks/bench_scale.py --rows 10000000 --workdir /tmp/scale-1e7
     .venv/bin/python benchmarks/bench_scale.py --markdown-from /tmp/scale-1e7/bench-scale.json
 
-The second command renders a JSON (also of a run still going) as the markdown table.
+The second command renders a JSON (also of a run still going) as the markdown table;
+``--plot A.json B.json ... --plot-out docs/img/scale.png`` draws time per stage against rows.
 """
 
 from __future__ import annotations
@@ -600,6 +601,41 @@ def markdown(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_growth(runs: list[dict], out: Path) -> None:
+    """Log-log plot of each stage's wall time against rows, one line per stage, from the JSONs
+    of runs at several sizes (a stage that failed or did not run is left out at that size)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = sorted(runs, key=lambda r: r["rows"])
+    stages: dict[str, list[tuple[int, float]]] = {}
+    for run in runs:
+        for st in run["stages"]:
+            if "error" not in st and st["seconds"] > 0:
+                stages.setdefault(st["stage"], []).append((run["rows"], st["seconds"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for name, pts in stages.items():
+        xs, ys = zip(*pts, strict=True)
+        ax.plot(xs, ys, marker="o", label=name)
+    rows = [r["rows"] for r in runs]
+    if len(rows) > 1:  # a line of slope 1 through the first ingest point, for reference
+        base = dict(stages.get("ingest", [])).get(rows[0])
+        if base:
+            ax.plot(rows, [base * r / rows[0] for r in rows], "k:", lw=1, label="linear in rows")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("rows in the catalog")
+    ax.set_ylabel("wall time of the stage [s]")
+    ax.set_title("bench_scale.py: time per stage against rows (2 cores, shared machine)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000)
@@ -610,6 +646,11 @@ def main() -> None:
         "--markdown", type=Path, help="also write the table here (default: WORKDIR/bench-scale.md)"
     )
     ap.add_argument("--markdown-from", type=Path, help="only render this JSON as markdown and exit")
+    ap.add_argument(
+        "--plot", nargs="+", type=Path, metavar="JSON",
+        help="only plot stage time against rows from these runs' JSONs to --plot-out, and exit",
+    )  # fmt: skip
+    ap.add_argument("--plot-out", type=Path, default=Path("docs/img/scale.png"))
     ap.add_argument("--keep", action="store_true", help="keep the input and the crossmatch output")
     ap.add_argument("--generate-workers", type=int, default=2)
     ap.add_argument(
@@ -619,6 +660,10 @@ def main() -> None:
         "--only-ingest", action="store_true", help="stop after the ingest (to compare ingest versions)"
     )
     args = ap.parse_args()
+    if args.plot:
+        args.plot_out.parent.mkdir(parents=True, exist_ok=True)
+        plot_growth([json.loads(p.read_text()) for p in args.plot], args.plot_out)
+        return
     if args.markdown_from:
         sys.stdout.write(markdown(json.loads(args.markdown_from.read_text())))
         return

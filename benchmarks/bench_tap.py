@@ -8,9 +8,18 @@ Serves the cached 10M-row benchmark catalog (``bench-data/pc-10000000``, built b
 - a 1 deg cone of ~500k rows (sync, MAXREC raised): VOTable through pyvo, and Parquet over
   plain HTTP (hats-tap: 40 s, mostly writing VOTable);
 - a load run: 50 concurrent sync 1' cones at random positions plus 10 concurrent async jobs
-  (GROUP BY over 1 deg cones), reporting latency percentiles and errors (there must be none).
+  (GROUP BY over 1 deg cones), reporting latency percentiles and errors (there must be none);
+- the portal's first paint (target < 300 ms): a new visitor's ``GET /`` plus its stylesheet
+  and script over HTTP, and, when Selenium and Chromium are installed, the browser's own
+  first-contentful-paint (Paint Timing API) for ``/``.
 
-Run: ``.venv/bin/python benchmarks/bench_tap.py [--repeats 20] [--rows 10000000]``.
+Run: ``.venv/bin/python benchmarks/bench_tap.py [--repeats 20] [--rows 10000000] [--portal-only]``.
+
+``--during-scans COLLECTION`` measures instead what a user of a busy service sees: two async
+jobs over the whole table (``COUNT(*) WHERE mag < 20`` and a ``GROUP BY flag``) while pyvo
+sends 1' cones one after another; latencies of the cones that ran while a job was running.
+``--compare-src DIR`` runs the same with the server on another source tree (e.g. ``main``'s
+``src``) in the same run, alternating, ``--rounds`` times each.
 
 ``--access`` measures instead what the access rules cost: the same 1' cones through pyvo,
 interleaved, against two servers on the same catalog, one with ``--tokens`` and one with
@@ -51,22 +60,164 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
+PORTAL_ASSETS = ("/static/portal.css", "/static/portal.js")
+
+
+def portal_first_paint(site: str, repeats: int) -> list[tuple[str, int, float, str, str]]:
+    """Medians of a new visitor's ``/`` with its assets (HTTP), and Chromium's first contentful paint."""
+    rows = []
+    times = []
+    for _ in range(repeats):
+        with httpx.Client(base_url=site, timeout=30) as http:  # a new visitor: no cookie, no cache
+            t0 = time.perf_counter()
+            page = http.get("/")
+            assets = [http.get(a) for a in PORTAL_ASSETS]
+            times.append(time.perf_counter() - t0)
+            if page.status_code != 200 or any(a.status_code != 200 for a in assets):
+                raise SystemExit(f"portal answered {page.status_code} / {[a.status_code for a in assets]}")
+    rows.append(("portal: GET / + CSS + JS, new visitor (HTTP)", len(page.content), statistics.median(times),
+                 "< 300 ms", ""))  # fmt: skip
+    times = []
+    for i in range(repeats):
+        with httpx.Client(base_url=site, timeout=600) as http:
+            t0 = time.perf_counter()
+            http.get("/catalogs/big")
+            img = http.get("/catalogs/big/coverage.png")
+            times.append(time.perf_counter() - t0)
+            if i == 0:
+                rows.append(("portal: catalog page + coverage map, first (drawn)", len(img.content), times[0], "", ""))
+    rows.append(("portal: catalog page + coverage map (cached)", len(img.content), statistics.median(times[1:] or times),
+                 "", ""))  # fmt: skip
+    try:
+        import shutil
+
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        driver_path = shutil.which("chromedriver")
+        if driver_path is None:
+            raise ImportError("chromedriver")
+    except ImportError:
+        print("(no Selenium/Chromium: browser first paint not measured; scripts/browser/setup_chromium.sh)")
+        return rows
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800",
+                "--renderer-process-limit=2"):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        paints = []
+        for _ in range(repeats):
+            driver.delete_all_cookies()
+            driver.execute_cdp_cmd("Network.clearBrowserCache", {})
+            driver.get(site + "/")
+            fcp = None
+            for _ in range(50):  # the paint entry can land just after the load event
+                fcp = driver.execute_script(
+                    "const e = performance.getEntriesByName('first-contentful-paint');"
+                    "return e.length ? e[0].startTime : null;")  # fmt: skip
+                if fcp is not None:
+                    break
+                time.sleep(0.02)
+            if fcp is not None:
+                paints.append(fcp / 1000.0)
+        if paints:
+            rows.append(("portal: / first contentful paint, headless Chromium 1280x800", len(paints),
+                         statistics.median(paints), "< 300 ms", ""))  # fmt: skip
+    finally:
+        driver.quit()
+    return rows
+
+
+def during_scans(collection: Path, src: str | None, min_cones: int = 10) -> dict:
+    """Async full-table jobs plus sync 1' cones through pyvo; the cones' latencies while jobs ran."""
+    import pyvo
+
+    env_before = os.environ.get("PYTHONPATH")
+    if src is not None:  # the server process inherits it
+        os.environ["PYTHONPATH"] = src
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-tap-") as tmp:
+            root = Path(tmp) / "root"
+            root.mkdir()
+            os.symlink(collection.resolve(), root / "big")
+            with running_server(root, timeout=120) as url:
+                tap = pyvo.dal.TAPService(url)
+                cone = CONE_1M.format(ra=45, dec=30, r=1 / 60)
+                for _ in range(3):
+                    tap.search(cone)  # warm-up
+                t0 = time.perf_counter()
+                jobs = [tap.submit_job("SELECT COUNT(*) AS n FROM big WHERE mag < 20"),
+                        tap.submit_job("SELECT flag, COUNT(*) AS n, AVG(mag) AS m FROM big GROUP BY flag")]  # fmt: skip
+                for job in jobs:
+                    job.run()
+                during: list[float] = []
+                while any(j.phase not in ("COMPLETED", "ERROR", "ABORTED") for j in jobs):
+                    t1 = time.perf_counter()
+                    tap.search(cone)
+                    during.append(time.perf_counter() - t1)
+                jobs_s = time.perf_counter() - t0
+                if any(j.phase != "COMPLETED" for j in jobs):
+                    raise RuntimeError(f"a job failed: {[j.phase for j in jobs]}")
+                quiet = []
+                for _ in range(min_cones):
+                    t1 = time.perf_counter()
+                    tap.search(cone)
+                    quiet.append(time.perf_counter() - t1)
+                for job in jobs:
+                    job.delete()
+    finally:
+        if env_before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = env_before
+    return {"jobs_s": jobs_s, "during": during, "quiet": quiet}
+
+
+def main_during_scans(args: argparse.Namespace) -> None:
+    trees = {"this tree": str(ROOT / "src")}
+    if args.compare_src:
+        trees[f"compare ({args.compare_src})"] = str(Path(args.compare_src).resolve())
+    res: dict[str, list[dict]] = {k: [] for k in trees}
+    load0 = os.getloadavg()[0]
+    for _ in range(args.rounds):
+        for name, src in trees.items():
+            res[name].append(during_scans(Path(args.during_scans), src))
+    print(f"\nload average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end ({os.cpu_count()} CPUs)\n")
+    print("| server | async jobs (median) | 1' cones during jobs | median | p95 | 1' cone, idle (median) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, runs in res.items():
+        during = [t for r in runs for t in r["during"]]
+        quiet = [t for r in runs for t in r["quiet"]]
+        jobs = statistics.median(r["jobs_s"] for r in runs)
+        print(f"| {name} | {_ms(jobs)} | {len(during)} | {_ms(_pct(during, 50)) if during else '-'} | "
+              f"{_ms(_pct(during, 95)) if during else '-'} | {_ms(_pct(quiet, 50))} |")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--during-scans", type=Path, help="a collection: cones while async full scans run")
+    ap.add_argument("--compare-src", help="with --during-scans: also run the server on this source tree")
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--concurrent-sync", type=int, default=50)
     ap.add_argument("--concurrent-async", type=int, default=10)
+    ap.add_argument("--portal-only", action="store_true", help="Only the portal's first-paint measurements.")
+    ap.add_argument("--catalog", type=Path, help="Serve this catalog instead of bench-data/pc-ROWS.")
     ap.add_argument("--access", action="store_true", help="measure the cost of the access rules only")
     ap.add_argument("--access-rows", type=int, default=2_000_000, help="rows when no cached catalog exists")
     args = ap.parse_args()
+    if args.during_scans:
+        main_during_scans(args)
+        return
     if args.access:
         access_overhead(args)
         return
 
     import pyvo
 
-    catalog = ROOT / "bench-data" / f"pc-{args.rows}"
+    catalog = args.catalog or ROOT / "bench-data" / f"pc-{args.rows}"
     if not catalog.exists():
         sys.exit(f"{catalog} is missing: run benchmarks/bench_foundation.py --rows {args.rows} first")
     with tempfile.TemporaryDirectory(prefix="bench-tap-") as tmp:
@@ -75,7 +226,10 @@ def main() -> None:
         os.symlink(catalog.resolve(), root / "big")
         with running_server(root) as url:
             tap = pyvo.dal.TAPService(url)
-            rows = []
+            rows = portal_first_paint(url.rsplit("/tap", 1)[0], args.repeats)
+            if args.portal_only:
+                _table(args, rows, pyvo.__version__)
+                return
 
             # warm-up: numba kernels, DuckDB connections, footers
             for _ in range(3):
@@ -140,11 +294,7 @@ def main() -> None:
                 async_lat = [f.result() for f in fa]
             wall = time.perf_counter() - t_all
 
-    print(f"\nTAP service, {args.rows:,}-row catalog, pyvo {pyvo.__version__}, {os.cpu_count()} CPUs\n")
-    print("| request | rows | median | target | hats-tap |")
-    print("|---|---|---|---|---|")
-    for name, n, t, target, peer in rows:
-        print(f"| {name} | {n:,} | {_ms(t)} | {target} | {peer} |")
+    _table(args, rows, pyvo.__version__)
     print(f"\nLoad: {args.concurrent_sync} concurrent sync 1' cones + {args.concurrent_async} async GROUP BY jobs, "
           f"wall {wall:.2f} s, errors {len(errors)}\n")  # fmt: skip
     print("| kind | n | p50 | p90 | p99 | max |")
@@ -156,6 +306,15 @@ def main() -> None:
         print("error:", e)
     if errors:
         sys.exit(1)
+
+
+def _table(args, rows, pyvo_version: str) -> None:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\nTAP service, {args.rows:,}-row catalog, pyvo {pyvo_version}, {os.cpu_count()} CPUs, load {load}\n")
+    print("| request | rows (bytes for pages) | median | target | hats-tap |")
+    print("|---|---|---|---|---|")
+    for name, n, t, target, peer in rows:
+        print(f"| {name} | {n:,} | {_ms(t)} | {target} | {peer} |")
 
 
 ACCESS_TOKEN = "bench-user-token-0123456789"

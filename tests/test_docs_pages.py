@@ -62,7 +62,7 @@ KINDS = {"background", "repo", "install"}
 WAIT = re.compile(r'^background\s+wait="([^"]+)"$')
 MARK = re.compile(r"<!--\s*docs-test:\s*(.*?)\s*-->", re.S)
 TITLE = re.compile(r'title="([^"]+)"')
-DOCUMENTED_EXTRAS = {"notebooks", "gateway"}  # tests/wheel_env.py USER_EXTRAS
+DOCUMENTED_EXTRAS = {"notebooks", "gateway", "remote"}  # tests/wheel_env.py USER_EXTRAS
 BACKENDS = {  # needs=NAME on a block: (set-up script, stop script, a daemon it installs)
     "slurm": (ROOT / "clusters/slurm/setup_slurm.sh", ROOT / "clusters/slurm/stop_slurm.sh", "slurmctld"),
     "sge": (ROOT / "clusters/sge/setup_sge.sh", ROOT / "clusters/sge/stop_sge.sh", "/usr/sbin/sge_qmaster"),

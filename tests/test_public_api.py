@@ -23,6 +23,7 @@ EXPECTED = [
     "Polygon",
     "ProperMotion",
     "ProxError",
+    "RemoteAccessError",
     "SkyMap",
     "SqlError",
     "StorageError",

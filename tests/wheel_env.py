@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-USER_EXTRAS = ("notebooks", "gateway")  # what docs/install.md documents for users (postgres needs a server)
+USER_EXTRAS = ("notebooks", "gateway", "remote")  # what docs/install.md documents for users (postgres needs a server)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "Polygon": "proxcompute.sky",
     "ProperMotion": "proxcompute.ops.proper_motion",
     "ProxError": "proxcompute.errors",
+    "RemoteAccessError": "proxcompute.errors",
     "StorageError": "proxcompute.errors",
     # mapparts: user code next to the data
     "InvalidOrderError": "proxcompute.errors",
@@ -68,6 +69,7 @@ __all__ = [
     "Polygon",
     "ProperMotion",
     "ProxError",
+    "RemoteAccessError",
     "SkyMap",
     "SqlError",
     "StorageError",
@@ -108,6 +110,7 @@ if TYPE_CHECKING:  # pragma: no cover
         InvalidRegionError,
         PlanError,
         ProxError,
+        RemoteAccessError,
         StorageError,
     )
     from proxcompute.ingest import IngestResult, ingest

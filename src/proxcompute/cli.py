@@ -116,9 +116,12 @@ def index_command(
     _console().print(str(build_index(catalog, column, out=out, overwrite=overwrite, workers=workers)))
 
 
+_CATALOG_HELP = "Catalog or collection directory, or a URL (https://..., s3://...; needs the [remote] extra)."
+
+
 @app.command()
 def info(
-    catalog: Annotated[Path, typer.Argument(help="Catalog or collection directory.")],
+    catalog: Annotated[str, typer.Argument(help=_CATALOG_HELP)],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Describe a catalog from its metadata (no row data is read)."""
@@ -206,7 +209,7 @@ def _write_table(df, out: Path) -> None:
 
 @app.command()
 def cone(
-    catalog: Annotated[Path, typer.Argument(help="Catalog or collection directory.")],
+    catalog: Annotated[str, typer.Argument(help=_CATALOG_HELP)],
     ra: Annotated[float, typer.Option(help="Centre right ascension, degrees.")],
     dec: Annotated[float, typer.Option(help="Centre declination, degrees.")],
     radius_arcsec: Annotated[float, typer.Option(help="Cone radius, arcsec.")],
@@ -239,10 +242,14 @@ def _check_out(out: Path | None) -> None:
         raise ProxError(f"--out must end in .parquet or .csv (or .tsv, .vot), got {out.name!r}")
 
 
-def _open_side(path: Path, what: str):
-    """A catalog directory, or a table file (a target list) read into memory."""
+def _open_side(location: str, what: str):
+    """A catalog directory or URL, or a table file (a target list) read into memory."""
     from proxcompute.catalog import from_dataframe, open_catalog
+    from proxcompute.storage.location import is_url
 
+    if is_url(location):
+        return open_catalog(location)
+    path = Path(location)
     if path.is_dir():
         return open_catalog(path)
     if not path.exists():
@@ -254,8 +261,10 @@ def _open_side(path: Path, what: str):
 
 @app.command()
 def crossmatch(
-    left: Annotated[Path, typer.Argument(help="Left catalog directory or table file (e.g. a target list).")],
-    right: Annotated[Path, typer.Argument(help="Right catalog directory or table file.")],
+    left: Annotated[
+        str, typer.Argument(help="Left catalog directory or URL, or a table file (e.g. a target list).")
+    ],
+    right: Annotated[str, typer.Argument(help="Right catalog directory or URL, or a table file.")],
     radius_arcsec: Annotated[float, typer.Option(help="Match radius, arcsec.")],
     out: Annotated[Path, typer.Option(help="Output: a catalog directory, or a .parquet/.csv file.")],
     n_neighbors: Annotated[int, typer.Option(help="Nearest matches kept per left row.")] = 1,
@@ -354,7 +363,7 @@ def sql_command(
     ] = None,
     catalog: Annotated[
         list[str] | None,
-        typer.Option("--catalog", help="NAME=PATH: make one catalog available (repeatable)."),
+        typer.Option("--catalog", help="NAME=PATH (a directory or URL): make one catalog available (repeatable)."),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the result to FILE (format from suffix).")

@@ -20,6 +20,7 @@ __all__ = [
     "InvalidRegionError",
     "PlanError",
     "ProxError",
+    "RemoteAccessError",
     "ResultTruncatedWarning",
     "SqlError",
     "StorageError",
@@ -53,6 +54,19 @@ class CorruptPartitionError(StorageError):
 
     def __reduce__(self):  # picklable across Dask workers
         return (type(self), (self.path, self.reason))
+
+
+class RemoteAccessError(StorageError):
+    """A remote catalog (``https://``, ``s3://``) cannot be reached or read: refused
+    connection, access denied, a server error. The message names the URL and the reason."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = str(url)
+        self.reason = reason
+        super().__init__(f"cannot read {self.url}: {reason}")
+
+    def __reduce__(self):  # picklable across Dask workers
+        return (type(self), (self.url, self.reason))
 
 
 class CatalogExistsError(StorageError):

@@ -71,7 +71,7 @@ def test_notebook_views_coverage_points_hist_and_conversions():
     df = generate_catalog(20_000, seed=3)
     cat = from_dataframe(df, name="demo", max_rows=2_000)
     html = cat._repr_html_()
-    assert "<svg" in html and "coverage" in html
+    assert "data:image/png;base64," in html and "coverage" in html
     ax = cat.plot_points(bins=60)  # whole sky: Mollweide
     assert ax.name == "mollweide"
     field = cat.cone_search(45.0, 30.0, 2 * 3600)

@@ -70,6 +70,28 @@ def test_join_equals_pandas_merge(left_df, right_df, stored, how, kind):
     assert {"ra_l", "dec_l", "ra_r", "sid_l"} <= set(out.columns)
 
 
+@pytest.mark.parametrize("kind", ["indexed", "plain", "memory"])
+def test_float_keys_against_integer_keys_compare_as_numbers(left_df, right_df, stored, kind):
+    """3.0 equals 3 and 3.5 equals nothing, whichever side holds the floats (as in SQL)."""
+    half = np.where(left_df["id"] % 3 == 0, 0.5, 0.0)
+    fleft = left_df.assign(fref=left_df["id"].astype(np.float64) + half)
+    right = from_dataframe(right_df, name="r") if kind == "memory" else open_catalog(stored[kind])
+    out = from_dataframe(fleft, name="l", max_rows=400).join(right, "fref", "ref", suffixes=("l", "r")).compute()
+    r = right_df[right_df["ref"].notna()].assign(ref=lambda d: d["ref"].astype(np.float64))
+    want = fleft.merge(r, left_on="fref", right_on="ref")
+    assert sorted(zip(out["id_l"], out["rid_r"], strict=True)) == sorted(zip(want["id"], want["rid"], strict=True))
+    assert 0 < len(want) < len(left_df.merge(r, left_on="id", right_on="ref"))
+    # the floats on the right: an integer left key meets a float right key
+    fright = right_df.assign(fref=right_df["ref"].astype("Float64") + np.where(right_df.index % 4 == 0, 0.25, 0.0))
+    out = from_dataframe(left_df, name="l").join(from_dataframe(fright, name="r"), "id", "fref",
+                                                 suffixes=("l", "r")).compute()  # fmt: skip
+    want = left_df.assign(fid=left_df["id"].astype(np.float64)).merge(
+        fright[fright["fref"].notna()].astype({"fref": np.float64}), left_on="fid", right_on="fref"
+    )
+    assert sorted(zip(out["id_l"], out["rid_r"], strict=True)) == sorted(zip(want["id"], want["rid"], strict=True))
+    assert len(want) > 0
+
+
 def test_the_index_is_used_and_explained(left_df, stored):
     left = from_dataframe(left_df, name="l")
     text = str(left.join(open_catalog(stored["indexed"]), "id", "ref").explain())

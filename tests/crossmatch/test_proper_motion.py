@@ -115,6 +115,21 @@ def test_nearest_equals_astropy_pair_for_pair(survey_catalog, survey_data, old_e
     np.testing.assert_array_equal(nan_rows.ra_epoch, nan_rows.ra_old)
 
 
+def test_left_keeps_every_row_once_in_storage_order(survey_catalog, survey_data, old_epoch):
+    """Slow rows match through the margin, fast ones around their moved positions: the two
+    groups come back merged in the left's storage order, unmatched rows with nulls."""
+    pm = ProperMotion(from_epoch=FROM, to_epoch=TO)
+    left = from_dataframe(old_epoch, name="old", max_rows=1_500)
+    got = left.crossmatch(open_catalog(survey_catalog), radius_arcsec=RADIUS, how="left", proper_motion=pm).compute()
+    assert got.oid_old.tolist() == left.compute().oid.tolist()
+    ref, _ = _reference_nearest(old_epoch, survey_data, RADIUS)
+    matched = got[got.id_survey.notna()]
+    assert dict(zip(matched.oid_old, matched.id_survey.astype(np.int64), strict=True)) == {
+        k: v[0] for k, v in ref.items()
+    }
+    assert got.id_survey.isna().sum() == len(old_epoch) - len(ref) > 0
+
+
 def test_all_pairs_equal_astropy(survey_catalog, survey_data, old_epoch):
     pm = ProperMotion(from_epoch=FROM, to_epoch=TO)
     radius = 4.0

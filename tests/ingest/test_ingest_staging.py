@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from ingest_helpers import check_catalog
+from ingest_helpers import check_catalog, read_output
 
 from proxcompute.errors import IngestError
 from proxcompute.ingest import _reduce, _tasks, ingest
@@ -175,3 +176,55 @@ def test_out_of_disk_is_a_clear_error_and_resumable(sky, write_parts, tmp_path, 
     res = ingest(files, out, max_rows=2_000, margin_arcsec=0, client=client, show_progress=False, resume=True)
     check_catalog(out, sky, name="cat", max_rows=2_000)
     assert res.rows == len(sky)
+
+
+def _margin_rows(out: Path, name: str) -> pa.Table:
+    from proxcompute.storage.layout import read_partition_info
+
+    cat = out / name
+    parts = [pq.read_table(partition_path(cat, p.order, p.pixel)) for p in read_partition_info(cat)]
+    return pa.concat_tables(parts).sort_by("id")
+
+
+@pytest.mark.parametrize("stage", ["metadata", "margin"])
+def test_out_of_disk_in_a_driver_stage_is_resumable(sky, write_parts, tmp_path, client, monkeypatch, stage):
+    """A full disk after the partitions are written (the driver writing the catalog's metadata,
+    or the margin's partitions): the same clear error (directory, bytes still needed), nothing
+    published, and a resume gives exactly the catalog and margin of a clean ingest."""
+    import proxcompute.ingest.margin as margin_module
+    import proxcompute.storage.writer as writer
+
+    files = write_parts(sky, n=2)
+    clean = tmp_path / "clean"
+    ingest(files, clean, name="cat", max_rows=2_000, margin_arcsec=30, client=client, show_progress=False)
+    full = tmp_path / "disk-full"
+    full.touch()
+
+    def no_space(original):
+        def fill(*args, **kwargs):
+            if full.exists():
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return original(*args, **kwargs)
+
+        return fill
+
+    if stage == "metadata":  # after _metadata and the point map, when the properties are written
+        monkeypatch.setattr(writer, "write_properties", no_space(writer.write_properties))
+    else:  # the margin's partition files
+        monkeypatch.setattr(margin_module, "write_partition_file", no_space(margin_module.write_partition_file))
+    out = tmp_path / "cat"
+    with pytest.raises(IngestError) as info:
+        ingest(files, out, max_rows=2_000, margin_arcsec=30, client=client, show_progress=False)
+    msg = str(info.value)
+    assert f"out of disk space in {tmp_path / 'cat.tmp-ingest'} during the {stage} stage" in msg
+    assert "bytes (" in msg and "GB) more" in msg and "resume=True" in msg
+    assert not out.exists()
+    assert not list((tmp_path / "cat.tmp-ingest").rglob("*.part"))
+    full.unlink()  # space freed
+    time.sleep(0.3)
+    res = ingest(files, out, max_rows=2_000, margin_arcsec=30, client=client, show_progress=False, resume=True)
+    assert res.rows == len(sky) and res.margin_rows > 0
+    check_catalog(out, sky, name="cat", max_rows=2_000, margin="cat_30arcs")
+    assert read_output(out, "cat").sort_by("id").equals(read_output(clean, "cat").sort_by("id"))
+    assert _margin_rows(out, "cat_30arcs").equals(_margin_rows(clean, "cat_30arcs"))
+    assert not (tmp_path / "cat.tmp-ingest").exists()

@@ -77,3 +77,23 @@ def test_edge_subpixels_are_the_border():
     outside = ~np.isin(nb, inner) & (nb >= 0)
     expected = inner[outside.any(axis=1)]
     assert np.array_equal(np.sort(border), np.sort(expected))
+
+
+@pytest.mark.parametrize("radius_arcsec", [0.5, 4.0, 90.0])
+def test_discs_cover_ranges_hold_every_point_within_the_radius(radius_arcsec):
+    """Centres at the poles, on RA = 0/360 and anywhere; points at up to the radius from them."""
+    rng = np.random.default_rng(5)
+    n = 3_000
+    ra = np.concatenate([rng.uniform(0, 360, n), rng.uniform(-0.01, 0.01, n) % 360, rng.uniform(0, 360, n)])
+    dec = np.concatenate([np.degrees(np.arcsin(rng.uniform(-1, 1, n))), rng.uniform(-60, 60, n),
+                          rng.choice([-1, 1], n) * (90 - rng.uniform(0, 0.01, n))])  # fmt: skip
+    ranges = healpix.discs_cover_ranges(ra, dec, radius_arcsec / 3600.0)
+    # a point at a random bearing, exactly at (just under) the radius, on the sphere
+    r = np.radians(radius_arcsec / 3600.0) * 0.999999
+    bearing = rng.uniform(0, 2 * np.pi, ra.size)
+    d0, a0 = np.radians(dec), np.radians(ra)
+    d1 = np.arcsin(np.sin(d0) * np.cos(r) + np.cos(d0) * np.sin(r) * np.cos(bearing))
+    a1 = a0 + np.arctan2(np.sin(bearing) * np.sin(r) * np.cos(d0), np.cos(r) - np.sin(d0) * np.sin(d1))
+    idx = healpix.radec_to_healpix29(np.degrees(a1) % 360, np.degrees(d1))
+    pos = np.searchsorted(ranges[:, 1], idx, side="right")
+    assert np.all(pos < len(ranges)) and np.all(ranges[pos, 0] <= idx)

@@ -328,7 +328,7 @@ QUERIES_BY_MODE = {
     "rows-ordered": "SELECT id, mag FROM stars WHERE flag = 1 ORDER BY id",
     "aggregate": "SELECT id, COUNT(*) FROM stars GROUP BY id",
     "two-level": "SELECT DISTINCT id, COUNT(DISTINCT flag) FROM stars GROUP BY id",
-    "gather": "SELECT a.id FROM stars a JOIN stars b ON a.id = b.id",
+    "gather": "SELECT a.id FROM stars a JOIN stars b ON a.id = b.id + 0",
 }
 
 

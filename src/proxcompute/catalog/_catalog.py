@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -16,7 +16,7 @@ from proxcompute.catalog._ids import IdsMixin
 from proxcompute.catalog._tables import memory_source
 from proxcompute.catalog._units import _value
 from proxcompute.catalog._user_code import UserCodeMixin
-from proxcompute.errors import InvalidRegionError, PlanError
+from proxcompute.errors import InvalidRegionError, PlanError, StorageError
 from proxcompute.ops.crossmatch import CrossmatchArgs
 from proxcompute.ops.proper_motion import ProperMotion
 from proxcompute.plan import (
@@ -39,6 +39,10 @@ from proxcompute.plan import (
 from proxcompute.plan.crossmatch import crossmatch_source
 from proxcompute.sky import Box, Cone, Polygon, Region
 from proxcompute.storage import PartitionPixel, read_catalog_meta
+from proxcompute.storage.location import is_url
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 __all__ = ["Catalog"]
 
@@ -90,8 +94,8 @@ class Catalog(UserCodeMixin, IdsMixin):
         return self._plan.source.name
 
     @property
-    def path(self) -> Path | None:
-        """Directory of a stored catalog; None for an in-memory one."""
+    def path(self) -> Path | UPath | None:
+        """Directory of a stored catalog (a :class:`upath.UPath` when remote); None for an in-memory one."""
         src = self._plan.source
         return src.root if isinstance(src, StoredSource) else None
 
@@ -147,9 +151,9 @@ class Catalog(UserCodeMixin, IdsMixin):
     def __len__(self) -> int:
         if is_filtered(self._plan):
             raise TypeError("len() of a filtered catalog is unknown until it is computed; use .count()")
-        n = self._plan.source.total_rows
-        if n < 0:
-            raise TypeError("this catalog does not record its row count (hats_nrows); use .count()")
+        n = execute.stored_count(self._plan)  # hats_nrows, else the Parquet footers
+        if n is None:
+            raise TypeError("the row count of this catalog is unknown until it is computed; use .count()")
         return n
 
     # -- lazy operations -----------------------------------------------------------------
@@ -465,6 +469,10 @@ class Catalog(UserCodeMixin, IdsMixin):
         >>> len(out), out.columns
         (2488, ['_healpix_29', 'ra', 'dec', 'id'])
         """
+        if is_url(path):
+            raise StorageError(
+                f"to_catalog writes a local directory, not a URL ({path}): write it locally, then upload it"
+            )
         dest = execute.to_catalog(
             self._plan, path, name=name, overwrite=overwrite, client=client, resume_dir=resume_dir
         )

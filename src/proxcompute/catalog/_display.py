@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from proxcompute.catalog._coverage import coverage_thumbnail
 from proxcompute.plan import Filter, PlanNode, Project, RegionFilter, is_filtered
 from proxcompute.plan.map_partitions import MapPartitions, function_name
 from proxcompute.sky.healpix import pixel_boundaries_xyz, pixel_center
@@ -92,12 +93,20 @@ def text_summary(cat: Catalog) -> str:
     return "\n".join(lines)
 
 
+HTML_MAX_COLUMNS = 200
+"""Columns (and nested fields) listed in the HTML repr; more are counted, not listed."""
+
+
 def html_summary(cat: Catalog) -> str:
-    """A small HTML table for notebooks: name, rows, partitions by order, typed columns."""
+    """A small HTML table for notebooks: name, rows, partitions by order, typed columns, and a
+    coverage thumbnail; its size does not grow with the number of partitions."""
     esc = html.escape
     cols = "".join(
-        f"<code>{esc(f.name)}</code>&nbsp;<small>{esc(str(f.type))}</small><br>" for f in cat.schema
+        f"<code>{esc(f.name)}</code>&nbsp;<small>{esc(str(f.type))}</small><br>"
+        for f in list(cat.schema)[:HTML_MAX_COLUMNS]
     )
+    if len(cat.schema) > HTML_MAX_COLUMNS:
+        cols += f"<small>... and {len(cat.schema) - HTML_MAX_COLUMNS:,} more (<code>.columns</code>)</small>"
     rows = [
         ("name", f"<b>{esc(cat.name)}</b>"),
         ("rows", esc(_rows(cat))),
@@ -112,13 +121,13 @@ def html_summary(cat: Catalog) -> str:
     rows.append(("columns", cols))
     nested = nested_fields(cat.schema)
     if nested:
-        rows.append(
-            (
-                "nested fields",
-                "".join(f"<code>{esc(p)}</code>&nbsp;<small>{esc(t)}</small><br>" for p, t in nested),
-            )
+        shown = "".join(
+            f"<code>{esc(p)}</code>&nbsp;<small>{esc(t)}</small><br>" for p, t in nested[:HTML_MAX_COLUMNS]
         )
-    thumb = coverage_thumbnail(cat.partitions) if len(cat.partitions) <= THUMBNAIL_MAX_PARTITIONS else ""
+        if len(nested) > HTML_MAX_COLUMNS:
+            shown += f"<small>... and {len(nested) - HTML_MAX_COLUMNS:,} more</small>"
+        rows.append(("nested fields", shown))
+    thumb = coverage_thumbnail(cat.partitions)  # a fixed-size image at any partition count
     if thumb:
         rows.append(("coverage", thumb))
     body = "".join(
@@ -126,34 +135,6 @@ def html_summary(cat: Catalog) -> str:
         for k, v in rows
     )
     return f"<table class='proxcompute-catalog'>{body}</table>"
-
-
-THUMBNAIL_MAX_PARTITIONS = 5_000
-"""Above this many partitions the HTML repr leaves out the coverage map (drawing would be slow)."""
-
-
-def coverage_thumbnail(pixels: Sequence[PartitionPixel]) -> str:
-    """A small inline SVG Mollweide map of the partitions (no matplotlib figure left open)."""
-    try:
-        import io
-
-        import matplotlib
-
-        matplotlib.use(matplotlib.get_backend())  # keep whatever the notebook uses
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(3.6, 2.0))
-        ax = fig.add_subplot(projection="mollweide")
-        plot_coverage(pixels, ax=ax, legend=False)
-        ax.set_xticklabels([])
-        ax.set_yticklabels([])
-        fig.subplots_adjust(0.01, 0.01, 0.99, 0.99)
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg")
-        svg = buf.getvalue()
-        return svg[svg.index("<svg") :]
-    except Exception:  # a repr must never fail
-        return ""
 
 
 def _wrap180(lon: np.ndarray | float) -> Any:

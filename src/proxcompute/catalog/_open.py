@@ -5,19 +5,22 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxcompute.catalog._catalog import Catalog
 from proxcompute.catalog._tables import memory_source
 from proxcompute.plan import Scan, Source, StoredSource
 from proxcompute.storage import read_catalog_meta, read_collection, resolve_catalog_paths
-from proxcompute.storage.layout import COLLECTION_PROPERTIES
+from proxcompute.storage.location import as_location
 from proxcompute.storage.partitioning import DEFAULT_MAX_ROWS
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 __all__ = ["from_dataframe", "open_catalog"]
 
 
-def _margin_loader(margin_dir: Path | None):
+def _margin_loader(margin_dir: Path | UPath | None):
     if margin_dir is None:
         return None
 
@@ -28,7 +31,7 @@ def _margin_loader(margin_dir: Path | None):
     return load
 
 
-def open_catalog(path: str | os.PathLike) -> Catalog:
+def open_catalog(path: str | os.PathLike, *, storage_options: dict[str, Any] | None = None) -> Catalog:
     """Open a catalog directory or a HATS collection, reading metadata only.
 
     Reads ``hats.properties``, ``partition_info.csv`` and ``_common_metadata``; no row data
@@ -36,10 +39,25 @@ def open_catalog(path: str | os.PathLike) -> Catalog:
     as ``.margin`` (its metadata is read on first access); the collection's other margins and
     its index catalogs are listed in the repr and in ``proxcompute info``.
 
+    Parameters
+    ----------
+    path
+        A directory, or a URL: ``https://host/path/survey``, ``s3://bucket/survey`` (needs
+        the ``[remote]`` extra). Remote catalogs are read with ranged requests: the footers
+        and row groups a plan needs, nothing else; their metadata and footers are cached
+        per process while their properties files are unchanged.
+    storage_options
+        fsspec options for a URL: ``{"anon": True}``, ``{"key": ..., "secret": ...,
+        "client_kwargs": {"endpoint_url": ...}}`` for S3 (default: the usual AWS
+        environment variables and files), ``{"headers": {...}}`` for HTTP.
+
     Raises
     ------
     StorageError
         The path does not exist or is not a catalog.
+    RemoteAccessError
+        A URL cannot be reached or read (refused, HTTP 403, bad credentials); the message
+        names the URL.
 
     Examples
     --------
@@ -51,8 +69,9 @@ def open_catalog(path: str | os.PathLike) -> Catalog:
     >>> cat.name, len(cat), cat.margin is None
     ('demo', 5000, True)
     """
-    cat_dir, margin_dir = resolve_catalog_paths(path)
-    collection = read_collection(path) if (Path(path) / COLLECTION_PROPERTIES).exists() else None
+    location = as_location(path, storage_options)
+    cat_dir, margin_dir = resolve_catalog_paths(location)
+    collection = read_collection(location) if cat_dir != location else None
     source = StoredSource(read_catalog_meta(cat_dir, collection=collection))
     return Catalog(Scan(source), margin=_margin_loader(margin_dir))
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import inspect
 import logging
+import multiprocessing
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 from proxcompute.cluster.spec import JOBQUEUE_BACKENDS, ClusterError, ClusterSpec, thaw, validate
 
-__all__ = ["job_script", "jobqueue_kwargs", "start_cluster"]
+__all__ = ["MAIN_GUARD_HINT", "check_main_guard", "job_script", "jobqueue_kwargs", "start_cluster"]
 
 _QUIET = ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny", "dask_jobqueue")
 
@@ -156,10 +160,77 @@ def _scale(cluster: Any, spec: ClusterSpec) -> None:
         cluster.scale(spec.workers)
 
 
+MAIN_GUARD_HINT = (
+    'a script that starts a local cluster of worker processes must start it under `if __name__ == "__main__":` '
+    "(each worker process re-imports the script): move the cluster and the work on it into that block"
+)
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    """Whether ``test`` is ``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    consts = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and consts == ["__main__"]
+
+
+def _unguarded_script_line() -> int | None:
+    """The line of the running script's top-level code that is starting a cluster, when it is
+    not inside ``if __name__ == "__main__":``; None otherwise (or when there is no script: a
+    notebook, ``python -c``, the REPL)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path or not os.path.isfile(path):
+        return None
+    frame = inspect.currentframe()
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    line = frame.f_lineno
+    try:
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read(), path)
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_test(node.test) and node.lineno <= line <= (node.end_lineno or 0):
+            return None
+    return line
+
+
+def check_main_guard() -> None:
+    """Refuse to start worker processes from a script's unguarded top-level code.
+
+    Dask starts workers with ``spawn``: each re-imports the main script, which, unguarded,
+    starts a cluster again; multiprocessing refuses, and Dask prints a wall of "Nanny failed
+    to start" tracebacks. This says in one line what to do instead, before any process starts.
+
+    Raises
+    ------
+    ClusterError
+        The cluster is started from a script's top-level code outside
+        ``if __name__ == "__main__":``, or from a worker re-importing such a script.
+    """
+    import dask
+
+    if dask.config.get("distributed.worker.multiprocessing-method", "spawn") == "fork":
+        return  # forked workers do not re-import the script
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # a worker bootstrapping
+        raise ClusterError(MAIN_GUARD_HINT)
+    line = _unguarded_script_line()
+    if line is not None:
+        raise ClusterError(f"{MAIN_GUARD_HINT} (line {line} of {sys.modules['__main__'].__file__})")
+
+
 @contextlib.contextmanager
 def _local(spec: ClusterSpec) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
+    if spec.processes:
+        check_main_guard()
     n = spec.workers or os.cpu_count() or 1
     for name in _QUIET:
         logging.getLogger(name).setLevel(logging.CRITICAL)

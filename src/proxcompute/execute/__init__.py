@@ -20,6 +20,7 @@ from proxcompute.execute.run import (
     iter_completed,
     map_partitions,
     observe,
+    stored_count,
     to_catalog,
 )
 from proxcompute.execute.scheduler import current_client, local_client
@@ -50,6 +51,7 @@ __all__ = [
     "map_tasks",
     "observe",
     "progress_bar",
+    "stored_count",
     "strategy",
     "to_catalog",
     "to_dask",

@@ -5,10 +5,14 @@ For each piece of the left partition (:func:`proxcompute.ops.crossmatch.align_pi
 * facing a right partition ``R`` whose margin is wide enough: right rows are ``R``'s rows
   plus ``R``'s margin rows (disjoint sets, merged in ``_healpix_29`` order);
 * facing a gap of the right catalog, or when the margin is missing or too narrow and
-  ``ensure_margin`` was given, or when proper motion moves the piece's rows further than
-  the margin reaches (radius plus the piece's largest displacement): right rows are read from every right partition that meets a
+  ``ensure_margin`` was given: right rows are read from every right partition that meets a
   cone around the piece (its pixel's circumscribed circle widened by the radius), with
-  row-group pruning, so edge matches are never lost.
+  row-group pruning, so edge matches are never lost;
+* with proper motion, the rows whose moved position is still inside the right partition, or
+  that move less than the margin's slack (radius plus displacement within the margin), are
+  matched against the partition plus its margin as above; the few that leave it against the
+  right rows around their moved positions only (their discs of the radius, as order-29
+  ranges: only the right partitions and row groups holding those cells are read).
 """
 
 from __future__ import annotations
@@ -21,16 +25,18 @@ from proxcompute.execute.reader import register_derived_source
 from proxcompute.ops.crossmatch import (
     align_pixel,
     concat_right,
-    left_displacement_deg,
+    left_displacements_deg,
     match_tables,
+    moved_positions,
     pixel_area_deg2,
 )
 from proxcompute.ops.filters import filter_by_ranges
 from proxcompute.plan.crossmatch import CrossmatchSource
+from proxcompute.plan.ids import coarsen_ranges, restrict_to_ranges
 from proxcompute.plan.nodes import PlanNode, RegionFilter, find_scan
 from proxcompute.plan.optimizer import optimize
-from proxcompute.sky import INDEX_COLUMN, Cone
-from proxcompute.sky.healpix import max_pixel_radius_deg, pixel_center
+from proxcompute.sky import INDEX_COLUMN, Cone, radec_to_healpix29
+from proxcompute.sky.healpix import discs_cover_ranges, max_pixel_radius_deg, pixel_center
 from proxcompute.storage import PartitionPixel
 
 __all__ = ["crossmatch_partition", "neighbourhood_rows"]
@@ -78,17 +84,66 @@ def crossmatch_partition(source: CrossmatchSource, pixel: PartitionPixel, ranges
         left_piece = left if piece == pixel else _slice(left, piece)
         if left_piece.num_rows == 0:
             continue
-        # proper motion moves left rows up to moved_deg out of the piece: reach that much further
-        moved_deg = left_displacement_deg(left_piece, source.args)
-        if moved_deg > 0:
-            moved_deg = moved_deg * 1.001 + 1e-9
-        right = _right_rows(source, piece, right_pixel, moved_deg)
         area = pixel_area_deg2(right_pixel if right_pixel is not None else piece)
+        if source.args.proper_motion is not None:
+            out.append(_match_moving(source, left_piece, piece, right_pixel, area))
+            continue
+        right = _right_rows(source, piece, right_pixel)
         out.append(match_tables(left_piece, right, source.args, source.schema, area))
     if not out:
         return source.schema.empty_table()
     return pa.concat_tables(out) if len(out) > 1 else out[0]
 
 
-register_derived_source(CrossmatchSource, crossmatch_partition)
+def _match_moving(
+    source: CrossmatchSource, left: pa.Table, piece: PartitionPixel, right_pixel: PartitionPixel | None, area: float
+) -> pa.Table:
+    """Match a piece whose rows move: slow rows through the margin, fast ones around where they moved."""
+    args, side = source.args, source.right
+    # proper motion moves a row up to moved[i] out of the piece: reach that much further
+    moved = left_displacements_deg(left, args) * 1.001 + 1e-9
+    if right_pixel is None or side.margin_plan is None or args.radius_deg > side.margin_deg:
+        return match_tables(left, _right_rows(source, piece, right_pixel, float(moved.max())), args, source.schema, area)
+    # a row whose moved position is still inside the right partition has every match within the
+    # radius in the partition or its margin; so has one that moves less than the margin's slack
+    ra, dec = moved_positions(left, args)
+    index29 = radec_to_healpix29(ra, dec)
+    lo, hi = right_pixel.healpix29_range
+    slow = ((index29 >= lo) & (index29 < hi)) | (args.radius_deg + moved <= side.margin_deg)
+    if slow.all():
+        right = _right_rows(source, piece, right_pixel)
+        return match_tables(left, right, args, source.schema, area, moved=(ra, dec))
+    tables, rows = [], []
+    slow_rows = np.flatnonzero(slow)
+    if slow_rows.size:
+        right = _right_rows(source, piece, right_pixel)
+        out, idx = match_tables(left.take(slow_rows), right, args, source.schema, area, return_left_index=True,
+                                moved=(ra[slow_rows], dec[slow_rows]))  # fmt: skip
+        tables.append(out)
+        rows.append(slow_rows[idx])
+    fast_rows = np.flatnonzero(~slow)
+    out, idx = _match_around(source, left.take(fast_rows), (ra[fast_rows], dec[fast_rows]))
+    tables.append(out)
+    rows.append(fast_rows[idx])
+    order = np.argsort(np.concatenate(rows), kind="stable")  # back to left order
+    return pa.concat_tables(tables).take(pa.array(order, type=pa.int64()))
 
+
+def _match_around(
+    source: CrossmatchSource, left: pa.Table, moved: tuple[np.ndarray, np.ndarray]
+) -> tuple[pa.Table, np.ndarray]:
+    """Match ``left`` against the right rows within the radius of its ``moved`` positions.
+
+    The discs around the moved positions become order-29 ranges, so only the right partitions
+    and row groups holding them are read (the same restriction an id search uses).
+    """
+    args = source.args
+    ra, dec = moved
+    cover = discs_cover_ranges(ra, dec, args.radius_deg)
+    plan = optimize(restrict_to_ranges(source.right.plan, coarsen_ranges(cover)))
+    right = concat_right([run_partition(plan, p) for p in find_scan(plan).partitions])
+    area = float((cover[:, 1] - cover[:, 0]).sum()) * pixel_area_deg2(PartitionPixel(29, 0))
+    return match_tables(left, right, args, source.schema, max(area, 1e-12), return_left_index=True, moved=moved)
+
+
+register_derived_source(CrossmatchSource, crossmatch_partition)

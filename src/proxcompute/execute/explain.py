@@ -47,6 +47,8 @@ def describe_reads(optimized: PlanNode) -> ReadSummary:
 def _catalog_row_groups(src) -> int | None:
     if isinstance(src, MemorySource):
         return len(src.pixels)
+    if src.meta.is_remote:  # _metadata holds every footer: not worth fetching for a total
+        return None
     summary = dataset_dir(src.root) / "_metadata"
     try:
         if summary.stat().st_size > _MAX_SUMMARY_BYTES:

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from proxcompute.execute.partition import concat, run_partition
 from proxcompute.execute.reader import register_derived_source
 from proxcompute.ops.filters import filter_by_ranges
-from proxcompute.ops.join import KeyMap, join_tables
+from proxcompute.ops.join import KeyMap, exact_keys, join_tables
 from proxcompute.plan.ids import cells_to_ranges, coarsen_ranges, located_ranges, restrict_to_ranges
 from proxcompute.plan.join import JoinSource
 from proxcompute.plan.nodes import Project, find_scan
@@ -38,7 +38,8 @@ def keymap(source: JoinSource) -> KeyMap:
 
 def _right_ranges(source: JoinSource, keys: pa.Array) -> np.ndarray:
     if source.index is not None:
-        return located_ranges(lookup(read_index_meta(source.index), keys.to_pylist()))
+        meta = read_index_meta(source.index)
+        return located_ranges(lookup(meta, exact_keys(keys, meta.schema.field(meta.column).type).to_pylist()))
     return cells_to_ranges(keymap(source).cells_for(keys))
 
 

@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +25,17 @@ from proxcompute.ops.stats import ColumnStats, may_match
 from proxcompute.plan.source import MemorySource, Source, StoredSource
 from proxcompute.sky import INDEX_COLUMN
 from proxcompute.storage import CatalogMeta, PartitionPixel, select_row_groups
-from proxcompute.storage.reader import leaf_columns, open_partition_file, without_metadata
+from proxcompute.storage.location import open_input
+from proxcompute.storage.reader import (
+    leaf_columns,
+    open_partition_file,
+    read_error,
+    remote_footer,
+    without_metadata,
+)
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 __all__ = [
     "SOURCE_READERS",
@@ -34,6 +44,7 @@ __all__ = [
     "iter_partition",
     "register_derived_source",
     "selected_row_groups",
+    "stored_partition_rows",
 ]
 
 SOURCE_READERS: dict[type, Callable[..., Iterator[pa.Table]]] = {}
@@ -75,14 +86,21 @@ def clear_footer_cache() -> None:
         _footers.clear()
 
 
-def footer(path: Path) -> pq.FileMetaData:
+def footer(path: Path | UPath) -> pq.FileMetaData:
     """The Parquet footer of ``path``, cached while the file's size and mtime are unchanged.
+
+    A remote file's footer is cached per process (:func:`proxcompute.storage.remote_footer`;
+    reopening the catalog drops it when the catalog's properties changed).
 
     Raises
     ------
     CorruptPartitionError
         The file is missing or its footer is unreadable.
+    RemoteAccessError
+        A remote file cannot be fetched.
     """
+    if not isinstance(path, Path):
+        return remote_footer(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -99,6 +117,18 @@ def footer(path: Path) -> pq.FileMetaData:
         while len(_footers) > _FOOTER_CACHE_SIZE:
             _footers.popitem(last=False)
     return md
+
+
+def stored_partition_rows(source: Source, pixel: PartitionPixel) -> int | None:
+    """Rows stored in one partition, from its Parquet footers (cached; no row group is read).
+
+    None for a derived source (a crossmatch, a join), whose rows exist only once computed.
+    """
+    if isinstance(source, MemorySource):
+        return source.partition_rows(pixel)
+    if not isinstance(source, StoredSource):
+        return None
+    return sum(footer(path).num_rows for path in source.meta.partition_files(pixel))
 
 
 def _row_group_stats(md: pq.FileMetaData, rg: int, columns: dict[str, int]) -> dict[str, ColumnStats]:
@@ -137,12 +167,17 @@ def selected_row_groups(
     return [rg for rg in rgs if may_match(predicate, _row_group_stats(md, rg, cols))]
 
 
-def _read(path: Path, md: pq.FileMetaData, rgs: list[int], columns: list[str], threads: bool) -> pa.Table:
+def _read(
+    path: Path | UPath, md: pq.FileMetaData, rgs: list[int], columns: list[str], threads: bool
+) -> pa.Table:
     try:
-        pf = pq.ParquetFile(path, metadata=md)
+        if isinstance(path, Path):
+            pf = pq.ParquetFile(path, metadata=md)
+        else:  # one ranged request per run of neighbouring column chunks
+            pf = pq.ParquetFile(open_input(path), metadata=md, pre_buffer=True)
         table = pf.read_row_groups(rgs, columns=columns, use_threads=threads)
     except (OSError, pa.ArrowException) as exc:
-        raise CorruptPartitionError(str(path), str(exc)) from None
+        raise read_error(path, exc) from None
     return without_metadata(table)
 
 

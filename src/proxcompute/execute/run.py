@@ -35,12 +35,13 @@ from proxcompute.execute.partition import (
     write_partition,
 )
 from proxcompute.execute.progress import progress_bar
+from proxcompute.execute.reader import stored_partition_rows
 from proxcompute.execute.scheduler import current_client
 from proxcompute.plan.nodes import (
     PlanNode,
     Project,
+    Scan,
     find_scan,
-    is_filtered,
     output_schema,
     with_extra_columns,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "iter_completed",
     "map_partitions",
     "observe",
+    "stored_count",
     "to_catalog",
 ]
 
@@ -238,12 +240,51 @@ def compute_table(plan: PlanNode, *, client: Any = None, flags: OptFlags | None 
     return concat(tables, optimized)
 
 
+def stored_count(plan: PlanNode, flags: OptFlags | None = None) -> int | None:
+    """The plan's row count from stored metadata alone, or None when rows must be read.
+
+    An unfiltered plan over a whole catalog answers from its properties (``hats_nrows``); one
+    over chosen partitions, or a catalog without ``hats_nrows``, from the partitions' Parquet
+    footers (cached, milliseconds; no row group is read). Regions, predicates, user functions
+    and derived sources (crossmatches, joins) need their rows: None.
+    """
+    node = plan
+    while isinstance(node, Project):
+        node = node.child
+    if not isinstance(node, Scan) or node.regions or node.predicate is not None:
+        return None  # rows are filtered or computed: they must be read
+    if node.pixels is None and node.source.total_rows >= 0:
+        return node.source.total_rows
+    node = optimize(Project(plan, ()), flags)
+    while isinstance(node, Project):
+        node = node.child
+    if not isinstance(node, Scan) or node.regions or node.predicate is not None or node.ranges is not None:
+        return None
+    total = 0
+    for pixel in node.partitions:
+        rows = stored_partition_rows(node.source, pixel)
+        if rows is None:
+            return None
+        total += rows
+    return total
+
+
 def count(plan: PlanNode, *, client: Any = None, flags: OptFlags | None = None) -> int:
-    """Number of result rows, reading only the columns the filters need."""
+    """Number of result rows, reading only the columns the filters need.
+
+    Answered from stored metadata when nothing filters rows (:func:`stored_count`); an
+    observer (a TAP job) then sees the work done at once.
+    """
+    stored = stored_count(plan, flags)
+    if stored is not None:
+        obs = _observer.get()
+        if obs is not None:
+            obs.check()
+            obs._add(1)
+            obs._advance()
+        return stored
     optimized = optimize(Project(plan, ()), flags)
     scan = find_scan(optimized)
-    if not is_filtered(plan) and scan.source.total_rows >= 0:
-        return scan.source.total_rows
     if client is None and current_client() is None and _observer.get() is None:
         n = filtered_count(optimized, os.cpu_count() or 1)  # one multi-threaded DuckDB scan, if it can
         if n is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -48,6 +49,18 @@ def read_json(path: Path) -> Any | None:
             return json.load(fh)
     except (OSError, ValueError):
         return None
+
+
+def directory_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (0 if it does not exist)."""
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:  # removed meanwhile
+                pass
+    return total
 
 
 def is_out_of_space(exc: BaseException) -> bool:
@@ -123,7 +136,13 @@ class Staging:
     def out_of_space(self, stage: str, needed_bytes: int | None) -> IngestError:
         """The error for a full disk during ``stage``: where, how much is free and needed, what to do."""
         free = shutil.disk_usage(self.root).free
-        need = f"; the ingest writes about {needed_bytes / 1e9:.1f} GB in all" if needed_bytes else ""
+        need = ""
+        if needed_bytes:
+            more = max(needed_bytes - directory_bytes(self.collection), 0)
+            need = (
+                f"; it needs about {more:,} bytes ({more / 1e9:.1f} GB) more: it writes about "
+                f"{needed_bytes / 1e9:.1f} GB in all"
+            )
         return IngestError(
             f"out of disk space in {self.root} during the {stage} stage ({free / 1e9:.2f} GB free{need}: "
             "the catalog, and its staging while the partitions are written). Nothing was published; "

@@ -20,7 +20,7 @@ from proxcompute.ops.proper_motion import (
     EPOCH_COLUMNS,
     ProperMotion,
     apply_space_motion,
-    max_displacement_deg,
+    displacement_deg,
 )
 from proxcompute.sky import INDEX_COLUMN, radec_to_healpix29
 from proxcompute.sky.healpix import PartitionPixel
@@ -32,7 +32,9 @@ __all__ = [
     "align_pixel",
     "concat_right",
     "left_displacement_deg",
+    "left_displacements_deg",
     "match_tables",
+    "moved_positions",
     "output_schema",
     "pixel_area_deg2",
 ]
@@ -125,20 +127,34 @@ def pixel_area_deg2(pixel: PartitionPixel) -> float:
 
 
 def match_tables(
-    left: pa.Table, right: pa.Table | None, args: CrossmatchArgs, schema: pa.Schema, right_area_deg2: float
-) -> pa.Table:
+    left: pa.Table,
+    right: pa.Table | None,
+    args: CrossmatchArgs,
+    schema: pa.Schema,
+    right_area_deg2: float,
+    *,
+    return_left_index: bool = False,
+    moved: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pa.Table | tuple[pa.Table, np.ndarray]:
     """Match ``left`` (sorted by ``_healpix_29``) against ``right`` (sorted too).
 
     ``right_area_deg2`` is the sky area the right rows come from (their partition's pixel):
     with the row count it sets the density, hence the bucket order. Output rows are in left
     order, then by separation; their columns follow ``schema`` (:func:`output_schema`).
+    With ``return_left_index``, also the left row of each output row. ``moved``: the left
+    rows' positions moved by their proper motion, when the caller has them already.
     """
     n_left = left.num_rows
+    if args.proper_motion is None or n_left == 0:
+        moved = None
+    elif moved is None:
+        moved = moved_positions(left, args)
     if right is None or right.num_rows == 0 or n_left == 0:
         left_idx = np.arange(n_left) if args.how == "left" else np.empty(0, np.int64)
         right_idx = np.full(left_idx.shape[0], -1, dtype=np.int64)
         sep = np.full(left_idx.shape[0], np.nan)
-        return _assemble(left, right, left_idx, right_idx, sep, args, schema)
+        out = _assemble(left, right, left_idx, right_idx, sep, args, schema, moved)
+        return (out, left_idx) if return_left_index else out
     r_index = right.column(INDEX_COLUMN).to_numpy()
     r_ra = right.column(args.right_ra).to_numpy()
     r_dec = right.column(args.right_dec).to_numpy()
@@ -152,8 +168,8 @@ def match_tables(
     l_ra = left.column(args.left_ra).to_numpy()
     l_dec = left.column(args.left_dec).to_numpy()
     l_perm = None
-    if args.proper_motion is not None:
-        l_ra, l_dec = _moved(left, args)
+    if moved is not None:
+        l_ra, l_dec = moved
         l_index = radec_to_healpix29(l_ra, l_dec)
         l_perm = np.argsort(l_index, kind="stable")  # the kernel walks the left in index order
         l_index, l_ra, l_dec = l_index[l_perm], l_ra[l_perm], l_dec[l_perm]
@@ -176,10 +192,12 @@ def match_tables(
         left_idx = l_perm[left_idx]
         back = np.argsort(left_idx, kind="stable")
         left_idx, right_idx, sep = left_idx[back], right_idx[back], sep[back]
-    return _assemble(left, right, left_idx, right_idx, sep, args, schema)
+    out = _assemble(left, right, left_idx, right_idx, sep, args, schema, moved)
+    return (out, left_idx) if return_left_index else out
 
 
-def _moved(left: pa.Table, args: CrossmatchArgs) -> tuple[np.ndarray, np.ndarray]:
+def moved_positions(left: pa.Table, args: CrossmatchArgs) -> tuple[np.ndarray, np.ndarray]:
+    """The left rows' (ra, dec) moved by their proper motion to ``to_epoch``, degrees."""
     pm = args.proper_motion
     assert pm is not None
     return apply_space_motion(
@@ -191,22 +209,28 @@ def _moved(left: pa.Table, args: CrossmatchArgs) -> tuple[np.ndarray, np.ndarray
     )
 
 
-def left_displacement_deg(left: pa.Table, args: CrossmatchArgs) -> float:
-    """How far the proper motion moves any row of ``left`` (0 without proper motion)."""
+def left_displacements_deg(left: pa.Table, args: CrossmatchArgs) -> np.ndarray:
+    """How far the proper motion moves each row of ``left``, degrees (zeros without one)."""
     pm = args.proper_motion
     if pm is None or left.num_rows == 0:
-        return 0.0
-    return max_displacement_deg(left.column(pm.pmra), left.column(pm.pmdec), pm.dt_years)
+        return np.zeros(left.num_rows)
+    return displacement_deg(left.column(pm.pmra), left.column(pm.pmdec), pm.dt_years)
 
 
-def _assemble(left, right, left_idx, right_idx, sep, args, schema) -> pa.Table:
+def left_displacement_deg(left: pa.Table, args: CrossmatchArgs) -> float:
+    """How far the proper motion moves any row of ``left`` (0 without proper motion)."""
+    moved = left_displacements_deg(left, args)
+    return float(moved.max()) if moved.size else 0.0
+
+
+def _assemble(left, right, left_idx, right_idx, sep, args, schema, moved=None) -> pa.Table:
     columns = [left.column(INDEX_COLUMN).take(pa.array(left_idx, type=pa.int64()))]
     for name in left.column_names:
         if name != INDEX_COLUMN:
             columns.append(left.column(name).take(pa.array(left_idx, type=pa.int64())))
     n_epoch = 0
     if args.proper_motion is not None:
-        ra_moved, dec_moved = _moved(left, args) if left.num_rows else (np.empty(0), np.empty(0))
+        ra_moved, dec_moved = moved if moved is not None else (np.empty(0), np.empty(0))
         columns += [pa.array(ra_moved[left_idx]), pa.array(dec_moved[left_idx])]
         n_epoch = len(EPOCH_COLUMNS)
     missing = right_idx < 0

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from proxcompute.errors import PlanError
 from proxcompute.sky import INDEX_COLUMN
 
-__all__ = ["JOIN_HOW", "JoinArgs", "KeyMap", "join_output_schema", "join_tables"]
+__all__ = ["JOIN_HOW", "JoinArgs", "KeyMap", "exact_keys", "join_output_schema", "join_tables", "key_type"]
 
 JOIN_HOW = ("inner", "left")
 
@@ -52,6 +52,31 @@ def join_output_schema(left: pa.Schema, right: pa.Schema, args: JoinArgs) -> pa.
     return pa.schema(fields)
 
 
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def key_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    """The type two key columns compare in: ``a``, or float64 between integers and floats
+    (as SQL compares them: ``id = 3.5`` never holds, ``id = 3.0`` does)."""
+    if a != b and _numeric(a) and _numeric(b) and (pa.types.is_floating(a) or pa.types.is_floating(b)):
+        return pa.float64()
+    return a
+
+
+def exact_keys(keys: pa.Array, type_: pa.DataType) -> pa.Array:
+    """``keys`` as ``type_``, without the values that type cannot hold exactly (3.5 for an
+    integer column: it equals none of its values)."""
+    if keys.type == type_:
+        return keys
+    if pa.types.is_integer(type_) and pa.types.is_floating(keys.type):
+        v = keys.to_numpy(zero_copy_only=False)
+        info = np.iinfo(type_.to_pandas_dtype())
+        ok = np.isfinite(v) & (np.floor(v) == v) & (v >= info.min) & (v <= info.max)
+        return pa.array(v[ok]).cast(type_)
+    return pc.cast(keys, type_)
+
+
 def _keys(column: pa.ChunkedArray | pa.Array, type_: pa.DataType) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -64,9 +89,9 @@ def join_tables(left: pa.Table, right: pa.Table | None, args: JoinArgs, schema: 
     if right is None or right.num_rows == 0 or n_left == 0:
         left_idx = np.arange(n_left) if args.how == "left" else np.empty(0, np.int64)
         return _assemble(left, None, left_idx, np.full(len(left_idx), -1, np.int64), args, schema)
-    key_type = left.schema.field(args.left_on).type
-    lk = _keys(left.column(args.left_on), key_type)
-    rk = _keys(right.column(args.right_on), key_type)
+    common = key_type(left.schema.field(args.left_on).type, right.schema.field(args.right_on).type)
+    lk = _keys(left.column(args.left_on), common)
+    rk = _keys(right.column(args.right_on), common)
     # dictionary-encode both sides against the right's values: codes compare as integers
     r_valid = np.flatnonzero(rk.is_valid().to_numpy(zero_copy_only=False))
     r_codes = pc.index_in(rk, value_set=pc.unique(rk.drop_null())).to_numpy(zero_copy_only=False)
@@ -134,11 +159,11 @@ class KeyMap:
         w = wanted.drop_null()
         if len(w) == 0 or len(self.keys) == 0:
             return np.empty(0, dtype=np.int64)
-        if w.type != self.type:
-            w = pc.cast(w, self.type)
-        w = w.to_numpy(zero_copy_only=False)
-        lo = np.searchsorted(self.keys, w, side="left")
-        hi = np.searchsorted(self.keys, w, side="right")
+        common = key_type(self.type, w.type)
+        keys = self.keys if common == self.type else self.keys.astype(np.float64)  # still sorted
+        w = (pc.cast(w, common) if w.type != common else w).to_numpy(zero_copy_only=False)
+        lo = np.searchsorted(keys, w, side="left")
+        hi = np.searchsorted(keys, w, side="right")
         n = hi - lo
         if not n.any():
             return np.empty(0, dtype=np.int64)

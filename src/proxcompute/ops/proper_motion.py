@@ -21,7 +21,14 @@ import pyarrow as pa
 
 from proxcompute.errors import PlanError
 
-__all__ = ["EPOCH_COLUMNS", "MAS_PER_DEG", "ProperMotion", "apply_space_motion", "max_displacement_deg"]
+__all__ = [
+    "EPOCH_COLUMNS",
+    "MAS_PER_DEG",
+    "ProperMotion",
+    "apply_space_motion",
+    "displacement_deg",
+    "max_displacement_deg",
+]
 
 MAS_PER_DEG = 3.6e6
 EPOCH_COLUMNS = ("ra_epoch", "dec_epoch")
@@ -140,11 +147,14 @@ def apply_space_motion(
     return out_ra, out_dec
 
 
+def displacement_deg(pmra_masyr: np.ndarray, pmdec_masyr: np.ndarray, dt_years: float) -> np.ndarray:
+    """How far each row moves over ``dt_years``, degrees (an upper bound; 0 for NaN motion)."""
+    a, d = _finite_motion(pmra_masyr, pmdec_masyr)
+    # the tangent-line step of length t projects to an arc atan(t) <= t
+    return np.hypot(a, d) * (abs(float(dt_years)) / MAS_PER_DEG)
+
+
 def max_displacement_deg(pmra_masyr: np.ndarray, pmdec_masyr: np.ndarray, dt_years: float) -> float:
     """Largest angle any row moves over ``dt_years`` (an upper bound; 0 for no rows or NaN)."""
-    a, d = _finite_motion(pmra_masyr, pmdec_masyr)
-    if a.size == 0:
-        return 0.0
-    total = np.hypot(a, d)
-    # the tangent-line step of length t projects to an arc atan(t) <= t
-    return float(total.max()) * abs(float(dt_years)) / MAS_PER_DEG
+    moved = displacement_deg(pmra_masyr, pmdec_masyr, dt_years)
+    return float(moved.max()) if moved.size else 0.0

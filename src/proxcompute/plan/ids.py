@@ -27,6 +27,7 @@ from proxcompute.plan.source import StoredSource
 from proxcompute.sky import INDEX_COLUMN
 from proxcompute.sky.healpix import order_to_healpix29_range
 from proxcompute.storage.index import find_index, lookup, read_index_meta
+from proxcompute.storage.location import is_remote
 
 __all__ = [
     "IdIn",
@@ -193,6 +194,11 @@ def _index_path(source: Any, column: str, index_catalogs: Mapping[str, str | os.
         raise PlanError(
             f"catalog {source.name!r} is not stored, so it has no index of {column!r}: "
             "pass scan=True to search every partition"
+        )
+    if is_remote(root):
+        raise PlanError(
+            f"catalog {source.name!r} at {root} is remote, and index catalogs are read from local disk "
+            f"only: pass scan=True to read every partition (row groups skipped by {column!r}'s statistics)"
         )
     raise PlanError(
         f"catalog {source.name!r} has no index of column {column!r}. Build one with "

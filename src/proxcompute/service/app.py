@@ -3,7 +3,8 @@
 Routes under ``config.base_path`` (default ``/tap``): ``sync``, ``async`` (UWS 1.1,
 :mod:`~proxcompute.service.async_routes`), ``capabilities``, ``availability``, ``tables``,
 ``tables/{name}``, ``examples``, ``mydb`` (list; ``mydb/{t}`` drop; ``mydb/{t}/share`` and
-``mydb/{t}/unshare``) and an HTML landing page. What a user sees everywhere is
+``mydb/{t}/unshare``) and an HTML landing page; the science-platform portal
+(:mod:`~proxcompute.service.portal`) at ``/``. What a user sees everywhere is
 ``ServiceState.registry_for(user)`` (the access rules; see :mod:`~proxcompute.service.access`).
 Handlers are module-level functions that find the service's
 :class:`~proxcompute.service.state.ServiceState` on the
@@ -35,6 +36,7 @@ from proxcompute.service.errors import AuthError, error_response, handles_errors
 from proxcompute.service.examples import examples_document
 from proxcompute.service.mydb import bare_name
 from proxcompute.service.params import TapRequestError, read_params
+from proxcompute.service.portal import PortalState, portal_routes
 from proxcompute.service.query import parse_query_spec, run_query
 from proxcompute.service.state import XML, ServiceState, base_url, state_of
 from proxcompute.service.vosi import (
@@ -94,7 +96,8 @@ async def landing(request: Request) -> Response:
         f"<h1>proxcompute TAP service</h1><p>TAP base URL: <code>{html.escape(base)}</code> "
         "(use it in pyvo, TOPCAT or STILTS). "
         f"<a href='{base}/capabilities'>capabilities</a> · <a href='{base}/tables'>tables</a> · "
-        f"<a href='{base}/examples'>examples</a> · <a href='{base}/async'>jobs</a></p>"
+        f"<a href='{base}/examples'>examples</a> · <a href='{base}/async'>jobs</a> · "
+        f"<a href='{html.escape(request.app.state.portal.prefix)}/'>web portal</a></p>"
         f"<table border='1'><tr><th>table</th><th>description</th><th>columns</th></tr>{rows}</table>"
         "<pre>import pyvo\n"
         f"tap = pyvo.dal.TAPService({html.escape(repr(base))})\n"
@@ -197,11 +200,9 @@ async def sync(request: Request) -> Response:
 async def mydb_list(request: Request) -> Response:
     state = state_of(request)
     user = state.user(request)
-    tables = state.mydb.tables(user)
     shares = state.shares_of(user)
-    body = [{"name": f"mydb.{n}", "bytes": sum(f.stat().st_size for f in p.rglob("*") if f.is_file()),
-             "shared_with": sorted(shares.get(n, ()))}
-            for n, p in tables.items()]  # fmt: skip
+    body = [{"name": f"mydb.{n}", "bytes": size, "shared_with": sorted(shares.get(n, ()))}
+            for n, size in state.mydb.sizes(user).items()]  # fmt: skip
     return Response(json.dumps(body), media_type="application/json")
 
 
@@ -291,6 +292,8 @@ def create_app(config: ServiceConfig, *, client: Any = None) -> Starlette:
         finally:
             state.close()
 
-    app = Starlette(routes=tap_routes(config.base_path), middleware=[Middleware(ServerHeader)], lifespan=lifespan)
+    routes = [*tap_routes(config.base_path), *portal_routes()]  # the portal at /
+    app = Starlette(routes=routes, middleware=[Middleware(ServerHeader)], lifespan=lifespan)
     app.state.tap = state
+    app.state.portal = PortalState(state)
     return app

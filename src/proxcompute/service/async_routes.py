@@ -20,12 +20,13 @@ from starlette.routing import Route
 from proxcompute.service.errors import QuotaError, error_response, handles_errors
 from proxcompute.service.job_exec import SCAN_ROWS_PER_SECOND, pick_queue
 from proxcompute.service.jobs import parse_uws_time, utcnow, uws_time
-from proxcompute.service.params import TapRequestError, read_params
+from proxcompute.service.params import TapParams, TapRequestError, read_params
 from proxcompute.service.query import check_query_length
 from proxcompute.service.state import XML, ServiceState, base_url, state_of
+from proxcompute.service.uws import Job
 from proxcompute.service.uws_xml import job_document, job_list, parameters_document, results_document
 
-__all__ = ["async_routes"]
+__all__ = ["async_routes", "submit_job"]
 
 WAIT_CAP_SECONDS = 10.0
 
@@ -51,19 +52,26 @@ async def _params(request: Request, state: ServiceState):
     return await read_params(request, upload_limit_bytes=state.config.upload_limit_bytes)
 
 
-@handles_errors
-async def create(request: Request) -> Response:
-    state = state_of(request)
+def submit_job(state: ServiceState, owner: str | None, params: TapParams) -> Job:
+    """Create a job from TAP parameters (and run it when ``PHASE=RUN``): what ``POST /async`` does.
+
+    The one place a job is created, for the UWS route and the portal's query editor alike:
+    the active-job quota, the queue and quote from the plan's cost, inline uploads kept in
+    the job's directory.
+
+    Raises
+    ------
+    QuotaError
+        The owner already has as many active jobs as their quota allows.
+    """
     config, store = state.config, state.store
-    owner = state.user(request)
-    params = await _params(request, state)
     check_query_length(params.get("QUERY"), config.max_query_chars)
     allowed = state.quota_for(owner).active_jobs
     if store.active_count(owner) >= allowed:
         raise QuotaError(
             f"quota (active_jobs): {allowed} active jobs at most; wait for some to finish or abort them"
         )
-    queue, rows_to_read = await run_in_threadpool(pick_queue, params, state, owner)
+    queue, rows_to_read = pick_queue(params, state, owner)
     quote = None
     if rows_to_read is not None:  # the cost is known before the job runs
         quote = utcnow() + timedelta(seconds=0.5 + rows_to_read / SCAN_ROWS_PER_SECOND)
@@ -82,9 +90,18 @@ async def create(request: Request) -> Response:
             target = staging / f"part-{len(saved)}"
             target.write_bytes(data)
             saved[name] = str(target)
-        store.set_parameters(job.id, owner, {}, uploads=saved)
+        job = store.set_parameters(job.id, owner, {}, uploads=saved)
     if (params.get("PHASE") or "").upper() == "RUN":
-        state.runner.run(job.id, owner)
+        job = state.runner.run(job.id, owner)
+    return job
+
+
+@handles_errors
+async def create(request: Request) -> Response:
+    state = state_of(request)
+    owner = state.user(request)
+    params = await _params(request, state)
+    job = await run_in_threadpool(submit_job, state, owner, params)
     return _see_job(request, job.id)
 
 

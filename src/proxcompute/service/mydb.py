@@ -113,6 +113,10 @@ class MyDB:
             return {}
         return {p.name: p for p in sorted(d.iterdir()) if p.is_dir() and NAME.match(p.name)}
 
+    def sizes(self, user: str | None) -> dict[str, int]:
+        """``{name: bytes}`` of the user's tables."""
+        return {n: _dir_bytes(p) for n, p in self.tables(user).items()}
+
     def usage(self, user: str | None) -> int:
         """Bytes the user's tables take."""
         return sum(_dir_bytes(p) for p in self.tables(user).values())

@@ -19,10 +19,32 @@ from proxcompute.formats import MEDIA_TYPES, normalize_format, read_table_bytes,
 from proxcompute.service.params import TapParams, TapRequestError
 from proxcompute.sql import CatalogRegistry, SqlResult, sql
 
-__all__ = ["QuerySpec", "check_query_length", "content_type", "load_upload", "parse_query_spec", "run_query"]
+__all__ = [
+    "QuerySpec",
+    "check_query_length",
+    "content_type",
+    "load_upload",
+    "parse_query_spec",
+    "position_columns",
+    "run_query",
+]
 
 LANGS = {"ADQL", "ADQL-2.0", "ADQL-2.1"}
 UPLOAD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+RA_NAMES = ("ra", "raj2000", "ra_icrs", "_raj2000")
+DEC_NAMES = ("dec", "dej2000", "de_icrs", "_dej2000", "decj2000")
+
+
+def position_columns(names: list[str]) -> tuple[str | None, str | None]:
+    """The (ra, dec) columns of a table by their usual names (case-insensitive), None when absent.
+
+    >>> position_columns(["id", "RAJ2000", "DEJ2000"])
+    ('RAJ2000', 'DEJ2000')
+    """
+    cols = {str(c).lower(): str(c) for c in names}
+    ra = next((cols[c] for c in RA_NAMES if c in cols), None)
+    dec = next((cols[c] for c in DEC_NAMES if c in cols), None)
+    return ra, dec
 
 
 @dataclass
@@ -130,9 +152,7 @@ def load_upload(
         df = read_table_bytes(data, name=f"UPLOAD {name}", meta=meta if meta is not None else {})
     except InputError as exc:
         raise TapRequestError(str(exc)) from None
-    cols = {str(c).lower(): str(c) for c in df.columns}
-    ra = next((cols[c] for c in ("ra", "raj2000", "ra_icrs", "_raj2000") if c in cols), None)
-    dec = next((cols[c] for c in ("dec", "dej2000", "de_icrs", "_dej2000", "decj2000") if c in cols), None)
+    ra, dec = position_columns(list(df.columns))
     if ra and dec:
         try:
             return from_dataframe(df, name=name, ra_column=ra, dec_column=dec)

@@ -27,6 +27,7 @@ __all__ = [
     "ancestor",
     "cone_cover",
     "deinterleave_xy",
+    "discs_cover_ranges",
     "edge_subpixels",
     "first_descendant",
     "healpix29_spans",
@@ -218,6 +219,24 @@ def first_descendant(pixels: np.ndarray, order: int | np.ndarray, to_order: int 
 def cone_cover(order: int, ra_deg: float, dec_deg: float, radius_deg: float) -> np.ndarray:
     """Pixels at ``order`` that may intersect the cone: a conservative (inclusive) cover."""
     return _nested.cone_cover_nested(order, ra_deg, dec_deg, radius_deg)
+
+
+def discs_cover_ranges(ra_deg: np.ndarray, dec_deg: np.ndarray, radius_deg: float) -> np.ndarray:
+    """Merged order-29 ranges covering every disc of ``radius_deg`` around the given points.
+
+    Vectorised over the points: each point's pixel at the crossmatch kernel's bucket order
+    (the deepest whose pixels stay wide enough for the radius,
+    :func:`proxcompute.kernels.crossmatch.bucket_order_for`) and its 8 neighbours, the ring
+    the kernel itself searches, so the cover holds every row the kernel can match.
+    """
+    from proxcompute.kernels.crossmatch import bucket_order_for
+
+    order = bucket_order_for(float(radius_deg))
+    pix = radec_to_pixel(order, ra_deg, dec_deg)
+    if pix.size == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    ring = neighbours(order, np.unique(pix)).ravel()
+    return pixels_to_healpix29_ranges(order, np.concatenate([pix, ring[ring >= 0]]))
 
 
 def polygon_cover(order: int, vertices_radec: np.ndarray) -> np.ndarray:

@@ -26,8 +26,10 @@ from proxcompute.errors import SqlError
 from proxcompute.ops.expr import Column, Compare, Expr, IsIn, Literal, kind_of
 from proxcompute.plan.relational import Limit, Rename, SqlMerge
 from proxcompute.sky import INDEX_COLUMN
+from proxcompute.sql.equijoin import EquiKey, equi_key, join_on_key, using_keys
 from proxcompute.sql.gather import CompiledQuery, check_select_shape, compile_gather, locate, rows_estimate
 from proxcompute.sql.geometry import const_value, spatial_test, to_region, translate_geometry
+from proxcompute.sql.id_search import split_id_search
 from proxcompute.sql.operators import plan_aggregate, plan_rows
 from proxcompute.sql.parse import parse_query, position
 from proxcompute.sql.registry import CatalogRegistry
@@ -97,16 +99,29 @@ def _is_single_level(select: exp.Select) -> bool:
 # -- single-level queries --------------------------------------------------------------------
 
 
-def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) -> CompiledQuery | None:
-    source = select.args.get("from_") or select.args.get("from")
-    joins = list(select.args.get("joins") or [])
+def _join_side(joins: list[exp.Join]) -> str | None:
+    """``inner`` or ``left`` for the joins a plan can express (none or one), else None."""
     if len(joins) > 1:
         return None
     for join in joins:
+        if join.args.get("method"):  # NATURAL, ASOF, ...
+            return None
         side = (join.args.get("side") or "").upper()
         kind = (join.args.get("kind") or "").upper()
-        if side or kind not in ("", "INNER", "CROSS") or join.args.get("using"):
+        if side == "LEFT" and kind in ("", "OUTER"):
+            return "left"
+        if side or kind not in ("", "INNER", "CROSS"):
             return None
+    return "inner"
+
+
+def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) -> CompiledQuery | None:
+    source = select.args.get("from_") or select.args.get("from")
+    joins = list(select.args.get("joins") or [])
+    how = _join_side(joins)
+    if how is None:
+        return None
+    left_join = how == "left"
     check_select_shape(select)
     inputs = [resolve_table(source.this, registry)] + [resolve_table(j.this, registry) for j in joins]
     if any(isinstance(inp.catalog, pa.Table) for inp in inputs):
@@ -115,31 +130,44 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
         raise SqlError(
             "syntax", f"two tables are called {inputs[0].alias!r}: give them aliases", *position(joins[0])
         )
-    _expand_stars(select, inputs)
-    resolved = resolve_columns(select, inputs)
+    using = using_keys(joins[0], inputs) if joins else []
+    _expand_stars(select, inputs, {k.right_column for k in using})
+    resolved = resolve_columns(select, inputs, frozenset(k.left_column.lower() for k in using))
 
-    conjuncts = _flatten_and(select.args.get("where").this if select.args.get("where") else None)
+    where = select.args.get("where")
+    conjuncts = [(c, False) for c in _flatten_and(where.this if where else None)]
     for join in joins:
-        conjuncts += _flatten_and(join.args.get("on"))
+        conjuncts += [(c, True) for c in _flatten_and(join.args.get("on"))]
+
+    def pushable(owner: int, from_on: bool) -> bool:
+        """May a test of one input filter it before the join? In a LEFT JOIN only the left's
+        WHERE terms and the right's ON terms (an ON term on the left keeps unmatched rows)."""
+        return not left_join or owner == (1 if from_on else 0)
+
     regions: list[list] = [[] for _ in inputs]
     predicates: list[list[Expr]] = [[] for _ in inputs]
     residual: list[exp.Expression] = []
+    equi: list[EquiKey] = list(using)
     join_radius: float | None = None
     join_pair: tuple[int, int] | None = None
     notes: list[str] = []
     consumed_conjuncts: list[exp.Expression] = []
-    for conj in conjuncts:
+    for conj, from_on in conjuncts:
+        key = equi_key(conj, resolved) if len(inputs) == 2 else None
+        if key is not None and (from_on or not left_join):
+            equi.append(key)
+            continue
         test = spatial_test(conj)
         if test is not None:
             owner = _coordinate_owner(test.point, resolved, inputs)
             if owner is not None:
                 region = to_region(test.shape)
-                if region is not None:
+                if region is not None and pushable(owner, from_on):
                     regions[owner].append(region)
                     consumed_conjuncts.append(conj)
                     notes.append(f"{inputs[owner].alias}: {test.node.sql()} -> region {region}")
                     continue
-                if test.shape.kind == "CIRCLE" and len(inputs) == 2 and join_pair is None:
+                if test.shape.kind == "CIRCLE" and len(inputs) == 2 and join_pair is None and not left_join:
                     centre = _coordinate_owner(tuple(test.shape.args[:2]), resolved, inputs)
                     radius = const_value(test.shape.args[2])
                     if centre is not None and centre != owner and radius is not None:
@@ -149,32 +177,52 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
                         consumed_conjuncts.append(conj)
                         continue
         pushed = _to_predicate(conj, resolved, inputs)
-        if pushed is not None:
+        if pushed is not None and pushable(pushed[0], from_on):
             predicates[pushed[0]].append(pushed[1])
             consumed_conjuncts.append(conj)
             continue
+        if left_join and from_on:
+            return None  # an ON term we cannot push into the right: one DuckDB join
         residual.append(conj)
+    key: EquiKey | None = None
     if len(inputs) == 2 and join_pair is None:
-        return None  # not a positional join: run it as a general join
+        if not equi:
+            return None  # neither positional nor on equal columns: run it as a general join
+        key = equi.pop(0)
+        if equi and left_join:
+            return None  # a second key of a LEFT JOIN is not a filter on the result
+    for extra in equi:  # more keys (or keys next to a positional join): tests on the joined rows
+        residual.append(_key_test(extra, resolved, inputs))
 
     consumed = {id(c) for conj in consumed_conjuncts for c in conj.find_all(exp.Column)}
+    if key is not None:
+        consumed |= {id(c) for c in key.node.find_all(exp.Column)}
     needed: list[list[str]] = [[] for _ in inputs]
-    for key, (i, c) in resolved.columns.items():
-        if key not in consumed and c not in needed[i]:
+    for k, (i, c) in resolved.columns.items():
+        if k not in consumed and c not in needed[i]:
             needed[i].append(c)
     cats = []
     for i, inp in enumerate(inputs):
         cat = inp.catalog
+        preds = predicates[i]
+        if join_pair is None:
+            values, preds = split_id_search(cat, preds)
+            if values:
+                cat = cat.id_search(values)
+                notes.append(f"{inp.alias}: {', '.join(values)} through the index catalog -> id_search")
         for region in regions[i]:
             cat = cat.search(region)
-        for pred in predicates[i]:
+        for pred in preds:
             cat = cat.where(str(pred))
-        if len(inputs) == 2:
+        if join_pair is not None:
             cols = list(needed[i])
             for c in (INDEX_COLUMN, cat.ra_column, cat.dec_column):
                 if c not in cols:
                     cols.append(c)
             cat = cat[cols]
+        elif key is not None:
+            own = key.left_column if i == 0 else key.right_column
+            cat = cat[[*needed[i], *([own] if own not in needed[i] else [])]]
         cats.append(cat)
 
     colmap: dict[tuple[int, str], str] = {}
@@ -182,6 +230,14 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
         catalog = cats[0]
         for c in inputs[0].columns:
             colmap[(0, c)] = c
+        return _finish(text, select, inputs, resolved, colmap, catalog, residual, notes, needed[0])
+    if key is not None:
+        aliases = (inputs[0].alias, inputs[1].alias)
+        catalog, swapped, note = join_on_key(
+            cats[0], cats[1], key, how=how, suffixes=(LEFT_SUFFIX, RIGHT_SUFFIX), aliases=aliases
+        )
+        left, right = (1, 0) if swapped else (0, 1)
+        notes.append(note)
     else:
         a, b = join_pair
         rows = [rows_estimate(inputs[k].catalog) for k in (a, b)]
@@ -190,19 +246,32 @@ def _compile_select(text: str, select: exp.Select, registry: CatalogRegistry) ->
             cats[right], radius_arcsec=join_radius * 3600.0, how="all",
             suffixes=(LEFT_SUFFIX, RIGHT_SUFFIX), ensure_margin=True,
         )  # fmt: skip
-        for c in inputs[left].columns:
-            colmap[(left, c)] = c if c == INDEX_COLUMN else f"{c}_{LEFT_SUFFIX}"
-        for c in inputs[right].columns:
-            if c != INDEX_COLUMN:
-                colmap[(right, c)] = f"{c}_{RIGHT_SUFFIX}"
         notes.append(
             f'{inputs[a].alias} x {inputs[b].alias}: positional join within {join_radius * 3600:g}" -> '
             f"crossmatch (all pairs), partitioned like {inputs[left].alias!r}"
         )
+    for c in inputs[left].columns:
+        colmap[(left, c)] = c if c == INDEX_COLUMN else f"{c}_{LEFT_SUFFIX}"
+    for c in inputs[right].columns:
+        if c != INDEX_COLUMN:
+            colmap[(right, c)] = f"{c}_{RIGHT_SUFFIX}"
     return _finish(text, select, inputs, resolved, colmap, catalog, residual, notes, needed[0])
 
 
-def _expand_stars(select: exp.Select, inputs: list[Input]) -> None:
+def _key_test(key: EquiKey, resolved: Resolved, inputs: list[Input]) -> exp.Expression:
+    """``key`` as an SQL test on the joined rows (its column references resolved)."""
+    if isinstance(key.node, exp.EQ):
+        return key.node
+    sides = []
+    for i, c in ((0, key.left_column), (1, key.right_column)):
+        column = exp.Column(this=_q(c), table=_q(inputs[i].alias))
+        resolved.columns[id(column)] = (i, c)
+        sides.append(column)
+    return exp.EQ(this=sides[0], expression=sides[1])
+
+
+def _expand_stars(select: exp.Select, inputs: list[Input], using_right: set[str] = frozenset()) -> None:
+    """Replace ``*`` and ``t.*`` by columns (a ``USING`` column once, as the left's)."""
     items: list[exp.Expression] = []
     for item in select.expressions:
         if isinstance(item, exp.Star):
@@ -219,6 +288,8 @@ def _expand_stars(select: exp.Select, inputs: list[Input]) -> None:
             for c in inputs[i].columns:
                 if len(inputs) > 1 and c == INDEX_COLUMN:
                     continue  # ambiguous in a join (the result keeps the left row's index)
+                if i == 1 and c in using_right and isinstance(item, exp.Star):
+                    continue
                 items.append(exp.Column(this=_q(c), table=_q(inputs[i].alias) if len(inputs) > 1 else None))
     select.set("expressions", items)
 
@@ -284,10 +355,39 @@ def _to_predicate(node: exp.Expression, resolved: Resolved, inputs: list[Input])
     if isinstance(node, exp.In) and not node.args.get("query"):
         c = column(node.this)
         if c is not None and c[1].kind in ("number", "string"):
+            _check_in_list(node, c[1])
             values = [literal(v, c[1].kind) for v in node.expressions]
             if values and all(v is not None for v in values):
                 return c[0], IsIn(c[1], tuple(v.value for v in values))
     return None
+
+
+def _check_in_list(node: exp.In, column: Column) -> None:
+    """Refuse ``col IN (...)`` whose literals mix strings and numbers, or do not fit the column."""
+    kinds = []
+    for v in node.expressions:
+        v = v.unnest() if isinstance(v, exp.Paren) else v
+        if isinstance(v, exp.Literal) and v.is_string:
+            kinds.append(("string", v))
+        elif const_value(v) is not None:
+            kinds.append(("number", v))
+    found = {k for k, _ in kinds}
+    if found == {"string", "number"}:
+        odd = next(v for k, v in kinds if k != kinds[0][0])
+        raise SqlError(
+            "type",
+            f"the IN list of {column.name!r} mixes numbers and strings ({odd.sql()} among "
+            f"{kinds[0][1].sql()}, ...): write values of one type",
+            *position(odd),
+        )
+    wrong = [v for k, v in kinds if k != column.kind]
+    if wrong:
+        raise SqlError(
+            "type",
+            f"column {column.name!r} holds {column.kind}s but its IN list has the {wrong[0].sql()} "
+            f"{'string' if column.kind == 'number' else 'number'}",
+            *position(wrong[0]),
+        )
 
 
 def _output_name(item: exp.Expression, resolved: Resolved, inputs: list[Input], index: int) -> str:
@@ -336,7 +436,7 @@ def _finish(
                 if target not in colmap:
                     raise SqlError(
                         "unsupported",
-                        f"{n.sql()}: a positional join keeps only the {target[1]} of the table its result is partitioned by",
+                        f"{n.sql()}: a join keeps only the {target[1]} of the table its result is partitioned by",
                         *position(n),
                     )
                 new = _col(colmap[target])

@@ -21,6 +21,7 @@ import pyarrow as pa
 from proxcompute.catalog import Catalog, from_dataframe, open_catalog
 from proxcompute.errors import SqlError
 from proxcompute.storage.layout import COLLECTION_PROPERTIES, PROPERTIES
+from proxcompute.storage.location import is_url
 from proxcompute.storage.properties import read_properties
 
 __all__ = ["CatalogRegistry", "TableRef"]
@@ -190,6 +191,8 @@ def _path_opener(path: Path) -> Callable[[], Catalog]:
 def _value_opener(value: Any, name: str) -> Callable[[], Catalog | pa.Table]:
     if isinstance(value, (Catalog, pa.Table)):
         return lambda: value
+    if is_url(value):  # https://, s3://: a remote catalog
+        return lambda: open_catalog(value)
     if isinstance(value, (str, os.PathLike)):
         return _path_opener(Path(value))
     columns = [str(c).lower() for c in getattr(value, "columns", getattr(value, "colnames", []))]

@@ -16,7 +16,7 @@ from proxcompute.errors import SqlError
 from proxcompute.sql.parse import position
 from proxcompute.sql.registry import CatalogRegistry, TableRef
 
-__all__ = ["Input", "Resolved", "resolve_columns", "resolve_table"]
+__all__ = ["Input", "Resolved", "resolve_columns", "resolve_table", "unknown_column"]
 
 
 @dataclass
@@ -79,8 +79,12 @@ class Resolved:
     select_aliases: set[str]
 
 
-def resolve_columns(select: exp.Select, inputs: list[Input]) -> Resolved:
-    """Resolve every column of a single-level SELECT against its inputs."""
+def resolve_columns(select: exp.Select, inputs: list[Input], using: frozenset[str] = frozenset()) -> Resolved:
+    """Resolve every column of a single-level SELECT against its inputs.
+
+    ``using`` holds the lower-cased columns of a ``JOIN ... USING (...)``: unqualified, they
+    name the first input's column (equal to the second's wherever both exist).
+    """
     aliases = {a.alias.lower() for a in select.expressions if isinstance(a, exp.Alias)}
     out: dict[int, tuple[int, str]] = {}
     for col in select.find_all(exp.Column):
@@ -104,11 +108,13 @@ def resolve_columns(select: exp.Select, inputs: list[Input]) -> Resolved:
             inp = inputs[hits[0]]
             actual = inp.find(name, quoted)
             if actual is None:
-                raise _unknown_column(col, name, inp.columns, f"table {inp.alias!r}")
+                raise unknown_column(col, name, inp.columns, f"table {inp.alias!r}")
             out[id(col)] = (hits[0], actual)
             continue
         found = [(i, inp.find(name, quoted)) for i, inp in enumerate(inputs)]
         found = [(i, c) for i, c in found if c is not None]
+        if len(found) > 1 and name.lower() in using:
+            found = found[:1]
         if len(found) > 1:
             where = ", ".join(f"{inputs[i].alias}.{c}" for i, c in found)
             raise SqlError(
@@ -123,7 +129,7 @@ def resolve_columns(select: exp.Select, inputs: list[Input]) -> Resolved:
                 if len(inputs) == 1
                 else "tables " + ", ".join(repr(i.alias) for i in inputs)
             )
-            raise _unknown_column(col, name, every, what)
+            raise unknown_column(col, name, every, what)
         out[id(col)] = found[0]
     return Resolved(out, aliases)
 
@@ -138,7 +144,8 @@ def _in_alias_scope(col: exp.Column) -> bool:
     return False
 
 
-def _unknown_column(col: exp.Column, name: str, available: list[str], what: str) -> SqlError:
+def unknown_column(col: exp.Expression, name: str, available: list[str], what: str) -> SqlError:
+    """An ``unknown column`` error at ``col``, with the closest known name and the columns."""
     lowered = {c.lower(): c for c in available}
     close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     hint = f" Did you mean {lowered[close[0]]!r}?" if close else ""

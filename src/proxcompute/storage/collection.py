@@ -9,6 +9,7 @@ from pathlib import Path
 
 from proxcompute.errors import StorageError
 from proxcompute.storage.layout import COLLECTION_PROPERTIES
+from proxcompute.storage.location import as_location, is_remote, is_url
 from proxcompute.storage.properties import read_properties
 
 __all__ = ["CollectionInfo", "read_collection"]
@@ -56,6 +57,10 @@ def _rel(p: Path, root: Path) -> str:
 
 
 def _resolve(root: Path, value: str) -> Path:
+    if is_url(value):  # a remote collection may name its members by URL (same credentials)
+        return as_location(value, getattr(root, "storage_options", None) or None)
+    if is_remote(root):
+        return root / value
     return Path(value) if os.path.isabs(value) else root / value
 
 
@@ -70,7 +75,7 @@ def read_collection(path: str | os.PathLike) -> CollectionInfo:
         No primary catalog, a default that is not listed, or an ``all_indexes`` that is not
         pairs of column and path: the message names the file and the property.
     """
-    root = Path(path)
+    root = as_location(path)
     file = root / COLLECTION_PROPERTIES
     props = read_properties(file)
     primary = props.get("hats_primary_table_url")

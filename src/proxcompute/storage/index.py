@@ -38,6 +38,7 @@ from proxcompute.errors import StorageError
 from proxcompute.sky.healpix import INDEX_COLUMN
 from proxcompute.storage.collection import read_collection
 from proxcompute.storage.layout import COLLECTION_PROPERTIES, PROPERTIES
+from proxcompute.storage.location import is_remote, is_url
 from proxcompute.storage.properties import read_properties
 
 __all__ = [
@@ -121,6 +122,8 @@ def read_index_meta(root: str | os.PathLike) -> IndexMeta:
     StorageError
         ``root`` is not an index catalog, or its files are unreadable.
     """
+    if is_remote(root) or is_url(root):
+        raise StorageError(f"index catalogs are read from local disk only, not from {root}")
     root = Path(root)
     prop_file = root / PROPERTIES if (root / PROPERTIES).exists() else root / "properties"
     props = read_properties(prop_file)
@@ -201,6 +204,8 @@ def find_index(catalog_root: str | os.PathLike, column: str) -> Path | None:
     Looks in the enclosing collection's ``all_indexes``, then for the conventional sibling
     directory ``<catalog>_<column>_index`` whose properties name this catalog as primary.
     """
+    if is_remote(catalog_root):  # index catalogs are read from local disk only
+        return None
     root = Path(catalog_root)
     parent = root.parent
     listed = collection_indexes(parent)

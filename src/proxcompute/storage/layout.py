@@ -14,13 +14,19 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from proxcompute.errors import CorruptPartitionError, StorageError
 from proxcompute.sky.healpix import PartitionPixel
+from proxcompute.storage.location import as_location, is_remote, read_text, remote_cached
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 __all__ = [
     "COLLECTION_PROPERTIES",
@@ -41,11 +47,11 @@ PARTITION_INFO = "partition_info.csv"
 DATASET_DIR = "dataset"
 
 
-def dataset_dir(root: str | os.PathLike) -> Path:
-    return Path(root) / DATASET_DIR
+def dataset_dir(root: str | os.PathLike) -> Path | UPath:
+    return as_location(root) / DATASET_DIR
 
 
-def partition_path(root: str | os.PathLike, order: int, pixel: int) -> Path:
+def partition_path(root: str | os.PathLike, order: int, pixel: int) -> Path | UPath:
     """Path of the Parquet file of partition ``(order, pixel)`` under catalog ``root``."""
     d = (int(pixel) // 10000) * 10000
     return dataset_dir(root) / f"Norder={int(order)}" / f"Dir={d}" / f"Npix={int(pixel)}.parquet"
@@ -55,14 +61,16 @@ DIRECTORY_SUFFIX = "/"
 """``hats_npix_suffix`` of catalogs whose ``Npix=n`` are directories of Parquet files."""
 
 
-def npix_path(root: str | os.PathLike, order: int, pixel: int, suffix: str = ".parquet") -> Path:
+def npix_path(root: str | os.PathLike, order: int, pixel: int, suffix: str = ".parquet") -> Path | UPath:
     """``Npix=n<suffix>`` of partition ``(order, pixel)``; for ``suffix="/"`` the directory."""
     d = (int(pixel) // 10000) * 10000
     name = f"Npix={int(pixel)}" + ("" if suffix in ("/", "\\") else suffix)
     return dataset_dir(root) / f"Norder={int(order)}" / f"Dir={d}" / name
 
 
-def npix_files(root: str | os.PathLike, order: int, pixel: int, suffix: str = ".parquet") -> list[Path]:
+def npix_files(
+    root: str | os.PathLike, order: int, pixel: int, suffix: str = ".parquet"
+) -> list[Path] | list[UPath]:
     """The Parquet files holding partition ``(order, pixel)``, per ``hats_npix_suffix``.
 
     With ``suffix="/"`` every non-hidden file in ``Npix=n/`` (sorted by name); otherwise the
@@ -77,6 +85,8 @@ def npix_files(root: str | os.PathLike, order: int, pixel: int, suffix: str = ".
     """
     path = npix_path(root, order, pixel, suffix)
     is_dir_layout = suffix in ("/", "\\")
+    if is_remote(path):  # no probing for twins: each probe would be a request
+        return _remote_npix_files(path) if is_dir_layout else [path]
     if is_dir_layout:
         twins = [p for p in path.parent.glob(f"Npix={int(pixel)}.*") if p.is_file()] if path.is_dir() else []
     else:
@@ -103,6 +113,24 @@ def npix_files(root: str | os.PathLike, order: int, pixel: int, suffix: str = ".
     return files
 
 
+def _remote_npix_files(path: UPath) -> list[UPath]:
+    """The data files of a remote ``Npix=n/`` directory (one listing, cached)."""
+
+    def listing() -> list[str]:
+        entries = path.fs.ls(path.path, detail=True)
+        return sorted(e["name"] for e in entries if e.get("type") != "directory")
+
+    try:
+        names = remote_cached("ls", path, listing)
+    except FileNotFoundError:
+        raise CorruptPartitionError(str(path), "directory is missing (hats_npix_suffix='/')") from None
+    files = [path / n.rstrip("/").rsplit("/", 1)[-1] for n in names]
+    files = [f for f in files if not f.name.startswith((".", "_"))]
+    if not files:
+        raise CorruptPartitionError(str(path), "directory holds no Parquet file (hats_npix_suffix='/')")
+    return files
+
+
 def relative_partition_path(order: int, pixel: int) -> str:
     d = (int(pixel) // 10000) * 10000
     return f"Norder={int(order)}/Dir={d}/Npix={int(pixel)}.parquet"
@@ -123,14 +151,17 @@ def write_partition_info(root: str | os.PathLike, pixels: list[PartitionPixel]) 
 
 
 def read_partition_info(root: str | os.PathLike) -> list[PartitionPixel]:
-    """Read ``partition_info.csv``; partitions sorted along the order-29 curve."""
-    path = Path(root) / PARTITION_INFO
-    if not path.exists():
-        raise StorageError(f"{root} is not a catalog: {PARTITION_INFO} is missing")
+    """Read ``partition_info.csv``; partitions sorted along the order-29 curve.
+
+    ``root`` may be remote (a :class:`upath.UPath`); the file is then cached per process."""
+    path = as_location(root) / PARTITION_INFO
     try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            pixels = [PartitionPixel(int(r["Norder"]), int(r["Npix"])) for r in reader]
+        text = read_text(path)
+    except FileNotFoundError:
+        raise StorageError(f"{root} is not a catalog: {PARTITION_INFO} is missing") from None
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        pixels = [PartitionPixel(int(r["Norder"]), int(r["Npix"])) for r in reader]
     except (KeyError, ValueError, TypeError) as exc:
         raise StorageError(f"{path} is malformed: {exc}") from None
     return sort_pixels(pixels)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from proxcompute.errors import StorageError
 from proxcompute.storage.layout import COLLECTION_PROPERTIES, PROPERTIES
+from proxcompute.storage.location import as_location, read_text
 
 __all__ = ["read_properties", "write_collection_properties", "write_properties"]
 
@@ -24,10 +25,12 @@ def _builder() -> str:
 
 
 def read_properties(path: str | os.PathLike) -> dict[str, str]:
-    """Parse a ``key=value`` properties file into a dict (comments and blanks skipped)."""
-    p = Path(path)
+    """Parse a ``key=value`` properties file into a dict (comments and blanks skipped).
+
+    ``path`` may be remote (a :class:`upath.UPath`); it is then cached per process."""
+    p = as_location(path)
     try:
-        text = p.read_text()
+        text = read_text(p)
     except FileNotFoundError:
         raise StorageError(f"{p.parent} is not a catalog: {p.name} is missing") from None
     props: dict[str, str] = {}

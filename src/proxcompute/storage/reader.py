@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,8 +35,20 @@ from proxcompute.storage.layout import (
     npix_path,
     read_partition_info,
 )
+from proxcompute.storage.location import (
+    as_location,
+    is_remote,
+    open_input,
+    read_text,
+    remote_cached,
+    remote_error,
+    revalidate,
+)
 from proxcompute.storage.nested import check_nested_lengths
 from proxcompute.storage.properties import read_properties
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 __all__ = [
     "CatalogMeta",
@@ -44,6 +57,7 @@ __all__ = [
     "read_catalog_meta",
     "read_collection",
     "read_partition",
+    "remote_footer",
     "resolve_catalog_paths",
     "select_row_groups",
 ]
@@ -51,9 +65,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CatalogMeta:
-    """Everything known about a stored catalog without reading row data."""
+    """Everything known about a stored catalog without reading row data.
 
-    root: Path
+    ``root`` is a :class:`~pathlib.Path`, or a :class:`upath.UPath` for a remote catalog."""
+
+    root: Path | UPath
     name: str
     catalog_type: str
     ra_column: str
@@ -91,11 +107,16 @@ class CatalogMeta:
         other engines (DuckDB in :mod:`proxcompute.sql`) may read file by file."""
         return self.stores_index29 and self.npix_suffix == ".parquet"
 
-    def partition_path(self, pixel: PartitionPixel) -> Path:
+    @property
+    def is_remote(self) -> bool:
+        """Whether the catalog is read over the network (``https://``, ``s3://``)."""
+        return is_remote(self.root)
+
+    def partition_path(self, pixel: PartitionPixel) -> Path | UPath:
         """``Npix=n<suffix>`` of ``pixel`` (a directory when ``hats_npix_suffix`` is ``/``)."""
         return npix_path(self.root, pixel.order, pixel.pixel, self.npix_suffix)
 
-    def partition_files(self, pixel: PartitionPixel) -> list[Path]:
+    def partition_files(self, pixel: PartitionPixel) -> list[Path] | list[UPath]:
         """The Parquet files holding ``pixel`` (several for the directory layout)."""
         return npix_files(self.root, pixel.order, pixel.pixel, self.npix_suffix)
 
@@ -139,11 +160,25 @@ class CatalogMeta:
         return table
 
 
-def resolve_catalog_paths(path: str | os.PathLike) -> tuple[Path, Path | None]:
+def resolve_catalog_paths(
+    path: str | os.PathLike, storage_options: dict[str, Any] | None = None
+) -> tuple[Path | UPath, Path | UPath | None]:
     """Return ``(catalog_dir, margin_dir or None)`` for a catalog or a HATS collection.
 
-    For a collection the margin is its default (see :func:`read_collection`)."""
-    p = Path(path)
+    For a collection the margin is its default (see :func:`read_collection`). ``path`` may
+    be a URL (``https://``, ``s3://``; ``storage_options`` are fsspec's): its properties
+    files are read again (the rest of its metadata stays cached while they are unchanged).
+
+    Raises
+    ------
+    StorageError
+        The path does not exist or is not a catalog.
+    RemoteAccessError
+        A remote catalog cannot be reached or read (the message names the URL).
+    """
+    p = as_location(path, storage_options)
+    if is_remote(p):
+        return _resolve_remote(p)
     if not p.exists():
         raise StorageError(f"catalog path {p} does not exist")
     if (p / COLLECTION_PROPERTIES).exists():
@@ -152,6 +187,42 @@ def resolve_catalog_paths(path: str | os.PathLike) -> tuple[Path, Path | None]:
     if (p / PROPERTIES).exists() or (p / "properties").exists():
         return p, None
     raise StorageError(f"{p} is not a catalog: neither {PROPERTIES} nor {COLLECTION_PROPERTIES} found")
+
+
+def _resolve_remote(p: UPath) -> tuple[UPath, UPath | None]:
+    revalidate(p / COLLECTION_PROPERTIES)
+    try:
+        read_text(p / COLLECTION_PROPERTIES)
+    except FileNotFoundError:
+        pass
+    else:
+        info = read_collection(p)
+        for d in (info.primary, info.margin_dir):
+            if d is not None:
+                revalidate(d / PROPERTIES)
+        return info.primary, info.margin_dir
+    revalidate(p / PROPERTIES)
+    for name in (PROPERTIES, "properties"):
+        try:
+            read_text(p / name)
+            return p, None
+        except FileNotFoundError:
+            continue
+    raise StorageError(
+        f"{p} is not a catalog: neither {PROPERTIES} nor {COLLECTION_PROPERTIES} found there "
+        "(or the URL does not exist)"
+    )
+
+
+def _properties_file(root: Path | UPath) -> Path | UPath:
+    """``hats.properties``, or the older name ``properties`` when only that one exists."""
+    if not is_remote(root):
+        return root / PROPERTIES if (root / PROPERTIES).exists() else root / "properties"
+    try:
+        read_text(root / PROPERTIES)
+        return root / PROPERTIES
+    except FileNotFoundError:
+        return root / "properties"
 
 
 def read_catalog_meta(root: str | os.PathLike, collection: CollectionInfo | None = None) -> CatalogMeta:
@@ -163,8 +234,8 @@ def read_catalog_meta(root: str | os.PathLike, collection: CollectionInfo | None
         The catalog is incomplete, or its properties disagree with its files (an index
         column, ra or dec that the files lack): the message names the file and the property.
     """
-    root = Path(root)
-    prop_file = root / PROPERTIES if (root / PROPERTIES).exists() else root / "properties"
+    root = as_location(root)
+    prop_file = _properties_file(root)
     props = read_properties(prop_file)
     suffix = props.get("hats_npix_suffix") or ".parquet"
     pixels = tuple(read_partition_info(root))
@@ -236,9 +307,13 @@ def _index_column(
     return name, order
 
 
-def _read_schema(root: Path, pixels: tuple[PartitionPixel, ...], suffix: str) -> tuple[pa.Schema, Path]:
+def _read_schema(
+    root: Path | UPath, pixels: tuple[PartitionPixel, ...], suffix: str
+) -> tuple[pa.Schema, Path | UPath]:
     """The files' schema and where it was read: ``_common_metadata``, ``_metadata``, else the
     first partition's first file (catalogs may have neither summary file)."""
+    if is_remote(root):
+        return _read_remote_schema(root, pixels, suffix)
     ddir = dataset_dir(root)
     path = ddir / "_common_metadata"
     try:
@@ -250,6 +325,26 @@ def _read_schema(root: Path, pixels: tuple[PartitionPixel, ...], suffix: str) ->
             return pq.read_schema(path).remove_metadata(), path
     except (OSError, pa.ArrowException) as exc:
         raise StorageError(f"cannot read the schema of catalog {root} from {path}: {exc}") from None
+    raise StorageError(f"catalog {root} has no partitions and no _common_metadata")
+
+
+def _read_remote_schema(
+    root: UPath, pixels: tuple[PartitionPixel, ...], suffix: str
+) -> tuple[pa.Schema, UPath]:
+    """:func:`_read_schema` of a remote catalog: the footer of the first file found (ranged
+    reads, cached; a missing summary file costs one request, remembered)."""
+    ddir = dataset_dir(root)
+    candidates = [ddir / "_common_metadata", ddir / "_metadata"]
+    if pixels:
+        candidates += npix_files(root, pixels[0].order, pixels[0].pixel, suffix)[:1]
+    for path in candidates:
+        try:
+            schema = remote_cached("schema", path, lambda p=path: pq.read_schema(open_input(p)))
+        except FileNotFoundError:
+            continue
+        except pa.ArrowException as exc:
+            raise StorageError(f"cannot read the schema of catalog {root} from {path}: {exc}") from None
+        return schema.remove_metadata(), path
     raise StorageError(f"catalog {root} has no partitions and no _common_metadata")
 
 
@@ -322,13 +417,38 @@ def select_row_groups(
     return keep
 
 
-def open_partition_file(path: Path) -> pq.ParquetFile:
+def open_partition_file(path: Path | UPath) -> pq.ParquetFile:
+    """Open a partition file (its footer is read); remote files with ranged reads.
+
+    Raises
+    ------
+    CorruptPartitionError
+        The file is missing or not Parquet (the message names it).
+    RemoteAccessError
+        A remote file cannot be fetched (access denied, connection refused).
+    """
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(open_input(path), pre_buffer=is_remote(path))
     except FileNotFoundError:
         raise CorruptPartitionError(str(path), "file is missing") from None
     except (OSError, pa.ArrowException) as exc:
-        raise CorruptPartitionError(str(path), str(exc)) from None
+        raise read_error(path, exc) from None
+
+
+def read_error(path: Any, exc: BaseException) -> StorageError:
+    """The error for a failed read of a partition file: a transport failure of a remote file
+    is a :class:`RemoteAccessError`, anything else a :class:`CorruptPartitionError`."""
+    err = remote_error(path, exc) if is_remote(path) and not isinstance(exc, pa.ArrowException) else None
+    return err if err is not None else CorruptPartitionError(str(path), str(exc))
+
+
+def remote_footer(path: UPath) -> pq.FileMetaData:
+    """The Parquet footer of a remote file, cached per process (see
+    :func:`proxcompute.storage.location.revalidate`)."""
+    try:
+        return remote_cached("footer", path, lambda: open_partition_file(path).metadata)
+    except FileNotFoundError:  # pragma: no cover - open_partition_file words it
+        raise CorruptPartitionError(str(path), "file is missing") from None
 
 
 def read_partition(
@@ -353,8 +473,8 @@ def read_partition(
     CorruptPartitionError
         The file is missing or unreadable; the message names it.
     """
-    path = Path(path)
-    if path.is_dir():
+    path = as_location(path)
+    if not is_remote(path) and path.is_dir():
         raise CorruptPartitionError(str(path), "is a directory: read it with CatalogMeta.partition_files")
     pf = open_partition_file(path)
     try:
@@ -368,10 +488,10 @@ def read_partition(
             names = columns if columns is not None else schema.names
             return pa.Table.from_batches([], schema=pa.schema([schema.field(n) for n in names]))
         table = pf.read_row_groups(rgs, columns=read_cols)
-    except CorruptPartitionError:
+    except StorageError:
         raise
     except (OSError, pa.ArrowException) as exc:
-        raise CorruptPartitionError(str(path), str(exc)) from None
+        raise read_error(path, exc) from None
     table = without_metadata(table)
     if ranges is not None and table.num_rows:
         table = slice_ranges(table, ranges)
