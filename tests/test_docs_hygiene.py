@@ -31,7 +31,7 @@ RULES = {"a path to ../shared": OUTSIDE, "the design document's name": DESIGN_DO
 def _scanned() -> list[Path]:
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     picked = [f for f in files if f.startswith(SCANNED_DIRS) or f in SCANNED_FILES]
-    return [ROOT / f for f in picked if (ROOT / f).is_file()]
+    return [ROOT / f for f in picked if (ROOT / f).is_file() and b"\0" not in (ROOT / f).read_bytes()[:8192]]  # text only
 
 
 def offences(text: str) -> list[tuple[str, str]]:
