@@ -27,6 +27,13 @@ A comment right before a block marks how it runs:
     a block that needs a batch system (SLURM, SGE, a gateway): run in CI by that test, where
     the tests/cluster fixtures start the back end. The test must exist.
 
+``<!-- docs-test: needs=slurm -->`` or ``<!-- docs-test: needs=sge -->``
+    a block that runs on a batch system: ``clusters/slurm/setup_slurm.sh`` or
+    ``clusters/sge/setup_sge.sh`` installs and starts a one-node one (root and apt-get), and
+    ``test_page_backend_blocks_run`` runs the page again with these blocks in their place (the
+    daemons are stopped at the end). Where that cannot be done the test is skipped with the
+    reason, and it fails under CI. ``test_page_blocks_run`` runs the page without them.
+
 ``<!-- docs-test: needs=stilts -->`` (anywhere on the page)
     the page calls STILTS: ``scripts/stilts/setup_stilts.sh`` installs it (as the taplint test
     does: root and apt-get); the page is skipped with the reason elsewhere, and fails under CI.
@@ -37,8 +44,11 @@ Every fenced block must have an info string, so nothing is left out by accident.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -53,6 +63,10 @@ WAIT = re.compile(r'^background\s+wait="([^"]+)"$')
 MARK = re.compile(r"<!--\s*docs-test:\s*(.*?)\s*-->", re.S)
 TITLE = re.compile(r'title="([^"]+)"')
 DOCUMENTED_EXTRAS = {"notebooks", "gateway", "remote"}  # tests/wheel_env.py USER_EXTRAS
+BACKENDS = {  # needs=NAME on a block: (set-up script, stop script, a daemon it installs)
+    "slurm": (ROOT / "clusters/slurm/setup_slurm.sh", ROOT / "clusters/slurm/stop_slurm.sh", "slurmctld"),
+    "sge": (ROOT / "clusters/sge/setup_sge.sh", ROOT / "clusters/sge/stop_sge.sh", "/usr/sbin/sge_qmaster"),
+}
 pytestmark = pytest.mark.timeout(2400)
 
 
@@ -67,6 +81,8 @@ def parse_page(path: Path) -> tuple[list[dict], set[str]]:
             for mark in MARK.findall(tok.content):
                 if mark.startswith("extras="):
                     extras |= {e.strip() for e in mark.split("=", 1)[1].split(",") if e.strip()}
+                elif mark.startswith("needs=") and mark.split("=", 1)[1] in BACKENDS:
+                    pending = mark  # a block for a batch system
                 elif mark.startswith("needs="):
                     extras.add(mark)
                 else:
@@ -87,6 +103,9 @@ def parse_page(path: Path) -> tuple[list[dict], set[str]]:
         if kind and kind.startswith("tested-by="):
             _check_test_exists(kind.split("=", 1)[1], f"{path.relative_to(ROOT)}:{line}")
             continue
+        needs = None
+        if kind and kind.startswith("needs="):
+            kind, needs = None, kind.split("=", 1)[1]
         wait = None
         if kind and WAIT.match(kind):
             kind, wait = "background", WAIT.match(kind).group(1)
@@ -101,6 +120,11 @@ def parse_page(path: Path) -> tuple[list[dict], set[str]]:
         elif lang in SHELL:
             code = tok.content if lang != "console" else _console_commands(tok.content)
             blocks.append({"kind": kind or "shell", "line": line, "code": code, "wait": wait})
+        else:
+            assert needs is None, f"{path.relative_to(ROOT)}:{line}: needs={needs} on a block that does not run"
+            continue
+        if needs:
+            blocks[-1]["needs"] = needs
     return blocks, extras
 
 
@@ -202,8 +226,60 @@ def test_pages_are_found():
 @pytest.mark.parametrize("path", PAGES, ids=_ids)
 def test_page_blocks_run(path: Path, wheel_envs, tmp_path: Path):
     blocks, extras = parse_page(path)
+    _run_blocks(path, [b for b in blocks if "needs" not in b], extras, wheel_envs, tmp_path)
+
+
+def _backend_pages() -> list[tuple[Path, str]]:
+    found = []
+    for path in PAGES:
+        blocks, _ = parse_page(path)
+        found += [(path, name) for name in BACKENDS if any(b.get("needs") == name for b in blocks)]
+    return found
+
+
+@pytest.mark.parametrize(("path", "backend"), _backend_pages(), ids=lambda v: v if isinstance(v, str) else _ids(v))
+def test_page_backend_blocks_run(path: Path, backend: str, wheel_envs, tmp_path: Path):
+    """The page again, with its needs=BACKEND blocks, on a one-node batch system started here."""
+    blocks, extras = parse_page(path)
+    env = _start_backend(backend)
+    try:
+        _run_blocks(path, [b for b in blocks if b.get("needs") in (None, backend)], extras, wheel_envs, tmp_path, env)
+    finally:
+        subprocess.run(["bash", str(BACKENDS[backend][1])], capture_output=True, text=True, timeout=180)
+
+
+def test_clusters_page_runs_on_slurm_and_sge():
+    assert {(p.name, b) for p, b in _backend_pages()} >= {("clusters.md", "slurm"), ("clusters.md", "sge")}
+
+
+def _start_backend(name: str) -> dict[str, str]:
+    """Install and start the one-node batch system; the environment its commands need."""
+    setup, _, daemon = BACKENDS[name]
+    installed = shutil.which(daemon) is not None or Path(daemon).exists()
+    if os.geteuid() != 0 or (not installed and shutil.which("apt-get") is None):
+        _skip_or_fail(f"needs={name} blocks need root and apt-get (or {name} installed) to start {name}")
+    proc = subprocess.run(["bash", str(setup)], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        subprocess.run(["bash", str(BACKENDS[name][1])], capture_output=True, text=True, timeout=180)
+        _skip_or_fail(f"{setup.name} failed ({proc.returncode}): {proc.stderr.strip()[-1500:]}")
+    env = {}  # setup_sge.sh ends with SGE_ROOT=, SGE_CELL=, PATH= lines
+    for line in proc.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in ("SGE_ROOT", "SGE_CELL", "PATH"):
+            env[key] = value
+    return env
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _run_blocks(path: Path, blocks: list[dict], extras: set[str], wheel_envs, tmp_path: Path, env=None) -> None:
+    """Run the blocks in a fresh directory and HOME, with the venv the page's extras call for."""
     tools = {e for e in extras if e.startswith("needs=")}
-    extras -= tools
+    extras = extras - tools
     assert tools <= {"needs=stilts"}, f"{_ids(path)}: unknown {tools}"
     if tools:
         _install_stilts()
@@ -213,6 +289,9 @@ def test_page_blocks_run(path: Path, wheel_envs, tmp_path: Path):
         return  # nothing to run on this page (reference pages, design notes)
     plain, user = wheel_envs
     venv = user if extras else plain
+    env = dict(env or {})
+    if "PATH" in env:  # the batch system's commands, after the venv's
+        env["PATH"] = f"{venv.bin}{os.pathsep}{env['PATH']}"
     spec = tmp_path / "blocks.json"
     spec.write_text(json.dumps([_ids(path), blocks]))
     driver = tmp_path / "driver.py"
@@ -220,29 +299,50 @@ def test_page_blocks_run(path: Path, wheel_envs, tmp_path: Path):
     work, home = tmp_path / "page", tmp_path / "home"
     work.mkdir()
     home.mkdir()
+    if os.geteuid() == 0:  # CI runs as root, which JupyterLab refuses unless configured (readers are not root)
+        (home / ".jupyter").mkdir()
+        (home / ".jupyter" / "jupyter_server_config.json").write_text('{"ServerApp": {"allow_root": true}}')
     proc = venv.run(  # a fresh HOME: no user cluster profiles, no clusters left up by others
         [str(venv.python), str(driver), str(spec)], cwd=work, timeout=1200,
-        MPLBACKEND="Agg", COLUMNS="120", HOME=str(home), PROXCOMPUTE_STATE_DIR=str(home / "state"),
+        MPLBACKEND="Agg", COLUMNS="120", HOME=str(home), PROXCOMPUTE_STATE_DIR=str(home / "state"), **env,
     )  # fmt: skip
     if proc.returncode != 0 or "ALL BLOCKS RAN" not in proc.stdout:
         pytest.fail(
             f"{_ids(path)} (venv {venv.root.name}):\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}",
             pytrace=False,
         )
+    not_run = [b["line"] for b in blocks if f"=== {_ids(path)}:{b['line']} ({b['kind']})" not in proc.stdout]
+    assert not not_run, f"{_ids(path)}: the blocks at lines {not_run} did not run"
 
 
 def _install_stilts() -> None:
-    import os
-    import subprocess
-
     proc = subprocess.run(
         ["bash", str(ROOT / "scripts" / "stilts" / "setup_stilts.sh")], capture_output=True, text=True, timeout=900
     )
     if proc.returncode != 0:
-        reason = f"STILTS cannot be installed here: {proc.stderr.strip() or proc.stdout.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        _skip_or_fail(f"STILTS cannot be installed here: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+EXTRA_USES = {  # what a block uses -> the extra that brings it (pyproject.toml, docs/install.md)
+    "notebooks": re.compile(r"^\s*(?:import pyvo|from pyvo\b|jupyter\s)", re.M),
+    "gateway": re.compile(r"^\s*(?:import dask_gateway|from dask_gateway\b)", re.M),
+}
+
+
+def test_pages_say_which_extras_they_need():
+    """A page whose blocks use an extra's package declares the extra and shows its install."""
+    problems = []
+    for path in PAGES:
+        blocks, extras = parse_page(path)
+        code = "\n".join(b["code"] for b in blocks if b["kind"] != "file")
+        text = path.read_text()
+        for extra, uses in EXTRA_USES.items():
+            if uses.search(code) and extra not in extras:
+                problems.append(f"{_ids(path)} uses the {extra} extra without <!-- docs-test: extras={extra} -->")
+        for extra in extras - {e for e in extras if e.startswith("needs=")}:
+            if f"[{extra}]" not in text:
+                problems.append(f"{_ids(path)} needs the {extra} extra but shows no pip install '...[{extra}]'")
+    assert not problems, "\n".join(problems)
 
 
 def test_console_commands_are_extracted():

@@ -56,7 +56,27 @@ def test_pages_are_built(site):
     for page in ["index", "install", "quickstart", "concepts", "howto/ingest", "howto/search",
                  "crossmatch", "sql", "tap", "clusters", "pipelines", "benchmarks", "design/foundation"]:  # fmt: skip
         assert (site / page / "index.html").is_file() if page != "index" else (site / "index.html").is_file()
-    assert not (site / "notebooks").exists(), "docs/notebooks/ is excluded from the site"
+    assert (site / "howto" / "topcat" / "index.html").is_file() and (site / "reference" / "cli" / "index.html").is_file()
+
+
+NOTEBOOKS = sorted((REPO / "docs" / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_are_pages(site, path):
+    """mkdocs-jupyter renders each notebook (its title and code) with a download link to the .ipynb."""
+    import json
+
+    page = site / "notebooks" / path.stem / "index.html"
+    assert page.is_file(), f"{path.name} is not a page of the site"
+    cells = json.loads(path.read_text())["cells"]
+    title = "".join(cells[0]["source"]).splitlines()[0].lstrip("# ").replace("`", "")
+    first_code = next("".join(c["source"]).strip().splitlines()[0] for c in cells if c["cell_type"] == "code")
+    text = _text(page)
+    squeezed = re.sub(r"\s+([,.;:])", r"\1", text)  # inline code in a heading leaves a space before a comma
+    assert title in squeezed and " ".join(first_code.split()) in text, path.name
+    assert f'{path.name}" title="Download the notebook"' in page.read_text(encoding="utf-8"), f"no download link to {path.name}"
+    assert (page.parent / path.name).is_file(), f"{path.name} is not copied next to its page"
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parents[2]
 SETUP = REPO / "scripts" / "postgres" / "setup_postgres.sh"
+SETUP_STILTS = REPO / "scripts" / "stilts" / "setup_stilts.sh"
 STOP = REPO / "scripts" / "postgres" / "stop_postgres.sh"
 
 
@@ -30,11 +31,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _skip_or_fail(reason: str) -> None:
-    print(f"\n[tests/service] PostgreSQL job-store tests skipped: {reason}")
+def _skip_or_fail(reason: str, what: str = "PostgreSQL") -> None:
+    print(f"\n[tests/service] {what} tests skipped: {reason}")
     if os.environ.get("CI"):
-        pytest.fail(f"PostgreSQL needed in CI: {reason}")
+        pytest.fail(f"{what} needed in CI: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def stilts() -> str:
+    """The ``stilts`` command (Debian's package, installed by scripts/stilts/setup_stilts.sh).
+
+    Skipped where it is missing and cannot be installed (not root, no apt-get); a failure in CI.
+    """
+    if shutil.which("stilts") is None:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            _skip_or_fail("stilts is not installed and installing it needs root with apt-get", "STILTS")
+        proc = subprocess.run(["bash", str(SETUP_STILTS)], capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            _skip_or_fail(f"setup_stilts.sh failed ({proc.returncode}): {proc.stderr.strip()[-800:]}", "STILTS")
+    return shutil.which("stilts")
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,11 @@
 """STILTS taplint (the IVOA TAP validator, Debian's `stilts`) against `proxcompute serve`: 0 errors.
 
-Needs root and apt to install stilts (scripts/stilts/setup_stilts.sh) unless it is already
-installed; skipped with the reason elsewhere. taplint exits 0 even when it reports errors, so
-the test reads the totals of its JSON report.
+The ``stilts`` fixture (conftest.py) installs it with scripts/stilts/setup_stilts.sh. taplint
+exits 0 even when it reports errors, so the test reads the totals of its JSON report.
 """
 
 import json
-import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 from tap_server import running_server
@@ -17,17 +13,7 @@ from tap_server import running_server
 from proxcompute.catalog import from_dataframe
 from proxcompute.synthetic import generate_catalog
 
-SETUP = Path(__file__).resolve().parents[2] / "scripts" / "stilts" / "setup_stilts.sh"
 SKIPPED_STAGES = ["OBS", "LOC"]  # ObsCore / ObsLocTAP: we do not serve those data models
-
-
-@pytest.fixture(scope="module")
-def stilts():
-    if shutil.which("stilts") is None:
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            pytest.skip("stilts is not installed and installing it needs root with apt-get")
-        subprocess.run(["bash", str(SETUP)], check=True, capture_output=True, timeout=900)
-    return shutil.which("stilts")
 
 
 @pytest.mark.parametrize("access", [False, True], ids=["open", "access-rules"])
