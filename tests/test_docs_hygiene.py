@@ -24,7 +24,7 @@ OUTSIDE = re.compile(re.escape("../" + "shared"))
 DESIGN_DOC = re.compile(r"\b" + "DES" + r"IGN\b")
 BARE_ISSUE = re.compile(r"(?<![\w&/#])#\d+\b(?!['\";])")
 ISSUE_WORD = re.compile(r"\b(?:issues?|tickets?|PRs?)\s+#?\d+", re.I)
-RULES = {"a path to ../shared": OUTSIDE, "the design document's name": DESIGN_DOC,
+RULES = {"a path out of the repository": OUTSIDE, "the design document's name": DESIGN_DOC,
          "a bare issue number": BARE_ISSUE, "an issue number": ISSUE_WORD}  # fmt: skip
 
 
