@@ -83,6 +83,11 @@ def test_every_cli_command_runs_from_the_plain_wheel(wheel_envs, tmp_path):
         "name: smoke\nsteps:\n  - name: count\n    sql:\n      query: SELECT COUNT(*) AS n FROM survey\n"
         "      catalog_root: catalogs\n      out: count.csv\n"
     )
+    hashed = _ok(plain.run(["sh", "-c", "echo s3cret | proxcompute user hash-password --password-stdin"], cwd=tmp_path))
+    (tmp_path / "access.yaml").write_text(
+        f"users:\n  alice: {{token: alice-secret-token, password_hash: '{hashed.strip()}', groups: [desi]}}\n"
+        "catalogs:\n  survey: {groups: [desi]}\n"
+    )
     runs = {
         "ingest": ["raw.parquet", "--out", "catalogs/survey", "--max-rows", "5000", "--margin-arcsec", "10"],
         "info": ["catalogs/survey", "--json"],
@@ -94,11 +99,14 @@ def test_every_cli_command_runs_from_the_plain_wheel(wheel_envs, tmp_path):
         "run": ["pipe.yaml"],
         "serve": ["--help"],  # a server runs until stopped: tests/test_docs_pages.py serves from this venv
         "demo": ["--help"],  # run in full by test_demo_runs_from_the_plain_wheel
+        "user": ["check", "access.yaml"],  # hash-password ran above (argon2-cffi is a dependency)
     }
     assert commands <= set(runs), f"commands without a run here: {commands - set(runs)}"
     for command in [c for c in runs if c in commands]:  # in the order above: ingest first
         _ok(plain.run(["proxcompute", command, *runs[command]], cwd=tmp_path, COLUMNS="160"))
     assert json.loads(_ok(plain.run(["proxcompute", "info", "catalogs/survey", "--json"], cwd=tmp_path)))
+    checked = _ok(plain.run(["proxcompute", "user", "check", "access.yaml"], cwd=tmp_path))
+    assert "1 users (1 with a password)" in checked and "1 catalog rules" in checked
 
 
 def test_postgres_without_its_extra_says_what_to_install(wheel_envs, tmp_path):
