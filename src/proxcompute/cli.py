@@ -423,6 +423,9 @@ def serve(
         typer.Option("--access", help="Access file: users, groups, catalog rules, quotas (reloaded on change or SIGHUP)."),
     ] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster profile jobs run on.")] = None,
+    job_nice: Annotated[
+        int, typer.Option("--job-nice", help="Nice value of async jobs' worker processes (0-19): sync queries first.")
+    ] = 10,
 ) -> None:
     """Serve the catalogs over IVOA TAP 1.1 (sync and async/UWS) at http://HOST:PORT/tap."""
     from proxcompute.service import ServiceConfig, create_app
@@ -432,7 +435,7 @@ def serve(
         raise ProxError(f"--catalog-root {catalog_root} is not a directory")
     try:
         config = ServiceConfig(catalog_root, data_dir=data_dir, db_url=db, tokens=token_map, cluster=cluster,
-                               access_file=access)  # fmt: skip
+                               access_file=access, job_nice=job_nice)  # fmt: skip
     except ValueError as exc:
         raise ProxError(str(exc)) from None
     if access is not None and not access.is_file():

@@ -47,6 +47,11 @@ class ServiceConfig:
     """Active (queued or running) jobs per user unless the access file's quotas say otherwise."""
     mydb_quota_bytes: int = 1 << 30
     """MyDB bytes per user unless the access file's quotas say otherwise."""
+    job_processes: bool = True
+    """Run UWS jobs in worker processes (when no cluster is given), so that a long job never
+    holds the service's GIL; False: on threads of the service process."""
+    job_nice: int = 10
+    """Nice value added to a job's worker process: the service's sync queries get the CPU first."""
     cluster: str | None = None
     """Name of the cluster profile whose client was handed to ``create_app`` (shown on /availability)."""
 
@@ -60,6 +65,8 @@ class ServiceConfig:
         self.base_path = "/" + self.base_path.strip("/")
         if self.access_file is not None:
             self.access_file = Path(self.access_file).resolve()
+        if not 0 <= int(self.job_nice) <= 19:
+            raise ValueError(f"job_nice={self.job_nice} must be between 0 and 19")
         if self.default_queue not in self.queues:
             raise ValueError(f"default queue {self.default_queue!r} is not one of {sorted(self.queues)}")
 

@@ -150,6 +150,18 @@ class MyDB:
             self.version += 1
         return path
 
+    def written_elsewhere(self, user: str | None, name: str, *, aborted: bool = False) -> None:
+        """Another process (a job's worker) wrote, or began to write, ``user``'s ``mydb.<name>``.
+
+        Registries are rebuilt (as after :meth:`write`). ``aborted``: the writer was stopped,
+        perhaps killed, so the staging directories it may have left (``<name>.tmp-*``) go.
+        """
+        if aborted and user is not None and USER.match(user) and NAME.match(name):
+            for staging in self._user_dir(user).glob(f"{name}.tmp-*"):
+                shutil.rmtree(staging, ignore_errors=True)
+        with self._lock:
+            self.version += 1
+
     def drop(self, user: str | None, name: str) -> None:
         """Delete ``mydb.<name>``."""
         if not NAME.match(name):

@@ -134,6 +134,11 @@ class CatalogRegistry:
                 cache[text] = plan
         return plan
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Names and openers only: a registry sent to another process (a TAP job's worker,
+        with cloudpickle, as openers are closures) reopens its catalogs there."""
+        return {"root": self.root, "_refs": list(self._refs), "_opened": {}, "_parent": None}
+
     def __repr__(self) -> str:
         return f"CatalogRegistry({', '.join(self.names())})"
 
