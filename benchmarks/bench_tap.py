@@ -35,6 +35,7 @@ import argparse
 import io
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -129,7 +130,11 @@ def portal_first_paint(site: str, repeats: int) -> list[tuple[str, int, float, s
     return rows
 
 
-def during_scans(collection: Path, src: str | None, min_cones: int = 10) -> dict:
+SCAN_JOBS = ("SELECT COUNT(*) AS n FROM big WHERE mag < 20",
+             "SELECT flag, COUNT(*) AS n, AVG(mag) AS m FROM big GROUP BY flag")  # fmt: skip
+
+
+def during_scans(collection: Path, src: str | None, min_cones: int = 20) -> dict:
     """Async full-table jobs plus sync 1' cones through pyvo; the cones' latencies while jobs ran."""
     import pyvo
 
@@ -147,8 +152,7 @@ def during_scans(collection: Path, src: str | None, min_cones: int = 10) -> dict
                 for _ in range(3):
                     tap.search(cone)  # warm-up
                 t0 = time.perf_counter()
-                jobs = [tap.submit_job("SELECT COUNT(*) AS n FROM big WHERE mag < 20"),
-                        tap.submit_job("SELECT flag, COUNT(*) AS n, AVG(mag) AS m FROM big GROUP BY flag")]  # fmt: skip
+                jobs = [tap.submit_job(q) for q in SCAN_JOBS]
                 for job in jobs:
                     job.run()
                 during: list[float] = []
@@ -166,12 +170,21 @@ def during_scans(collection: Path, src: str | None, min_cones: int = 10) -> dict
                     quiet.append(time.perf_counter() - t1)
                 for job in jobs:
                     job.delete()
+                t0 = time.perf_counter()  # the same jobs with no cones: their own run time
+                jobs = [tap.submit_job(q) for q in SCAN_JOBS]
+                for job in jobs:
+                    job.run()
+                for job in jobs:
+                    job.wait(phases=["COMPLETED", "ERROR", "ABORTED"], timeout=3600)
+                alone_s = time.perf_counter() - t0
+                for job in jobs:
+                    job.delete()
     finally:
         if env_before is None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = env_before
-    return {"jobs_s": jobs_s, "during": during, "quiet": quiet}
+    return {"jobs_s": jobs_s, "alone_s": alone_s, "during": during, "quiet": quiet}
 
 
 def main_during_scans(args: argparse.Namespace) -> None:
@@ -180,18 +193,22 @@ def main_during_scans(args: argparse.Namespace) -> None:
         trees[f"compare ({args.compare_src})"] = str(Path(args.compare_src).resolve())
     res: dict[str, list[dict]] = {k: [] for k in trees}
     load0 = os.getloadavg()[0]
-    for _ in range(args.rounds):
-        for name, src in trees.items():
+    for i in range(args.rounds):
+        order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))  # no order bias
+        for name, src in order:
             res[name].append(during_scans(Path(args.during_scans), src))
     print(f"\nload average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end ({os.cpu_count()} CPUs)\n")
-    print("| server | async jobs (median) | 1' cones during jobs | median | p95 | 1' cone, idle (median) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}\n")
+    print("| server | jobs alone (median) | jobs while cones run (median) | 1' cones during jobs | median | p95 "
+          "| 1' cone, idle: median | p95 |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, runs in res.items():
         during = [t for r in runs for t in r["during"]]
         quiet = [t for r in runs for t in r["quiet"]]
         jobs = statistics.median(r["jobs_s"] for r in runs)
-        print(f"| {name} | {_ms(jobs)} | {len(during)} | {_ms(_pct(during, 50)) if during else '-'} | "
-              f"{_ms(_pct(during, 95)) if during else '-'} | {_ms(_pct(quiet, 50))} |")  # fmt: skip
+        alone = statistics.median(r["alone_s"] for r in runs)
+        print(f"| {name} | {_ms(alone)} | {_ms(jobs)} | {len(during)} | {_ms(_pct(during, 50)) if during else '-'} | "
+              f"{_ms(_pct(during, 95)) if during else '-'} | {_ms(_pct(quiet, 50))} | {_ms(_pct(quiet, 95))} |")  # fmt: skip
 
 
 def main() -> None:
