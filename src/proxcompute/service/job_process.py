@@ -174,7 +174,7 @@ def run_in_worker(
                     progress(message[1], message[2])
             else:
                 outcome = message
-        proc.join()
+        proc.join(grace_seconds)  # the outcome is in: the child is ending (tasks still running end it later)
     finally:
         if proc.is_alive():
             proc.kill()
