@@ -198,3 +198,17 @@ def test_progress_and_errors_of_jobs_in_workers(server):
     assert bad.phase == "ERROR"
     with pytest.raises(pyvo.dal.DALQueryError, match="column 'nope' not found"):
         bad.raise_if_error()
+
+
+def test_a_bad_job_nice_is_refused_by_name(tmp_path):
+    import subprocess
+    import sys
+
+    from proxcompute.service import ServiceConfig
+
+    with pytest.raises(ValueError, match="job_nice=20 must be between 0 and 19"):
+        ServiceConfig(tmp_path, job_nice=20)
+    proc = subprocess.run([sys.executable, "-m", "proxcompute.cli", "serve", "--catalog-root", str(tmp_path),
+                           "--job-nice", "-1"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "job_nice=-1 must be between 0 and 19" in proc.stderr
