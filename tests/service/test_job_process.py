@@ -212,3 +212,21 @@ def test_a_bad_job_nice_is_refused_by_name(tmp_path):
                            "--job-nice", "-1"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "job_nice=-1 must be between 0 and 19" in proc.stderr
+
+
+def test_a_worker_whose_service_dies_exits(tmp_path):
+    from_dataframe(generate_catalog(120_000, seed=32), name="gaia", max_rows=4_000).to_catalog(
+        tmp_path / "survey" / "gaia"
+    )
+    srv = serve_in_background(tmp_path)
+    try:
+        job_url = _start(srv.url, LONG_JOIN)
+        _wait_for(lambda: _job_workers(srv.process.pid), 30)
+        workers = _job_workers(srv.process.pid)
+        forkservers = [p for p in psutil.Process(srv.process.pid).children() if "forkserver" in " ".join(p.cmdline())]
+        assert httpx.get(job_url + "/phase").text == "EXECUTING"
+    finally:
+        srv.process.kill()  # no shutdown: the pipe to the worker just closes
+        srv.process.wait()
+    _, alive = psutil.wait_procs(workers + forkservers, timeout=20)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "a job worker outlived its service"

@@ -12,7 +12,7 @@ or connections of the server copied into it). The work travels with ``cloudpickl
 reports progress and its outcome over a pipe. Cancelling (ABORT, time limit, deletion,
 shutdown) tells the child to stop (its computation checks between partition tasks and cleans
 up as in-process work does) and kills it if it has not ended ``grace_seconds`` later; a child
-that loses its parent stops too.
+whose service died exits at once, as a job on the service's threads died with it.
 """
 
 from __future__ import annotations
@@ -70,19 +70,21 @@ def _child(conn: Any, blob: bytes, nice: int) -> None:
 
     _lower_priority(nice)
     cancel = threading.Event()
+    finished = threading.Event()
     send_lock = threading.Lock()
 
     def send(message: tuple) -> None:
         with send_lock:
             conn.send(message)
 
-    def watch() -> None:  # "cancel" from the parent, or the parent gone: stop the work
+    def watch() -> None:
         try:
-            while conn.recv() != "cancel":
-                pass
+            while True:
+                if conn.recv() == "cancel":
+                    cancel.set()  # stop at the next task boundary, cleaning up as usual
         except (EOFError, OSError):
-            pass
-        cancel.set()
+            if not finished.is_set():  # the service died: nobody wants the result, as with a thread
+                os._exit(3)
 
     threading.Thread(target=watch, name="job-cancel-watch", daemon=True).start()
     try:
@@ -95,6 +97,7 @@ def _child(conn: Any, blob: bytes, nice: int) -> None:
         if not cancel.is_set():
             log.exception("a job's worker process crashed")
         message = ("error", f"internal error: {type(exc).__name__}: {exc}")
+    finished.set()
     with contextlib.suppress(OSError):
         send(message)
     conn.close()
