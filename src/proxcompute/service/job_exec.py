@@ -77,10 +77,6 @@ def run_job_query(
     return JobOutcome(str(path), spec.mime, path.stat().st_size, rows, overflow)
 
 
-def _run_in_child(q: JobQuery, progress: Callable[[int, int], None], cancel: threading.Event) -> JobOutcome:
-    return run_job_query(q, progress, cancel)
-
-
 def make_executor(state: Any):
     """The ``execute(job, progress, cancel)`` the runner calls: the query, written to the job's dir.
 
@@ -98,7 +94,7 @@ def make_executor(state: Any):
         if state.client is not None or not config.job_processes:
             return run_job_query(q, progress, cancel, mydb=state.mydb, client=state.client)
         try:
-            return run_in_worker(_run_in_child, q, progress, cancel, nice=config.job_nice,
+            return run_in_worker(run_job_query, q, progress, cancel, nice=config.job_nice,
                                  name=f"proxcompute-job-{job.id}")  # fmt: skip
         finally:
             table = table_name_from(job.parameters)
