@@ -157,6 +157,27 @@ def test_jobs_survive_a_new_store(db_url, tmp_path):
         s2.dispose()
 
 
+def test_an_older_job_table_is_upgraded_in_place(db_url, tmp_path):
+    """A job database written by a release without the progress_rows column keeps its jobs and gains the column."""
+    import sqlalchemy as sa
+
+    s1 = JobStore(db_url)
+    old = new_job(s1)
+    with s1.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE jobs DROP COLUMN progress_rows"))
+    s1.dispose()
+    s2 = JobStore(db_url)
+    try:
+        kept = s2.get(old.id, "alice")
+        assert kept.parameters == old.parameters and kept.progress_rows is None
+        job = drive_to(s2, new_job(s2), EXECUTING, tmp_path)
+        s2.set_progress(job.id, 4, 10, rows=123_456_789_012)  # beyond 32 bits
+        got = s2.get(job.id, "alice")
+        assert (got.progress_done, got.progress_total, got.progress_rows) == (4, 10, 123_456_789_012)
+    finally:
+        s2.dispose()
+
+
 def test_owner_isolation(store):
     a = new_job(store, "alice")
     anon = new_job(store, None)
@@ -440,7 +461,7 @@ class Recorder:
         if plan == "ok":
             self.release.wait(10)
             for i in range(1, 4):
-                progress(i, 3)
+                progress(i, 3, 1000 * i)
             return outcome_file(self.tmp_path, job.id)
         if plan == "prox":
             raise SqlError("unknown column", "no column 'foo'", line=1, column=8)
@@ -496,7 +517,7 @@ def test_runner_success_and_run_is_synchronous(store, recorder, make_runner):
     done = wait_final(store, job.id, "alice")
     assert done.phase == COMPLETED, done.error_message
     assert done.result_rows == 3 and done.overflow and done.result_size == len("<VOTABLE/>")
-    assert (done.progress_done, done.progress_total) == (3, 3)
+    assert (done.progress_done, done.progress_total, done.progress_rows) == (3, 3, 3000)
     assert done.start_time is not None and done.end_time >= done.start_time
     with pytest.raises(JobNotFound):
         runner.run(job.id, "bob")

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
+from proxcompute.execute.progress import rows_rate_text
 from proxcompute.formats import MEDIA_TYPES, SUFFIX_FORMATS
 from proxcompute.service.jobs import JobNotFound, utcnow
 from proxcompute.service.portal.results import PAGE_ROWS, read_page, sky_plot, write_result
@@ -58,6 +59,15 @@ def run_seconds(job: Job) -> float | None:
     return ((job.end_time or utcnow()) - job.start_time).total_seconds()
 
 
+def _pace_text(job: Job) -> str:
+    """``"12.3M rows/s, ~41 s left"`` while the job runs (see :meth:`Job.progress_rates`), else empty."""
+    rate, left = job.progress_rates()
+    parts = [rows_rate_text(round(rate), 1.0)] if rate else []
+    if left is not None:
+        parts.append(f"~{left:.0f} s left")
+    return ", ".join(parts)
+
+
 def job_view(job: Job) -> dict:
     """What the templates and the status JSON show of a job."""
     pos = POSITION.search(job.error_message or "")
@@ -67,6 +77,7 @@ def job_view(job: Job) -> dict:
         "query": job.parameters.get("QUERY", ""),
         "done": job.progress_done,
         "total": job.progress_total,
+        "pace": _pace_text(job),
         "created": job.creation_time.strftime("%Y-%m-%d %H:%M:%S"),
         "started": job.start_time.strftime("%Y-%m-%d %H:%M:%S") if job.start_time else "",
         "run_seconds": run_seconds(job),
@@ -90,7 +101,7 @@ async def job_status(request: Request, ctx: Ctx) -> Response:
     """A job's phase and progress as JSON (the job page polls it while the job runs)."""
     job = await run_in_threadpool(own_job, ctx, request.path_params["job_id"])
     view = job_view(job)
-    return JSONResponse({k: view[k] for k in ("phase", "done", "total", "run_seconds", "rows", "active")})
+    return JSONResponse({k: view[k] for k in ("phase", "done", "total", "pace", "run_seconds", "rows", "active")})
 
 
 @portal_page

@@ -38,7 +38,8 @@ document.addEventListener("DOMContentLoaded", () => {
     };
     setTimeout(poll, 500);
   };
-  const progressText = (s) => (s.total ? `${s.done || 0} / ${s.total} partitions` : "");
+  const progressText = (s) =>
+    s.total ? `${s.done || 0} / ${s.total} partitions${s.pace ? `, ${s.pace}` : ""}` : "";
   const runTime = (s, digits) => (s.run_seconds === null ? "" : `${s.run_seconds.toFixed(digits)} s`);
   const status = document.getElementById("job-status");
   if (status && status.dataset.active === "yes") {
