@@ -766,3 +766,43 @@ def test_run_abort_finish_race_with_runner(store, recorder, make_runner, tmp_pat
             while result.exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert not result.exists()
+
+
+def test_portal_sessions_in_the_job_database(store, monkeypatch):
+    """The portal's sessions: stored by digest, expiring, their anonymous jobs kept, the oldest swept past the cap."""
+    from proxcompute.service.portal import sessions as sessions_mod
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(sessions_mod.time, "time", lambda: clock[0])
+    sessions = sessions_mod.SessionStore(store, idle_seconds=600, max_age_seconds=3600, max_sessions=4)
+    a = sessions.new()
+    assert sessions.get(a.id).csrf == a.csrf and sessions.get(a.id).user is None
+    assert sessions.get("not-a-session") is None and sessions.get(None) is None
+    sessions.add_job(a, "job1")
+    sessions.add_job(a, "job2")
+    sessions.forget_job(a, "job1")
+    assert sessions.get(a.id).job_ids == {"job2"}  # read back from the database
+
+    b = sessions.rotate(a, "alice")
+    assert sessions.get(a.id) is None and b.id != a.id and b.csrf != a.csrf
+    assert sessions.get(b.id).user == "alice"
+    clock[0] += 599  # used within the idle time: alive, and its last use recorded
+    assert sessions.get(b.id) is not None
+    clock[0] += 599
+    assert sessions.get(b.id) is not None
+    clock[0] += 601  # idle too long
+    assert sessions.get(b.id) is None
+    c = sessions.new("bob")
+    for _ in range(8):  # used every 500 s: never idle, but older than max_age at the end
+        clock[0] += 500
+        alive = sessions.get(c.id)
+    assert alive is None
+
+    clock[0] += 10_000
+    made = []
+    for _ in range(6):  # more than max_sessions: the sweep keeps the most recently used half
+        clock[0] += 61
+        made.append(sessions.new())
+    assert 2 <= len(sessions) <= 4
+    assert sessions.get(made[-1].id) is not None and sessions.get(made[0].id) is None
+

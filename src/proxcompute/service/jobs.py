@@ -165,6 +165,14 @@ class JobStore:
         with lock, self.engine.begin() as conn:
             yield conn
 
+    def transaction(self):
+        """A transaction on the job database (a context manager giving a connection).
+
+        For the service's other tables kept in the same database (the portal's sessions);
+        safe from any thread, including on an in-memory SQLite database.
+        """
+        return self._begin()
+
     def _fetch(self, conn, job_id: str, owner: Any = ...) -> Job | None:
         q = sa.select(_T).where(_T.c.id == job_id)
         if owner is not ...:

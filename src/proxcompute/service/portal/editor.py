@@ -63,7 +63,7 @@ def _check_and_submit(ctx: Ctx, query: str, maxrec: int | None, table_name: str 
     compile_spec(spec, state.registry_for(ctx.user)[0])  # a mistake is reported now, with its position
     job = submit_job(state, ctx.user, params)
     if ctx.user is None:
-        ctx.session.job_ids.add(job.id)
+        ctx.portal.sessions.add_job(ctx.session, job.id)
     return job
 
 

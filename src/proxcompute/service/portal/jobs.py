@@ -41,7 +41,7 @@ def own_jobs(ctx: Ctx) -> list[Job]:
             try:
                 jobs.append(store.get(job_id, None))
             except JobNotFound:
-                ctx.session.job_ids.discard(job_id)
+                ctx.portal.sessions.forget_job(ctx.session, job_id)
     return sorted(jobs, key=lambda j: j.creation_time, reverse=True)
 
 
@@ -134,7 +134,7 @@ async def delete_job(request: Request, ctx: Ctx) -> Response:
     await ctx.form()
     job = await run_in_threadpool(own_job, ctx, request.path_params["job_id"])
     await run_in_threadpool(ctx.state.runner.delete, job.id, job.owner)
-    ctx.session.job_ids.discard(job.id)
+    await run_in_threadpool(ctx.portal.sessions.forget_job, ctx.session, job.id)
     return RedirectResponse(ctx.url("/jobs"), status_code=303)
 
 
