@@ -227,3 +227,31 @@ def test_a_votable_job_from_a_tap_client_is_shown_and_converted(served):
     got = pd.read_csv(io.BytesIO(client.get(f"/jobs/{job_id}/result.csv").content))
     assert got.id.tolist() == want.id.tolist()
     assert client.get(f"/jobs/{job_id}/sky.png").content[:4] == b"\x89PNG"
+
+
+def test_job_list_pages_newest_first(tmp_path):
+    """A user with a long history sees 50 jobs a page, newest first, with links to older and newer pages."""
+    from datetime import timedelta
+
+    from proxcompute.service.jobs import utcnow
+
+    from_dataframe(survey(2_000), name="gaia", max_rows=1_000).to_catalog(tmp_path / "gaia")
+    token = "tok-dave-pages-0123"
+    with TestClient(create_app(ServiceConfig(tmp_path, tokens={token: "dave"})), follow_redirects=False) as client:
+        store = client.app.state.tap.store
+        made = [store.create("dave", {"QUERY": f"SELECT {i} FROM gaia"}, queue="short", execution_duration=0,
+                             destruction=utcnow() + timedelta(days=1)).id for i in range(120)]  # fmt: skip
+        newest_first = [j.id for j in store.list("dave", last=200)]
+        assert sorted(newest_first) == sorted(made)
+        r = client.post("/signin", data={"token": token, "csrf_token": _csrf(client, "/signin")})
+        assert r.status_code == 303
+        pages = []
+        for n in range(3):
+            page = client.get(f"/jobs?page={n}").text
+            pages.append(list(html_table(page, "jobs").Job))
+            assert ('id="older-jobs"' in page) == (n < 2) and ('id="newer-jobs"' in page) == (n > 0)
+        assert [len(p) for p in pages] == [50, 50, 20]
+        assert [j for p in pages for j in p] == newest_first
+        beyond = client.get("/jobs?page=7").text
+        assert "No older jobs" in beyond and 'id="newer-jobs"' in beyond and 'id="older-jobs"' not in beyond
+        assert list(html_table(client.get("/jobs?page=-1").text, "jobs").Job) == pages[0]

@@ -28,13 +28,20 @@ __all__ = ["abort_job", "delete_job", "download", "job_page", "job_sky", "job_st
 DOWNLOADS = {fmt: next(end for end, f in SUFFIX_FORMATS.items() if f == fmt) for fmt in ("votable", "csv", "parquet")}
 """Download formats and the file-name ending of each (the first ``SUFFIX_FORMATS`` gives it)."""
 POSITION = re.compile(r"at line (\d+), column (\d+)")
+JOBS_PER_PAGE = 50
+"""Jobs on one page of the job list."""
 
 
-def own_jobs(ctx: Ctx) -> list[Job]:
-    """The jobs this visitor may see, newest first."""
+def own_jobs(ctx: Ctx, page: int = 0) -> tuple[list[Job], bool]:
+    """A page of the jobs this visitor may see, newest first, and whether older ones follow.
+
+    A page holds :data:`JOBS_PER_PAGE` jobs; the store is asked only for the jobs up to the
+    end of the page (UWS ``LAST``), so a long history costs nothing on the first pages.
+    """
     store = ctx.state.store
+    start, stop = page * JOBS_PER_PAGE, (page + 1) * JOBS_PER_PAGE
     if ctx.user is not None:
-        jobs = store.list(ctx.user)
+        jobs = store.list(ctx.user, last=stop + 1)  # most recent first
     else:
         jobs = []
         for job_id in list(ctx.session.job_ids):
@@ -42,7 +49,8 @@ def own_jobs(ctx: Ctx) -> list[Job]:
                 jobs.append(store.get(job_id, None))
             except JobNotFound:
                 ctx.portal.sessions.forget_job(ctx.session, job_id)
-    return sorted(jobs, key=lambda j: j.creation_time, reverse=True)
+        jobs.sort(key=lambda j: j.creation_time, reverse=True)
+    return jobs[start:stop], len(jobs) > stop
 
 
 def own_job(ctx: Ctx, job_id: str) -> Job:
@@ -90,10 +98,19 @@ def job_view(job: Job) -> dict:
     }
 
 
+def _page_number(request: Request) -> int:
+    """``?page=N`` (0 for a missing, negative or non-numeric value)."""
+    try:
+        return max(int(request.query_params.get("page", "0")), 0)
+    except ValueError:
+        return 0
+
+
 @portal_page
 async def jobs_page(request: Request, ctx: Ctx) -> Response:
-    jobs = await run_in_threadpool(own_jobs, ctx)
-    return render(ctx, "jobs.html", jobs=[job_view(j) for j in jobs])
+    page = _page_number(request)
+    jobs, more = await run_in_threadpool(own_jobs, ctx, page)
+    return render(ctx, "jobs.html", jobs=[job_view(j) for j in jobs], page=page, more=more)
 
 
 @portal_page
@@ -107,10 +124,7 @@ async def job_status(request: Request, ctx: Ctx) -> Response:
 @portal_page
 async def job_page(request: Request, ctx: Ctx) -> Response:
     job = await run_in_threadpool(own_job, ctx, request.path_params["job_id"])
-    try:
-        page = max(int(request.query_params.get("page", "0")), 0)
-    except ValueError:
-        page = 0
+    page = _page_number(request)
     result, has_sky = None, False
     if job.phase == "COMPLETED":
         result = await run_in_threadpool(read_page, job, page)
