@@ -31,13 +31,41 @@ DEFAULT_ROW_LIMIT = 1000
 """Rows ``Run`` returns unless the form asks for another limit."""
 
 
-def _params(query: str, maxrec: int | None, table_name: str = "") -> TapParams:
+UPLOAD_PART = "upload_file"
+"""The form field of the table a visitor uploads, and its multipart part in the job."""
+
+
+def _params(query: str, maxrec: int | None, table_name: str = "", upload: tuple[str, bytes] | None = None) -> TapParams:
     values = {"LANG": "ADQL", "QUERY": query, "RESPONSEFORMAT": "parquet", "PHASE": "RUN"}
     if maxrec is not None:
         values["MAXREC"] = str(maxrec)
     if table_name.strip():
         values["TABLE_NAME"] = table_name.strip()
-    return TapParams(values=values, multi={k: [v] for k, v in values.items()})
+    parts = {}
+    if upload is not None:  # TAP_UPLOAD.<name>, exactly as UPLOAD=name,param:part in POST /async
+        name, data = upload
+        values["UPLOAD"] = f"{name},param:{UPLOAD_PART}"
+        parts[UPLOAD_PART] = data
+    return TapParams(values=values, multi={k: [v] for k, v in values.items()}, parts=parts)
+
+
+async def _uploaded(ctx: Ctx, form: dict[str, str]) -> tuple[str, bytes] | None:
+    """The table file the form carries, as ``(TAP_UPLOAD name, bytes)``; None without one.
+
+    Raises
+    ------
+    TapRequestError
+        The file is larger than the service's upload limit.
+    """
+    file = (await ctx.request.form()).get(UPLOAD_PART)
+    if file is None or isinstance(file, str) or not file.filename:
+        return None
+    limit = ctx.state.config.upload_limit_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise TapRequestError(f"the uploaded file {file.filename!r} is larger than the upload limit of {limit:,} bytes")
+    name = form.get("upload_name", "").strip() or "mine"
+    return name, data
 
 
 def _row_limit(raw: str | None, hard: int) -> int:
@@ -53,11 +81,13 @@ def _row_limit(raw: str | None, hard: int) -> int:
     return n
 
 
-def _check_and_submit(ctx: Ctx, query: str, maxrec: int | None, table_name: str = "") -> Job:
+def _check_and_submit(
+    ctx: Ctx, query: str, maxrec: int | None, table_name: str = "", upload: tuple[str, bytes] | None = None
+) -> Job:
     state = ctx.state
     config = state.config
     check_query_length(query, config.max_query_chars)  # before the compiler sees it, as /sync does
-    params = _params(query, maxrec, table_name)
+    params = _params(query, maxrec, table_name, upload)
     spec = parse_query_spec(params, default_maxrec=config.default_maxrec, hard_maxrec=config.hard_maxrec,
                             upload_limit=config.upload_limit_bytes)  # fmt: skip
     compile_spec(spec, state.registry_for(ctx.user)[0])  # a mistake is reported now, with its position
@@ -75,7 +105,13 @@ def _wait(ctx: Ctx, job: Job) -> Job:
 
 
 def _editor(
-    ctx: Ctx, query: str, row_limit: str, error: ProxError | None = None, status: int = 200, table_name: str = ""
+    ctx: Ctx,
+    query: str,
+    row_limit: str,
+    error: ProxError | None = None,
+    status: int = 200,
+    table_name: str = "",
+    upload_name: str = "",
 ) -> Response:
     tables = readable_tables(ctx)
     shown = [{"id": eid, "title": title, "query": q} for eid, title, q, _t in examples(tables)]
@@ -86,7 +122,7 @@ def _editor(
         err = {"message": str(error), "line": line, "column": column}
     return render(ctx, "query.html", status=status, query=query, row_limit=row_limit, examples=shown,
                   error=err, query_lines=query.splitlines() or [""], table_name=table_name,
-                  tables=[t.name for t in tables])  # fmt: skip
+                  upload_name=upload_name or "mine", tables=[t.name for t in tables])  # fmt: skip
 
 
 @portal_page
@@ -111,9 +147,11 @@ async def submit_query(request: Request, ctx: Ctx) -> Response:
             maxrec = _row_limit(limit_text, ctx.state.config.hard_maxrec)
         else:
             maxrec = None if not limit_text.strip() else _row_limit(limit_text, ctx.state.config.hard_maxrec)
-        job = await run_in_threadpool(_check_and_submit, ctx, query, maxrec, form.get("table_name", ""))
+        upload = await _uploaded(ctx, form)
+        job = await run_in_threadpool(_check_and_submit, ctx, query, maxrec, form.get("table_name", ""), upload)
     except ProxError as exc:
-        return _editor(ctx, query, limit_text, exc, status_for(exc), form.get("table_name", ""))
+        return _editor(ctx, query, limit_text, exc, status_for(exc), form.get("table_name", ""),
+                       form.get("upload_name", ""))  # fmt: skip
     if action == "run":
         await run_in_threadpool(_wait, ctx, job)
         return RedirectResponse(ctx.url(f"/jobs/{job.id}"), status_code=303)
