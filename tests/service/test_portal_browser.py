@@ -356,6 +356,7 @@ def _axe_violations(driver, axe_js: str) -> list[str]:
 def test_every_page_passes_an_accessibility_audit(browser, served, axe_js):
     """axe-core finds no WCAG 2.1 A/AA violation on any page, signed out and signed in, including errors and results."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     base, _df = served
     browser.set_script_timeout(120)
@@ -369,9 +370,15 @@ def test_every_page_passes_an_accessibility_audit(browser, served, axe_js):
     box = browser.find_element(By.ID, "query")
     box.clear()
     box.send_keys("SELECT TOP 120 id, ra, dec, mag FROM survey.gaia ORDER BY id")
+    browser.find_element(By.ID, "table_name").send_keys("audited")  # MyDB then has a table to share
     browser.find_element(By.ID, "run").click()
     _wait(lambda: browser.find_elements(By.ID, "result"), what="the result table")
     found["alice result"] = _axe_violations(browser, axe_js)
+    browser.get(base + "/mydb")
+    Select(browser.find_element(By.ID, "share-audited")).select_by_value("group:team")
+    browser.find_element(By.CSS_SELECTOR, "tr[data-table='audited'] button.share-button").click()
+    _wait(lambda: "group:team" in browser.find_element(By.CSS_SELECTOR, "tr[data-table='audited']").text)
+    found["alice /mydb, a table shared"] = _axe_violations(browser, axe_js)
     browser.get(base + "/query")
     box = browser.find_element(By.ID, "query")
     box.clear()
@@ -388,3 +395,36 @@ def test_every_page_passes_an_accessibility_audit(browser, served, axe_js):
     assert any(line.startswith("image-alt") and "#no-alt" in line for line in _axe_violations(browser, axe_js))
     bad = {page: v for page, v in found.items() if v}
     assert not bad, "\n".join(f"{page}: {line}" for page, lines in bad.items() for line in lines)
+
+
+def test_query_editor_completes_tables_columns_and_functions(browser, served, axe_js):
+    """Typing offers the readable tables, the named table's columns (through an alias) and ADQL functions."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    base, _df = served
+    browser.get(base + "/query")
+    box = browser.find_element(By.ID, "query")
+    listed = lambda: [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#completion-list li")]  # noqa: E731
+    box.clear()
+    box.send_keys("SELECT TOP 5 g.id FROM survey.g")
+    assert _wait(lambda: listed(), what="the completion list") == ["survey.gaia"]  # not survey.private: anonymous
+    assert box.get_attribute("aria-activedescendant") == "completion-0"
+    browser.set_script_timeout(120)
+    assert _axe_violations(browser, axe_js) == []  # the open list too
+    box.send_keys(Keys.TAB)
+    assert box.get_attribute("value") == "SELECT TOP 5 g.id FROM survey.gaia"
+    assert browser.find_element(By.ID, "completion-list").get_attribute("hidden") is not None
+    box.send_keys(" AS g WHERE g.ma")
+    assert _wait(lambda: listed(), what="the column list") == ["g.mag"]
+    box.send_keys(Keys.ENTER)
+    box.send_keys(" < 19 AND 1 = CONT")
+    assert "CONTAINS" in _wait(lambda: listed(), what="the function list")
+    box.send_keys(Keys.ESCAPE)
+    assert not listed() or browser.find_element(By.ID, "completion-list").get_attribute("hidden") is not None
+    box.send_keys("AINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', 0.1, 89.6, 0.3))")
+    assert box.get_attribute("value") == ("SELECT TOP 5 g.id FROM survey.gaia AS g WHERE g.mag < 19 AND 1 = "
+                                          "CONTAINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', 0.1, 89.6, 0.3))")  # fmt: skip
+    box.send_keys(Keys.CONTROL, Keys.ENTER)  # Ctrl+Enter still runs, whatever the list shows
+    _wait(lambda: browser.find_elements(By.ID, "result"), what="the result table")
+    assert len(html_table(browser.page_source, "result")) == 5

@@ -24,11 +24,31 @@ from proxcompute.service.portal.catalogs import readable_tables
 from proxcompute.service.portal.web import Ctx, portal_page, render
 from proxcompute.service.query import check_query_length, compile_spec, parse_query_spec
 from proxcompute.service.uws import Job
+from proxcompute.sql.parse import known_functions
 
 __all__ = ["DEFAULT_ROW_LIMIT", "editor_page", "submit_query"]
 
 DEFAULT_ROW_LIMIT = 1000
 """Rows ``Run`` returns unless the form asks for another limit."""
+
+ADQL_KEYWORDS = (
+    "SELECT", "TOP", "DISTINCT", "FROM", "WHERE", "AND", "OR", "NOT", "AS", "JOIN", "LEFT", "INNER", "ON",
+    "USING", "GROUP BY", "HAVING", "ORDER BY", "ASC", "DESC", "OFFSET", "IN", "BETWEEN", "LIKE", "ILIKE",
+    "IS NULL", "IS NOT NULL", "UNION", "INTERSECT", "EXCEPT", "WITH", "CASE", "WHEN", "THEN", "ELSE", "END",
+    "TAP_UPLOAD", "'ICRS'",
+)  # fmt: skip
+"""Words the editor completes besides tables, columns and functions."""
+
+
+def _completions(tables) -> dict:
+    """What the editor completes: the tables this visitor may read with their columns, and ADQL's words.
+
+    Only readable tables: completion shows no more than ``TAP_SCHEMA`` would.
+    """
+    return {
+        "tables": {t.name: [c.name for c in t.columns] for t in tables},
+        "words": [*ADQL_KEYWORDS, *known_functions()],
+    }
 
 
 UPLOAD_PART = "upload_file"
@@ -122,7 +142,8 @@ def _editor(
         err = {"message": str(error), "line": line, "column": column}
     return render(ctx, "query.html", status=status, query=query, row_limit=row_limit, examples=shown,
                   error=err, query_lines=query.splitlines() or [""], table_name=table_name,
-                  upload_name=upload_name or "mine", tables=[t.name for t in tables])  # fmt: skip
+                  upload_name=upload_name or "mine", tables=[t.name for t in tables],
+                  completions=_completions(tables))  # fmt: skip
 
 
 @portal_page
