@@ -130,3 +130,19 @@ def test_console_script_has_no_traceback(survey):
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "dec" in proc.stderr
+
+
+def test_ingest_progress_shows_rows_per_second_and_time_left(tmp_path, capsys, monkeypatch):
+    """Every ingest stage draws a bar; those whose tasks count rows show rows/s, all show the time left."""
+    import re
+
+    monkeypatch.setenv("PROXCOMPUTE_PROGRESS", "1")
+    generate_catalog(5_000, seed=4).to_csv(tmp_path / "input.csv", index=False)
+    capsys.readouterr()
+    args = ["ingest", str(tmp_path / "input.csv"), "--out", str(tmp_path / "s"), "--max-rows", "1000", "--workers", "1"]
+    assert main(args) == 0
+    stages = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ingest: ")]
+    assert len(stages) >= 3, stages
+    assert all(re.search(r"elapsed, \d+:\d\d:\d\d left$", line) for line in stages), stages
+    scan = [line for line in stages if line.startswith("ingest: scan")]
+    assert scan and re.search(r"\d(\.\d)?[kMG]? rows/s", scan[0]), stages

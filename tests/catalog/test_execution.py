@@ -154,13 +154,14 @@ def test_task_observer_reports_progress_and_cancels():
 
     cat = from_dataframe(generate_catalog(40_000, seed=1), max_rows=1_000)
     seen = []
-    with execute.observe(execute.TaskObserver(progress=lambda d, t: seen.append((d, t)))):
+    with execute.observe(execute.TaskObserver(progress=lambda d, t, rows: seen.append((d, t, rows)))):
         cat.where("mag < 20").count()
     n = len(cat.partitions)
-    assert seen[-1] == (n, n) and n > 16
+    assert seen[-1] == (n, n, 40_000) and n > 16  # every partition done, and the rows they hold
+    assert [r for _, _, r in seen] == sorted(r for _, _, r in seen)
 
     obs = execute.TaskObserver()
-    obs.progress = lambda d, t: obs.cancel.set() if d >= 3 else None
+    obs.progress = lambda d, t, rows: obs.cancel.set() if d >= 3 else None
     with pytest.raises(execute.Cancelled), execute.observe(obs):
         cat.where("mag < 20").count()
     assert 3 <= obs.done < n

@@ -68,7 +68,7 @@ def test_chosen_partitions_count_from_footers(stored_cat, no_row_reads):
 def test_observed_count_star_reports_done_without_reading(stored_cat, sky_df, no_row_reads):
     """A TAP job (observed) answers COUNT(*) from metadata too, and its progress shows it finished."""
     seen = []
-    obs = execute.TaskObserver(progress=lambda done, total: seen.append((done, total)))
+    obs = execute.TaskObserver(progress=lambda done, total, rows: seen.append((done, total)))
     with execute.observe(obs):
         res = sql("SELECT COUNT(*) AS n FROM sky", {"sky": stored_cat})
         assert res.compute()["n"][0] == len(sky_df)

@@ -102,6 +102,7 @@ def db_url(request, tmp_path):
     try:
         with engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE IF EXISTS jobs"))
+            conn.execute(sa.text("DROP TABLE IF EXISTS portal_sessions"))
     finally:
         engine.dispose()
     yield url

@@ -192,6 +192,8 @@ def test_progress_and_errors_of_jobs_in_workers(server):
     done, total = map(int, re.search(r'<progress done="(\d+)" total="(\d+)"', httpx.get(job.url).text).groups())
     n_partitions = len(proxcompute.open_catalog(root / "survey" / "gaia").partitions)
     assert total >= n_partitions > 1 and done == total  # the worker's progress reached the job
+    rows = int(re.search(r'<progress [^>]*rows="(\d+)"', httpx.get(job.url).text).group(1))
+    assert rows == 120_000  # the stored rows of the partitions done: all of them
     bad = tap.submit_job("SELECT nope FROM survey.gaia")
     bad.run()
     bad.wait(phases=["COMPLETED", "ERROR"], timeout=120)

@@ -157,6 +157,27 @@ def test_jobs_survive_a_new_store(db_url, tmp_path):
         s2.dispose()
 
 
+def test_an_older_job_table_is_upgraded_in_place(db_url, tmp_path):
+    """A job database written by a release without the progress_rows column keeps its jobs and gains the column."""
+    import sqlalchemy as sa
+
+    s1 = JobStore(db_url)
+    old = new_job(s1)
+    with s1.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE jobs DROP COLUMN progress_rows"))
+    s1.dispose()
+    s2 = JobStore(db_url)
+    try:
+        kept = s2.get(old.id, "alice")
+        assert kept.parameters == old.parameters and kept.progress_rows is None
+        job = drive_to(s2, new_job(s2), EXECUTING, tmp_path)
+        s2.set_progress(job.id, 4, 10, rows=123_456_789_012)  # beyond 32 bits
+        got = s2.get(job.id, "alice")
+        assert (got.progress_done, got.progress_total, got.progress_rows) == (4, 10, 123_456_789_012)
+    finally:
+        s2.dispose()
+
+
 def test_owner_isolation(store):
     a = new_job(store, "alice")
     anon = new_job(store, None)
@@ -440,7 +461,7 @@ class Recorder:
         if plan == "ok":
             self.release.wait(10)
             for i in range(1, 4):
-                progress(i, 3)
+                progress(i, 3, 1000 * i)
             return outcome_file(self.tmp_path, job.id)
         if plan == "prox":
             raise SqlError("unknown column", "no column 'foo'", line=1, column=8)
@@ -496,7 +517,7 @@ def test_runner_success_and_run_is_synchronous(store, recorder, make_runner):
     done = wait_final(store, job.id, "alice")
     assert done.phase == COMPLETED, done.error_message
     assert done.result_rows == 3 and done.overflow and done.result_size == len("<VOTABLE/>")
-    assert (done.progress_done, done.progress_total) == (3, 3)
+    assert (done.progress_done, done.progress_total, done.progress_rows) == (3, 3, 3000)
     assert done.start_time is not None and done.end_time >= done.start_time
     with pytest.raises(JobNotFound):
         runner.run(job.id, "bob")
@@ -745,3 +766,43 @@ def test_run_abort_finish_race_with_runner(store, recorder, make_runner, tmp_pat
             while result.exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert not result.exists()
+
+
+def test_portal_sessions_in_the_job_database(store, monkeypatch):
+    """The portal's sessions: stored by digest, expiring, their anonymous jobs kept, the oldest swept past the cap."""
+    from proxcompute.service.portal import sessions as sessions_mod
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(sessions_mod.time, "time", lambda: clock[0])
+    sessions = sessions_mod.SessionStore(store, idle_seconds=600, max_age_seconds=3600, max_sessions=4)
+    a = sessions.new()
+    assert sessions.get(a.id).csrf == a.csrf and sessions.get(a.id).user is None
+    assert sessions.get("not-a-session") is None and sessions.get(None) is None
+    sessions.add_job(a, "job1")
+    sessions.add_job(a, "job2")
+    sessions.forget_job(a, "job1")
+    assert sessions.get(a.id).job_ids == {"job2"}  # read back from the database
+
+    b = sessions.rotate(a, "alice")
+    assert sessions.get(a.id) is None and b.id != a.id and b.csrf != a.csrf
+    assert sessions.get(b.id).user == "alice"
+    clock[0] += 599  # used within the idle time: alive, and its last use recorded
+    assert sessions.get(b.id) is not None
+    clock[0] += 599
+    assert sessions.get(b.id) is not None
+    clock[0] += 601  # idle too long
+    assert sessions.get(b.id) is None
+    c = sessions.new("bob")
+    for _ in range(8):  # used every 500 s: never idle, but older than max_age at the end
+        clock[0] += 500
+        alive = sessions.get(c.id)
+    assert alive is None
+
+    clock[0] += 10_000
+    made = []
+    for _ in range(6):  # more than max_sessions: the sweep keeps the most recently used half
+        clock[0] += 61
+        made.append(sessions.new())
+    assert 2 <= len(sessions) <= 4
+    assert sessions.get(made[-1].id) is not None and sessions.get(made[0].id) is None
+

@@ -326,3 +326,105 @@ def test_the_job_list_follows_a_job_by_itself(browser, served):
     assert httpx.post(f"{base}/tap/async/{job_id}/phase", data={"PHASE": "RUN"}, headers=auth).status_code == 303
     _wait(lambda: "COMPLETED" in browser.find_element(By.CSS_SELECTOR, row).text, what="the list to follow the job")
     assert browser.find_element(By.CSS_SELECTOR, row).find_elements(By.CSS_SELECTOR, "button.delete")
+
+
+@pytest.fixture(scope="module")
+def axe_js() -> str:
+    """axe-core's script, installed from the npm registry by scripts/browser/setup_axe.py."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "browser" / "setup_axe.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        _missing(f"axe-core could not be installed: {done.stderr.strip()}")
+    return Path(done.stdout.strip().splitlines()[-1]).read_text()
+
+
+def _axe_violations(driver, axe_js: str) -> list[str]:
+    """axe's WCAG 2.1 A/AA violations on the page shown, one line each (rule, impact, where)."""
+    driver.execute_script(axe_js)
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
+        ".then(r => done(r.violations.map(v => [v.id, v.impact, v.nodes.map(n => n.target.join(' ')).join(', ')])))"
+        ".catch(e => done([['axe failed', String(e), '']]));"
+    )
+    return [f"{rule} ({impact}): {where}" for rule, impact, where in result]
+
+
+def test_every_page_passes_an_accessibility_audit(browser, served, axe_js):
+    """axe-core finds no WCAG 2.1 A/AA violation on any page, signed out and signed in, including errors and results."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    base, _df = served
+    browser.set_script_timeout(120)
+    pages = ["/", "/catalogs/survey.gaia", "/query", "/jobs", "/signin", "/mydb", "/catalogs/nosuch"]
+    found = {}
+    for path in pages:
+        browser.get(base + path)
+        found["anonymous " + path] = _axe_violations(browser, axe_js)
+    _sign_in_with_password(browser, base)
+    browser.get(base + "/query")
+    box = browser.find_element(By.ID, "query")
+    box.clear()
+    box.send_keys("SELECT TOP 120 id, ra, dec, mag FROM survey.gaia ORDER BY id")
+    browser.find_element(By.ID, "table_name").send_keys("audited")  # MyDB then has a table to share
+    browser.find_element(By.ID, "run").click()
+    _wait(lambda: browser.find_elements(By.ID, "result"), what="the result table")
+    found["alice result"] = _axe_violations(browser, axe_js)
+    browser.get(base + "/mydb")
+    Select(browser.find_element(By.ID, "share-audited")).select_by_value("group:team")
+    browser.find_element(By.CSS_SELECTOR, "tr[data-table='audited'] button.share-button").click()
+    _wait(lambda: "group:team" in browser.find_element(By.CSS_SELECTOR, "tr[data-table='audited']").text)
+    found["alice /mydb, a table shared"] = _axe_violations(browser, axe_js)
+    browser.get(base + "/query")
+    box = browser.find_element(By.ID, "query")
+    box.clear()
+    box.send_keys("SELECT nosuch FROM survey.gaia")
+    browser.find_element(By.ID, "run").click()
+    _wait(lambda: browser.find_elements(By.ID, "query-error"), what="the error")
+    found["alice query error"] = _axe_violations(browser, axe_js)
+    for path in ["/", "/jobs", "/mydb", "/catalogs/survey.private"]:
+        browser.get(base + path)
+        found["alice " + path] = _axe_violations(browser, axe_js)
+    # the audit can fail: an image without alternative text on the page is found
+    browser.execute_script("const i = document.createElement('img'); i.src = 'x.png'; i.id = 'no-alt';"
+                           "document.getElementById('main').appendChild(i);")  # fmt: skip
+    assert any(line.startswith("image-alt") and "#no-alt" in line for line in _axe_violations(browser, axe_js))
+    bad = {page: v for page, v in found.items() if v}
+    assert not bad, "\n".join(f"{page}: {line}" for page, lines in bad.items() for line in lines)
+
+
+def test_query_editor_completes_tables_columns_and_functions(browser, served, axe_js):
+    """Typing offers the readable tables, the named table's columns (through an alias) and ADQL functions."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    base, _df = served
+    browser.get(base + "/query")
+    box = browser.find_element(By.ID, "query")
+    listed = lambda: [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#completion-list li")]  # noqa: E731
+    box.clear()
+    box.send_keys("SELECT TOP 5 g.id FROM survey.g")
+    assert _wait(lambda: listed(), what="the completion list") == ["survey.gaia"]  # not survey.private: anonymous
+    assert box.get_attribute("aria-activedescendant") == "completion-0"
+    browser.set_script_timeout(120)
+    assert _axe_violations(browser, axe_js) == []  # the open list too
+    box.send_keys(Keys.TAB)
+    assert box.get_attribute("value") == "SELECT TOP 5 g.id FROM survey.gaia"
+    assert browser.find_element(By.ID, "completion-list").get_attribute("hidden") is not None
+    box.send_keys(" AS g WHERE g.ma")
+    assert _wait(lambda: listed(), what="the column list") == ["g.mag"]
+    box.send_keys(Keys.ENTER)
+    box.send_keys(" < 19 AND 1 = CONT")
+    assert "CONTAINS" in _wait(lambda: listed(), what="the function list")
+    box.send_keys(Keys.ESCAPE)
+    assert not listed() or browser.find_element(By.ID, "completion-list").get_attribute("hidden") is not None
+    box.send_keys("AINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', 0.1, 89.6, 0.3))")
+    assert box.get_attribute("value") == ("SELECT TOP 5 g.id FROM survey.gaia AS g WHERE g.mag < 19 AND 1 = "
+                                          "CONTAINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', 0.1, 89.6, 0.3))")  # fmt: skip
+    box.send_keys(Keys.CONTROL, Keys.ENTER)  # Ctrl+Enter still runs, whatever the list shows
+    _wait(lambda: browser.find_elements(By.ID, "result"), what="the result table")
+    assert len(html_table(browser.page_source, "result")) == 5

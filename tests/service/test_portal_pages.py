@@ -34,7 +34,7 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("portalpages")
     df = survey()
     from_dataframe(df, name="gaia", max_rows=2_000).to_catalog(root / "gaia")
-    config = ServiceConfig(root, tokens={ALICE: "alice"}, mydb_quota_bytes=5_000_000)
+    config = ServiceConfig(root, tokens={ALICE: "alice"}, mydb_quota_bytes=5_000_000, upload_limit_bytes=2_000_000)
     with TestClient(create_app(config), follow_redirects=False) as client:
         yield client, df
 
@@ -227,3 +227,84 @@ def test_a_votable_job_from_a_tap_client_is_shown_and_converted(served):
     got = pd.read_csv(io.BytesIO(client.get(f"/jobs/{job_id}/result.csv").content))
     assert got.id.tolist() == want.id.tolist()
     assert client.get(f"/jobs/{job_id}/sky.png").content[:4] == b"\x89PNG"
+
+
+def test_job_list_pages_newest_first(tmp_path):
+    """A user with a long history sees 50 jobs a page, newest first, with links to older and newer pages."""
+    from datetime import timedelta
+
+    from proxcompute.service.jobs import utcnow
+
+    from_dataframe(survey(2_000), name="gaia", max_rows=1_000).to_catalog(tmp_path / "gaia")
+    token = "tok-dave-pages-0123"
+    with TestClient(create_app(ServiceConfig(tmp_path, tokens={token: "dave"})), follow_redirects=False) as client:
+        store = client.app.state.tap.store
+        made = [store.create("dave", {"QUERY": f"SELECT {i} FROM gaia"}, queue="short", execution_duration=0,
+                             destruction=utcnow() + timedelta(days=1)).id for i in range(120)]  # fmt: skip
+        newest_first = [j.id for j in store.list("dave", last=200)]
+        assert sorted(newest_first) == sorted(made)
+        r = client.post("/signin", data={"token": token, "csrf_token": _csrf(client, "/signin")})
+        assert r.status_code == 303
+        pages = []
+        for n in range(3):
+            page = client.get(f"/jobs?page={n}").text
+            pages.append(list(html_table(page, "jobs").Job))
+            assert ('id="older-jobs"' in page) == (n < 2) and ('id="newer-jobs"' in page) == (n > 0)
+        assert [len(p) for p in pages] == [50, 50, 20]
+        assert [j for p in pages for j in p] == newest_first
+        beyond = client.get("/jobs?page=7").text
+        assert "No older jobs" in beyond and 'id="newer-jobs"' in beyond and 'id="older-jobs"' not in beyond
+        assert list(html_table(client.get("/jobs?page=-1").text, "jobs").Job) == pages[0]
+
+
+def test_upload_a_table_and_join_it(served):
+    """A visitor uploads a CSV from the editor and queries it as TAP_UPLOAD.<name>: a positional and an id join."""
+    client, df = served
+    rng = np.random.default_rng(8)
+    picked = df.sample(40, random_state=8)
+    targets = pd.DataFrame({"name": [f"t{i}" for i in range(40)], "ra": picked.ra.to_numpy(),
+                            "dec": picked.dec.to_numpy(), "id": picked.id.to_numpy()})  # fmt: skip
+    targets.loc[:4, "id"] = rng.integers(10**9, 2 * 10**9, 5)  # ids no catalog row has
+    body = targets.to_csv(index=False).encode()
+
+    def post(query, name="targets", data=body):
+        form = {"query": query, "action": "submit", "row_limit": "", "upload_name": name, "csrf_token": _csrf(client)}
+        return client.post("/query", data=form, files={"upload_file": ("targets.csv", data, "text/csv")})
+
+    cone_deg = 2 / 3600
+    r = post("SELECT t.name, g.id FROM TAP_UPLOAD.targets AS t JOIN gaia AS g "
+             f"ON 1 = CONTAINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', t.ra, t.dec, {cone_deg}))")  # fmt: skip
+    assert r.status_code == 303, r.text
+    got = _job_result(client, r)
+    want = sorted((row.name, int(i)) for row in targets.itertuples() for i in in_cone(df, row.ra, row.dec, cone_deg).id)
+    assert sorted(zip(got.name, got.id.astype(int), strict=True)) == want and len(want) >= 40
+
+    r = post("SELECT g.id, g.mag FROM gaia AS g JOIN TAP_UPLOAD.ids AS u ON g.id = u.id ORDER BY g.id", name="ids",
+             data=targets[["id"]].to_csv(index=False).encode())  # fmt: skip
+    got = _job_result(client, r)
+    assert got.id.astype(int).tolist() == sorted(picked.id.tolist()[5:])
+
+    # mistakes come back on the editor page, with the status of the same request to /async
+    bad = post("SELECT * FROM TAP_UPLOAD.targets", name="1targets")
+    assert bad.status_code == 400 and "1targets" in bad.text
+    missing = _run(client, "SELECT * FROM TAP_UPLOAD.nothing")
+    assert missing.status_code >= 400 and "nothing" in missing.text.lower()
+    limit = client.app.state.tap.config.upload_limit_bytes
+    huge = post("SELECT * FROM TAP_UPLOAD.targets", data=b"ra,dec\n" + b"1.0,2.0\n" * (limit // 8 + 1))
+    assert huge.status_code == 400 and "upload limit" in huge.text
+
+
+def _job_result(client, submitted) -> pd.DataFrame:
+    """The CSV result of a job submitted from the editor, once it has finished."""
+    job_id = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        page = client.get(submitted.headers["location"]).text
+        rows = html_table(page, "jobs")
+        job_id = rows.Job.iloc[0]
+        status = client.get(f"/jobs/{job_id}/status").json()
+        if not status["active"]:
+            break
+        time.sleep(0.1)
+    assert status["phase"] == "COMPLETED", status
+    return pd.read_csv(io.BytesIO(client.get(f"/jobs/{job_id}/result.csv").content))

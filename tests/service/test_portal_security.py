@@ -279,3 +279,55 @@ def test_sharing_shows_the_table_to_the_group_only(app):
     assert bad.status_code == 400 and "<i>nope" not in bad.text and "&lt;i&gt;nope" in bad.text
     assert alice.post("/mydb/shared40/unshare", data={"with": "group:team", "csrf_token": token}).status_code == 303
     assert "mydb_alice.shared40" not in bob.get("/catalogs").text
+
+
+def test_sessions_outlive_a_restart_and_are_shared_through_the_database(tmp_path):
+    """Signed-in browsers stay signed in across a service restart; sign-out in one process ends the session in all.
+
+    Two apps on one job database stand for a restart (the first closed, a second opened) and for
+    two service processes behind one address; the database keeps only a digest of each cookie.
+    """
+    import sqlalchemy as sa
+
+    from proxcompute.service.portal.sessions import sessions_table
+
+    from_dataframe(generate_catalog(2_000, seed=6), name="gaia", max_rows=1_000).to_catalog(tmp_path / "gaia")
+    access = tmp_path / "access.yaml"
+    access.write_text(f"users:\n  alice: {{token: {ALICE}}}\n")
+    config = dict(access_file=access, data_dir=tmp_path / "service")
+    first = create_app(ServiceConfig(tmp_path, **config))
+    alice, anonymous = visitor(first), visitor(first)
+    sign_in(alice, ALICE)
+    r = run(anonymous, "SELECT TOP 3 id FROM gaia")
+    assert r.status_code == 303, r.text
+    job_path = r.headers["location"]
+    cookies = {"alice": alice.cookies[COOKIE], "anonymous": anonymous.cookies[COOKIE]}
+    first.state.tap.close()  # the service stops ...
+
+    second = create_app(ServiceConfig(tmp_path, **config))  # ... and starts again
+    third = create_app(ServiceConfig(tmp_path, **config))  # another process on the same database
+    try:
+        again = visitor(second)
+        again.cookies.set(COOKIE, cookies["alice"])
+        assert "Signed in as <strong>alice</strong>" in again.get("/").text
+        anon = visitor(second)
+        anon.cookies.set(COOKIE, cookies["anonymous"])
+        assert anon.get(job_path).status_code == 200  # the anonymous visitor still sees their job
+        assert job_path.rsplit("/", 1)[1] in anon.get("/jobs").text
+        stranger = visitor(second)
+        assert stranger.get(job_path).status_code == 404
+
+        r = again.post("/signout", data={"csrf_token": csrf_of(again, "/")})
+        assert r.status_code == 303
+        elsewhere = visitor(third)
+        elsewhere.cookies.set(COOKIE, cookies["alice"])
+        assert "Signed in as" not in elsewhere.get("/").text  # signed out everywhere
+
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'service' / 'jobs.sqlite'}")
+        with engine.connect() as conn:
+            stored = " ".join(str(v) for row in conn.execute(sa.select(sessions_table)) for v in row)
+        engine.dispose()
+        assert cookies["anonymous"] not in stored and cookies["alice"] not in stored
+    finally:
+        second.state.tap.close()
+        third.state.tap.close()

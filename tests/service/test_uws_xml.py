@@ -161,12 +161,37 @@ def test_job_document_structure(phase):
     info = root.find(f"{U}jobInfo")
     assert info.find("queue").text == "short"
     progress = info.find("progress")
-    if phase == "EXECUTING":
-        assert progress.attrib == {"done": "3", "total": "18"}
+    if phase == "EXECUTING":  # a day-old start: the time left is 5x the time so far
+        assert {k: progress.get(k) for k in ("done", "total")} == {"done": "3", "total": "18"}
+        assert set(progress.attrib) == {"done", "total", "secondsLeft"}  # no rows reported: no rate
+        assert float(progress.get("secondsLeft")) > 5 * 86_400
     else:
         assert progress is None
     if phase == "COMPLETED":
         assert info.find("rows").text == "20" and info.find("rows").get("overflow") == "true"
+
+
+def test_progress_rate_and_time_left():
+    """jobInfo shows how fast a running job reads and how long it has to go (clients and the portal show it)."""
+    start = datetime(2026, 11, 21, 23, 40, 51, 123456, tzinfo=UTC)
+    job = make_job("EXECUTING", progress_done=3, progress_total=18, progress_rows=30_000_000)
+    assert job.start_time == start
+    rate, left = job.progress_rates(now=start + timedelta(seconds=10))
+    assert rate == pytest.approx(3_000_000) and left == pytest.approx(50.0)  # 15 partitions at 10 s / 3
+    assert make_job("EXECUTING", progress_done=0, progress_total=18).progress_rates() == (None, None)
+    assert make_job("COMPLETED", progress_done=18, progress_total=18, progress_rows=9).progress_rates() == (None, None)
+    root = parse(job_document(job, JOB_URL))
+    progress = root.find(f"{U}jobInfo").find("progress")
+    assert progress.get("rows") == "30000000"
+    assert 0 < float(progress.get("rowsPerSecond")) < 3_000_000  # started a while ago
+    assert float(progress.get("secondsLeft")) > 0
+
+    from proxcompute.client._xml import parse_job
+
+    status = parse_job(job_document(job, JOB_URL))
+    assert status["progress"] == (3, 18)
+    assert status["rows_per_second"] == float(progress.get("rowsPerSecond"))
+    assert status["seconds_left"] == float(progress.get("secondsLeft"))
 
 
 def test_job_document_owner_runid_quote():
@@ -293,7 +318,7 @@ def test_documents_from_a_real_store(tmp_path):
         )
         store.transition(job.id, "QUEUED")
         store.transition(job.id, "EXECUTING")
-        store.set_progress(job.id, 3, 18)
+        store.set_progress(job.id, 3, 18, rows=3_000)
         running = store.get(job.id, None)
         url = f"http://host/tap/async/{job.id}"
         parsed = _uws().parse_job(io.BytesIO(job_document(running, url)))
@@ -302,7 +327,9 @@ def test_documents_from_a_real_store(tmp_path):
             abs((parsed.starttime.datetime.replace(tzinfo=UTC) - running.start_time).total_seconds()) < 0.002
         )
         root = parse(job_document(running, url))
-        assert root.find(f"{U}jobInfo").find("progress").attrib == {"done": "3", "total": "18"}
+        progress = root.find(f"{U}jobInfo").find("progress")
+        assert {k: progress.get(k) for k in ("done", "total", "rows")} == {"done": "3", "total": "18", "rows": "3000"}
+        assert float(progress.get("rowsPerSecond")) > 0 and float(progress.get("secondsLeft")) >= 0
         p = tmp_path / "r.vot"
         p.write_text("<VOTABLE/>")
         done = store.finish(job.id, JobOutcome(str(p), "text/xml", 10, rows=1))

@@ -37,6 +37,8 @@ class JobStatus(dict):
     execution_duration: int | None = _field("execution_duration", "Seconds it may run (0: unlimited).")  # type: ignore[assignment]
     quote: datetime | None = _field("quote", "The service's estimate of the end time.")  # type: ignore[assignment]
     progress: tuple[int, int] | None = _field("progress", "(done, total) partitions.")  # type: ignore[assignment]
+    rows_per_second: float | None = _field("rows_per_second", "Rows read per second so far, while it runs.")  # type: ignore[assignment]
+    seconds_left: float | None = _field("seconds_left", "The service's estimate of the seconds left, while it runs.")  # type: ignore[assignment]
     error: str | None = _field("error", "The service's message when the phase is ERROR.")  # type: ignore[assignment]
     rows: int | None = _field("rows", "Result rows, when the service reports them.")  # type: ignore[assignment]
     overflow: bool | None = _field("overflow", "True when the result was cut at MAXREC.")  # type: ignore[assignment]
@@ -68,6 +70,7 @@ class JobStatus(dict):
                 f"<div style='width:200px;border:1px solid #999'><div style='width:{pct:.0f}%;"
                 f"background:#4a8;height:8px'></div></div>{done}/{total} partitions"
             )
+            bar += _pace(self.get("rows_per_second"), self.get("seconds_left"))
         rows = [("job", esc(str(self.get("job_id", "")))), ("phase", f"<b>{esc(str(self.get('phase', '')))}</b>")]
         if bar:
             rows.append(("progress", bar))
@@ -77,3 +80,17 @@ class JobStatus(dict):
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
                        for k, v in rows)  # fmt: skip
         return f"<table class='proxcompute-job'>{body}</table>"
+
+
+def _pace(rows_per_second: float | None, seconds_left: float | None) -> str:
+    """``", 12.3M rows/s, ~41 s left"`` for a running job's progress line; empty when unknown.
+
+    >>> _pace(12.3e6, 41.2), _pace(None, None)
+    (', 12.3M rows/s, ~41 s left', '')
+    """
+    from proxcompute.execute.progress import rows_rate_text
+
+    out = f", {rows_rate_text(round(rows_per_second), 1.0)}" if rows_per_second else ""
+    if seconds_left is not None:
+        out += f", ~{seconds_left:.0f} s left"
+    return out

@@ -80,7 +80,8 @@ def parse_job(content: bytes) -> dict[str, Any]:
     out: dict[str, Any] = {
         "job_id": None, "phase": "UNKNOWN", "run_id": None, "owner": None, "created": None,
         "started": None, "ended": None, "destruction": None, "execution_duration": None, "quote": None,
-        "progress": None, "error": None, "rows": None, "overflow": None, "queue": None,
+        "progress": None, "rows_per_second": None, "seconds_left": None,
+        "error": None, "rows": None, "overflow": None, "queue": None,
         "parameters": {}, "results": {},
     }  # fmt: skip
     simple = {"jobId": "job_id", "runId": "run_id", "ownerId": "owner", "phase": "phase"}
@@ -110,6 +111,8 @@ def parse_job(content: bytes) -> dict[str, Any]:
                 itag = local_name(info.tag)
                 if itag == "progress" and info.get("total") is not None:
                     out["progress"] = (parse_int(info.get("done")) or 0, parse_int(info.get("total")))
+                    out["rows_per_second"] = _parse_float(info.get("rowsPerSecond"))
+                    out["seconds_left"] = _parse_float(info.get("secondsLeft"))
                 elif itag == "rows":
                     out["rows"] = parse_int(info.text)
                     if info.get("overflow") is not None:
@@ -119,3 +122,10 @@ def parse_job(content: bytes) -> dict[str, Any]:
     if out["phase"]:
         out["phase"] = out["phase"].upper()
     return out
+
+
+def _parse_float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:  # a service that writes something else: not worth failing the status for
+        return None

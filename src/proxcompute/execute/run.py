@@ -46,6 +46,7 @@ from proxcompute.plan.nodes import (
     with_extra_columns,
 )
 from proxcompute.plan.optimizer import OptFlags, optimize
+from proxcompute.plan.source import MemorySource, StoredSource
 from proxcompute.sky import INDEX_COLUMN
 from proxcompute.storage import CatalogBuilder, PartitionPixel
 
@@ -78,27 +79,31 @@ class Cancelled(ProxError):
 class TaskObserver:
     """Watches the partition tasks run in this context: progress, and a way to cancel them.
 
-    ``progress(done, total)`` is called as tasks finish, counting every :func:`map_partitions`
-    call made while the observer is active; setting ``cancel`` stops the remaining tasks
-    (local threads are not started, Dask futures are cancelled) and raises :class:`Cancelled`.
+    ``progress(done, total, rows_done)`` is called as tasks finish, counting every
+    :func:`map_partitions` call made while the observer is active (``rows_done``: the stored
+    rows of the partitions done, which a rate and a time left are computed from); setting
+    ``cancel`` stops the remaining tasks (local threads are not started, Dask futures are
+    cancelled) and raises :class:`Cancelled`.
     """
 
-    progress: Callable[[int, int], None] | None = None
+    progress: Callable[[int, int, int], None] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     done: int = 0
     total: int = 0
+    rows_done: int = 0
 
     def _add(self, n: int) -> None:
         self.total += n
         self._report()
 
-    def _advance(self) -> None:
+    def _advance(self, rows: int = 0) -> None:
         self.done += 1
+        self.rows_done += rows
         self._report()
 
     def _report(self) -> None:
         if self.progress is not None:
-            self.progress(self.done, self.total)
+            self.progress(self.done, self.total, self.rows_done)
 
     def check(self) -> None:
         """Raise :class:`Cancelled` if cancellation was requested."""
@@ -163,14 +168,16 @@ def iter_completed(
         obs._add(len(pixels))
     client = client if client is not None else current_client()
     if client is None and len(pixels) <= IN_PROCESS_MAX_PARTITIONS:
+        rows_of = _stored_rows_of(job.plan) if obs is not None else _no_rows
         for i, p in enumerate(pixels):
             yield i, job(p)
             if obs is not None:
-                obs._advance()
+                obs._advance(rows_of(p))
                 obs.check()
         return
     description = f"{label} {len(pixels)} partitions"
     show = len(pixels) >= PROGRESS_MIN_TASKS
+    rows_of = _stored_rows_of(job.plan) if show or obs is not None else _no_rows
     if client is None:
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -181,9 +188,10 @@ def iter_completed(
                     for fut in as_completed(futures):
                         i = futures.pop(fut)
                         yield i, fut.result()
-                        advance(1)
+                        rows = rows_of(pixels[i])
+                        advance(1, rows)
                         if obs is not None:
-                            obs._advance()
+                            obs._advance(rows)
                             obs.check()
                 except BaseException:
                     for fut in futures:
@@ -205,14 +213,43 @@ def iter_completed(
             for fut in dask_as_completed(futures, loop=client.loop):
                 result = fut.result()
                 fut.release()
-                yield index[fut.key], result
-                advance(1)
+                i = index[fut.key]
+                yield i, result
+                rows = rows_of(pixels[i])
+                advance(1, rows)
                 if obs is not None:
-                    obs._advance()
+                    obs._advance(rows)
                     obs.check()
     except BaseException:
         client.cancel(futures)
         raise
+
+
+def _no_rows(pixel: PartitionPixel) -> int:
+    return 0
+
+
+def _stored_rows_of(plan: PlanNode) -> Callable[[PartitionPixel], int]:
+    """``pixel -> rows stored in that partition`` of the plan's (left-most) catalog, 0 when unknown.
+
+    What the progress bar's rows/s and a job's jobInfo count: rows of the input partitions
+    done (a crossmatch's or a join's left side). Footers are cached, and a partition's footer
+    was just read by its task, so this costs microseconds per partition in this process.
+    """
+    source = find_scan(plan).source
+    while not isinstance(source, (StoredSource, MemorySource)):
+        left = getattr(source, "left", None)
+        if left is None:  # a gathered query: no stored partition per task
+            return _no_rows
+        source = find_scan(left).source
+
+    def rows_of(pixel: PartitionPixel) -> int:
+        try:
+            return stored_partition_rows(source, pixel) or 0
+        except (OSError, KeyError, ProxError):  # progress never fails a query; the task reports the real error
+            return 0
+
+    return rows_of
 
 
 def _check_picklable(job: PartitionJob) -> None:

@@ -17,9 +17,13 @@ def map_tasks(
     client,
     description: str,
     show_progress: bool = True,
+    rows_of: Callable[[Any], int] | None = None,
     **kwargs: Any,
 ) -> list[Any]:
     """Apply ``func(item, **kwargs)`` to every item on ``client``; results in input order.
+
+    ``rows_of(result)``, when given, is the rows a finished task handled: the progress bar
+    then shows rows per second next to the tasks done and the time left.
 
     The first task that fails cancels the rest and its exception is raised unchanged
     (so a :class:`~proxcompute.errors.ProxError` from a worker reaches the user as is).
@@ -38,8 +42,8 @@ def map_tasks(
                 if fut.status == "error":
                     exc = fut.exception()
                     raise exc
-                results[index[fut.key]] = fut.result()
-                advance(1)
+                result = results[index[fut.key]] = fut.result()
+                advance(1, rows_of(result) if rows_of is not None else 0)
         except BaseException:
             client.cancel(futures)
             raise

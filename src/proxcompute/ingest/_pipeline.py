@@ -535,6 +535,7 @@ class _StageRunner:
                 client=self.client,
                 description=f"ingest: {description}",
                 show_progress=self.show_progress,
+                rows_of=result_rows,
                 **kwargs,
             )
         except OSError as exc:
@@ -544,3 +545,9 @@ class _StageRunner:
         for item, res in zip(todo, computed, strict=True):
             results[item.id] = res
         return [results[item.id] for item in items]
+
+
+def result_rows(result: Any) -> int:
+    """Rows an ingest task handled, from its result (``{"rows": n}`` or ``{"rows": [n, ...]}``), for rows/s."""
+    rows = result.get("rows", 0) if isinstance(result, dict) else 0
+    return int(sum(rows)) if isinstance(rows, list) else int(rows or 0)

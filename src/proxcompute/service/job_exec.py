@@ -48,7 +48,7 @@ class JobQuery:
 
 
 def run_job_query(
-    q: JobQuery, progress: Callable[[int, int], None], cancel: threading.Event, *, mydb: MyDB | None = None,
+    q: JobQuery, progress: Callable[..., None], cancel: threading.Event, *, mydb: MyDB | None = None,
     client: Any = None,
 ) -> JobOutcome:  # fmt: skip
     """Run the job's query as a sync query runs, written to the job's result directory.

@@ -89,7 +89,7 @@ def _child(conn: Any, blob: bytes, nice: int) -> None:
     threading.Thread(target=watch, name="job-cancel-watch", daemon=True).start()
     try:
         fn, payload = cloudpickle.loads(blob)
-        result = fn(payload, lambda done, total: send(("progress", done, total)), cancel)
+        result = fn(payload, lambda *args: send(("progress", *args)), cancel)
         message: tuple = ("done", result)
     except ProxError as exc:
         message = ("error", str(exc) or type(exc).__name__)
@@ -104,9 +104,9 @@ def _child(conn: Any, blob: bytes, nice: int) -> None:
 
 
 def run_in_worker(
-    fn: Callable[[Any, Callable[[int, int], None], threading.Event], Any],
+    fn: Callable[[Any, Callable[..., None], threading.Event], Any],
     payload: Any,
-    progress: Callable[[int, int], None] | None,
+    progress: Callable[..., None] | None,
     cancel: threading.Event,
     *,
     nice: int = 10,
@@ -123,7 +123,7 @@ def run_in_worker(
     payload : object
         Its argument (sent with cloudpickle).
     progress : callable, optional
-        Called here with the child's ``progress(done, total)`` calls, in order.
+        Called here with the arguments of the child's ``progress(...)`` calls, in order.
     cancel : threading.Event
         Set it to stop the child: it is told at once, and killed ``grace_seconds`` later if
         it has not ended. The call then returns or raises promptly; its outcome is moot.
@@ -174,7 +174,7 @@ def run_in_worker(
                 break
             if message[0] == "progress":
                 if progress is not None:
-                    progress(message[1], message[2])
+                    progress(*message[1:])
             else:
                 outcome = message
         proc.join(grace_seconds)  # the outcome is in: the child is ending (tasks still running end it later)

@@ -60,8 +60,8 @@ class JobRunner:
     store : JobStore
         Where jobs live.
     execute : callable
-        ``execute(job, progress, cancel) -> JobOutcome``. ``progress(done, total)`` records
-        progress; ``cancel`` is set when the job is aborted, times out, is deleted or the
+        ``execute(job, progress, cancel) -> JobOutcome``. ``progress(done, total, rows=None)``
+        records progress (partitions done / total, stored rows of those done); ``cancel`` is set when the job is aborted, times out, is deleted or the
         runner shuts down: execute should then stop soon (raising or returning; either way
         its result is discarded) and delete any partial output it wrote. A
         :class:`~proxcompute.errors.ProxError` becomes ERROR with ``str(exc)``; any other
@@ -264,17 +264,17 @@ class JobRunner:
             msg += "; resubmit with a larger EXECUTIONDURATION"
         return msg
 
-    def _progress_fn(self, job_id: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    def _progress_fn(self, job_id: str) -> tuple[Callable[..., None], Callable[[], None]]:
         state = {"last": 0.0, "pending": None}
 
         def flush() -> None:
             if state["pending"] is not None:
-                done, total = state["pending"]
+                done, total, rows = state["pending"]
                 state["pending"] = None
-                self.store.set_progress(job_id, done, total)
+                self.store.set_progress(job_id, done, total, rows)
 
-        def progress(done: int, total: int) -> None:
-            state["pending"] = (done, total)
+        def progress(done: int, total: int, rows: int | None = None) -> None:
+            state["pending"] = (done, total, rows)
             now = time.monotonic()
             if done >= total or now - state["last"] >= 0.25:
                 state["last"] = now

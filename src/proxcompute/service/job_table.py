@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from proxcompute.service.uws import Job, from_db_time
 
-__all__ = ["jobs_table", "metadata", "owner_clause", "row_to_job", "sqlite_on_connect"]
+__all__ = ["add_missing_columns", "jobs_table", "metadata", "owner_clause", "row_to_job", "sqlite_on_connect"]
 
 metadata = sa.MetaData()
 jobs_table = sa.Table(
@@ -35,6 +35,7 @@ jobs_table = sa.Table(
     sa.Column("overflow", sa.Boolean, nullable=False, default=False),
     sa.Column("progress_done", sa.Integer, nullable=True),
     sa.Column("progress_total", sa.Integer, nullable=True),
+    sa.Column("progress_rows", sa.BigInteger, nullable=True),  # stored rows of the partitions done
     sa.Column("uploads", sa.Text, nullable=False),  # JSON object name -> path
 )
 
@@ -62,8 +63,30 @@ def row_to_job(row: Any) -> Job:
         overflow=bool(m["overflow"]),
         progress_done=m["progress_done"],
         progress_total=m["progress_total"],
+        progress_rows=m["progress_rows"],
         uploads=json.loads(m["uploads"]),
     )
+
+
+def add_missing_columns(engine: sa.Engine) -> list[str]:
+    """Add to an existing ``jobs`` table the nullable columns a newer release defined; their names.
+
+    A job database outlives service upgrades (jobs are kept for days); every column added
+    since the first release is nullable, so ``ALTER TABLE ... ADD COLUMN`` brings an older
+    table up to date in SQLite and PostgreSQL alike, keeping its jobs.
+    """
+    have = {c["name"] for c in sa.inspect(engine).get_columns(jobs_table.name)}
+    added = []
+    with engine.begin() as conn:
+        for column in jobs_table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable:
+                raise RuntimeError(f"job table lacks column {column.name!r}, which cannot be added to existing rows")
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.execute(sa.text(f'ALTER TABLE {jobs_table.name} ADD COLUMN "{column.name}" {kind}'))
+            added.append(column.name)
+    return added
 
 
 def owner_clause(owner: str | None):

@@ -37,7 +37,14 @@ from sqlalchemy.pool import StaticPool
 
 from proxcompute.errors import ProxError
 from proxcompute.service.job_events import notify_change, wait_for_phase_change
-from proxcompute.service.job_table import jobs_table, metadata, owner_clause, row_to_job, sqlite_on_connect
+from proxcompute.service.job_table import (
+    add_missing_columns,
+    jobs_table,
+    metadata,
+    owner_clause,
+    row_to_job,
+    sqlite_on_connect,
+)
 from proxcompute.service.uws import (  # noqa: F401 - re-exported: the job model lives in uws
     ABORTED,
     ACTIVE_PHASES,
@@ -148,6 +155,7 @@ class JobStore:
         if self.url.get_backend_name() == "sqlite":
             sa.event.listen(self.engine, "connect", sqlite_on_connect)
         metadata.create_all(self.engine)
+        add_missing_columns(self.engine)  # a table made by an older release
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -156,6 +164,14 @@ class JobStore:
         lock = self._serial or contextlib.nullcontext()
         with lock, self.engine.begin() as conn:
             yield conn
+
+    def transaction(self):
+        """A transaction on the job database (a context manager giving a connection).
+
+        For the service's other tables kept in the same database (the portal's sessions);
+        safe from any thread, including on an in-memory SQLite database.
+        """
+        return self._begin()
 
     def _fetch(self, conn, job_id: str, owner: Any = ...) -> Job | None:
         q = sa.select(_T).where(_T.c.id == job_id)
@@ -431,14 +447,13 @@ class JobStore:
         """
         return self._conditional_update(job_id, owner, {"destruction": to_db_time(when)}, None, "change")
 
-    def set_progress(self, job_id: str, done: int, total: int) -> None:
-        """Record progress (e.g. partitions done / total) of an EXECUTING job; else ignored."""
+    def set_progress(self, job_id: str, done: int, total: int, rows: int | None = None) -> None:
+        """Record progress of an EXECUTING job (partitions done / total, rows of those done); else ignored."""
+        values = {"progress_done": int(done), "progress_total": int(total)}
+        if rows is not None:
+            values["progress_rows"] = int(rows)
         with self._begin() as conn:
-            conn.execute(
-                sa.update(_T)
-                .where(_T.c.id == job_id, _T.c.phase == EXECUTING)
-                .values(progress_done=int(done), progress_total=int(total))
-            )
+            conn.execute(sa.update(_T).where(_T.c.id == job_id, _T.c.phase == EXECUTING).values(**values))
 
     def delete(self, job_id: str, owner: str | None, *, remove_files: bool = True) -> Job:
         """Delete a job's row and (by default) its files; return the job as it was.

@@ -232,6 +232,7 @@ class Job:
     overflow: bool = False
     progress_done: int | None = None
     progress_total: int | None = None
+    progress_rows: int | None = None
     uploads: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -243,6 +244,23 @@ class Job:
     def is_final(self) -> bool:
         """True in COMPLETED, ERROR and ABORTED."""
         return self.phase in FINAL_PHASES
+
+    def progress_rates(self, now: datetime | None = None) -> tuple[float | None, float | None]:
+        """``(rows_per_second, seconds_left)`` of an EXECUTING job from its progress so far.
+
+        The rate counts the stored rows of the partitions done since the job started; the
+        time left assumes the remaining partitions go at the pace of those done. Either is
+        None until it can be known (no partition done yet, or the job is not executing).
+        """
+        if self.phase != EXECUTING or self.start_time is None or not self.progress_done:
+            return None, None
+        elapsed = ((now or datetime.now(UTC)) - self.start_time).total_seconds()
+        if elapsed <= 0:
+            return None, None
+        rate = self.progress_rows / elapsed if self.progress_rows else None
+        total = self.progress_total or 0
+        left = max(total - self.progress_done, 0) * elapsed / self.progress_done
+        return rate, left
 
 
 # --------------------------------------------------------------------------------------------

@@ -74,9 +74,15 @@ def _results(job: Job, job_url: str, indent: str) -> str:
 def _job_info(job: Job) -> str:
     parts = [f"    <queue>{_text(job.queue)}</queue>\n"]
     if job.progress_total is not None:
-        parts.append(
-            f'    <progress done="{int(job.progress_done or 0)}" total="{int(job.progress_total)}"/>\n'
-        )
+        attrs = f'done="{int(job.progress_done or 0)}" total="{int(job.progress_total)}"'
+        if job.progress_rows is not None:
+            attrs += f' rows="{int(job.progress_rows)}"'
+        rate, left = job.progress_rates()
+        if rate is not None:
+            attrs += f' rowsPerSecond="{rate:.0f}"'
+        if left is not None:
+            attrs += f' secondsLeft="{left:.1f}"'
+        parts.append(f"    <progress {attrs}/>\n")
     if job.phase == COMPLETED and job.result_rows is not None:
         parts.append(
             f'    <rows overflow="{str(bool(job.overflow)).lower()}">{int(job.result_rows)}</rows>\n'

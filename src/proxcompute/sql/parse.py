@@ -22,7 +22,7 @@ from sqlglot.errors import ParseError, TokenError
 from proxcompute.errors import SqlError
 from proxcompute.sql.dialect import ADQL
 
-__all__ = ["ADQL_FUNCTIONS", "MAX_NESTING", "parse_query", "position"]
+__all__ = ["ADQL_FUNCTIONS", "MAX_NESTING", "known_functions", "parse_query", "position"]
 
 MAX_NESTING = 32
 """Deepest parenthesis / unary-operator nesting accepted (deeper: a ``limit`` error with the
@@ -279,10 +279,18 @@ def _first_token(text: str) -> tuple[int, int]:
     return 1, 1
 
 
-def _check_nodes(root: exp.Expression) -> None:
-    known = sorted(
-        {c.__name__.upper() for c in _ALLOWED_FUNCS} | ADQL_FUNCTIONS | {"LOG10", "TRUNCATE", "POWER"}
+def known_functions() -> list[str]:
+    """Every function name a query may call (ADQL's geometry, and the SQL math and string ones), sorted.
+
+    What an unknown function's "did you mean" hint and the portal editor's completion offer.
+    """
+    return sorted(
+        {c.__name__.upper() for c in _ALLOWED_FUNCS} | ADQL_FUNCTIONS | {"CONTAINS", "LOG10", "TRUNCATE", "POWER"}
     )
+
+
+def _check_nodes(root: exp.Expression) -> None:
+    known = known_functions()
     for node in root.walk():
         if isinstance(node, exp.Anonymous):
             name = str(node.name).upper()

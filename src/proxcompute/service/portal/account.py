@@ -56,12 +56,12 @@ async def sign_in(request: Request, ctx: Ctx) -> Response:
     if user is None:
         throttle.failed(address)
         return render(ctx, "signin.html", status=401, error=SIGN_IN_FAILED, username=form.get("username", ""))
-    ctx.session = ctx.portal.sessions.rotate(ctx.session, user)
+    ctx.session = await run_in_threadpool(ctx.portal.sessions.rotate, ctx.session, user)
     return RedirectResponse(ctx.url("/"), status_code=303)
 
 
 @portal_page
 async def sign_out(request: Request, ctx: Ctx) -> Response:
     await ctx.form()
-    ctx.session = ctx.portal.sessions.rotate(ctx.session, None)
+    ctx.session = await run_in_threadpool(ctx.portal.sessions.rotate, ctx.session, None)
     return RedirectResponse(ctx.url("/"), status_code=303)

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
+from proxcompute.execute.progress import rows_rate_text
 from proxcompute.formats import MEDIA_TYPES, SUFFIX_FORMATS
 from proxcompute.service.jobs import JobNotFound, utcnow
 from proxcompute.service.portal.results import PAGE_ROWS, read_page, sky_plot, write_result
@@ -27,21 +28,29 @@ __all__ = ["abort_job", "delete_job", "download", "job_page", "job_sky", "job_st
 DOWNLOADS = {fmt: next(end for end, f in SUFFIX_FORMATS.items() if f == fmt) for fmt in ("votable", "csv", "parquet")}
 """Download formats and the file-name ending of each (the first ``SUFFIX_FORMATS`` gives it)."""
 POSITION = re.compile(r"at line (\d+), column (\d+)")
+JOBS_PER_PAGE = 50
+"""Jobs on one page of the job list."""
 
 
-def own_jobs(ctx: Ctx) -> list[Job]:
-    """The jobs this visitor may see, newest first."""
+def own_jobs(ctx: Ctx, page: int = 0) -> tuple[list[Job], bool]:
+    """A page of the jobs this visitor may see, newest first, and whether older ones follow.
+
+    A page holds :data:`JOBS_PER_PAGE` jobs; the store is asked only for the jobs up to the
+    end of the page (UWS ``LAST``), so a long history costs nothing on the first pages.
+    """
     store = ctx.state.store
+    start, stop = page * JOBS_PER_PAGE, (page + 1) * JOBS_PER_PAGE
     if ctx.user is not None:
-        jobs = store.list(ctx.user)
+        jobs = store.list(ctx.user, last=stop + 1)  # most recent first
     else:
         jobs = []
         for job_id in list(ctx.session.job_ids):
             try:
                 jobs.append(store.get(job_id, None))
             except JobNotFound:
-                ctx.session.job_ids.discard(job_id)
-    return sorted(jobs, key=lambda j: j.creation_time, reverse=True)
+                ctx.portal.sessions.forget_job(ctx.session, job_id)
+        jobs.sort(key=lambda j: j.creation_time, reverse=True)
+    return jobs[start:stop], len(jobs) > stop
 
 
 def own_job(ctx: Ctx, job_id: str) -> Job:
@@ -58,6 +67,15 @@ def run_seconds(job: Job) -> float | None:
     return ((job.end_time or utcnow()) - job.start_time).total_seconds()
 
 
+def _pace_text(job: Job) -> str:
+    """``"12.3M rows/s, ~41 s left"`` while the job runs (see :meth:`Job.progress_rates`), else empty."""
+    rate, left = job.progress_rates()
+    parts = [rows_rate_text(round(rate), 1.0)] if rate else []
+    if left is not None:
+        parts.append(f"~{left:.0f} s left")
+    return ", ".join(parts)
+
+
 def job_view(job: Job) -> dict:
     """What the templates and the status JSON show of a job."""
     pos = POSITION.search(job.error_message or "")
@@ -67,6 +85,7 @@ def job_view(job: Job) -> dict:
         "query": job.parameters.get("QUERY", ""),
         "done": job.progress_done,
         "total": job.progress_total,
+        "pace": _pace_text(job),
         "created": job.creation_time.strftime("%Y-%m-%d %H:%M:%S"),
         "started": job.start_time.strftime("%Y-%m-%d %H:%M:%S") if job.start_time else "",
         "run_seconds": run_seconds(job),
@@ -79,10 +98,19 @@ def job_view(job: Job) -> dict:
     }
 
 
+def _page_number(request: Request) -> int:
+    """``?page=N`` (0 for a missing, negative or non-numeric value)."""
+    try:
+        return max(int(request.query_params.get("page", "0")), 0)
+    except ValueError:
+        return 0
+
+
 @portal_page
 async def jobs_page(request: Request, ctx: Ctx) -> Response:
-    jobs = await run_in_threadpool(own_jobs, ctx)
-    return render(ctx, "jobs.html", jobs=[job_view(j) for j in jobs])
+    page = _page_number(request)
+    jobs, more = await run_in_threadpool(own_jobs, ctx, page)
+    return render(ctx, "jobs.html", jobs=[job_view(j) for j in jobs], page=page, more=more)
 
 
 @portal_page
@@ -90,16 +118,13 @@ async def job_status(request: Request, ctx: Ctx) -> Response:
     """A job's phase and progress as JSON (the job page polls it while the job runs)."""
     job = await run_in_threadpool(own_job, ctx, request.path_params["job_id"])
     view = job_view(job)
-    return JSONResponse({k: view[k] for k in ("phase", "done", "total", "run_seconds", "rows", "active")})
+    return JSONResponse({k: view[k] for k in ("phase", "done", "total", "pace", "run_seconds", "rows", "active")})
 
 
 @portal_page
 async def job_page(request: Request, ctx: Ctx) -> Response:
     job = await run_in_threadpool(own_job, ctx, request.path_params["job_id"])
-    try:
-        page = max(int(request.query_params.get("page", "0")), 0)
-    except ValueError:
-        page = 0
+    page = _page_number(request)
     result, has_sky = None, False
     if job.phase == "COMPLETED":
         result = await run_in_threadpool(read_page, job, page)
@@ -123,7 +148,7 @@ async def delete_job(request: Request, ctx: Ctx) -> Response:
     await ctx.form()
     job = await run_in_threadpool(own_job, ctx, request.path_params["job_id"])
     await run_in_threadpool(ctx.state.runner.delete, job.id, job.owner)
-    ctx.session.job_ids.discard(job.id)
+    await run_in_threadpool(ctx.portal.sessions.forget_job, ctx.session, job.id)
     return RedirectResponse(ctx.url("/jobs"), status_code=303)
 
 

@@ -3,23 +3,45 @@
 Every visitor gets a session (anonymous until sign-in) so that every form, the sign-in form
 included, carries a CSRF token bound to it. The id a browser presents is only ever looked
 up, never adopted: an unknown id gets a fresh session with a new id, and signing in or out
-always moves to a new id and a new CSRF token (no session fixation). Sessions live in the
-service process (a restart signs everyone out) and expire after ``idle_seconds`` without a
+always moves to a new id and a new CSRF token (no session fixation).
+
+Sessions are rows of the job database (``portal_sessions``, next to ``jobs``), so a restart
+of the service signs no one out and several service processes on one database share them.
+A row is keyed by the SHA-256 of the cookie value, never the value itself: reading the
+database gives no session to steal. Sessions expire after ``idle_seconds`` without a
 request or ``max_age_seconds`` after sign-in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["COOKIE", "Session", "SessionStore", "SignInThrottle"]
+import sqlalchemy as sa
+
+__all__ = ["COOKIE", "Session", "SessionStore", "SignInThrottle", "sessions_table"]
 
 COOKIE = "proxcompute_session"
 """Name of the session cookie."""
+
+_metadata = sa.MetaData()
+sessions_table = sa.Table(
+    "portal_sessions",
+    _metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # hex SHA-256 of the cookie value
+    sa.Column("user_name", sa.Text, nullable=True),
+    sa.Column("csrf", sa.Text, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False, index=True),
+    sa.Column("job_ids", sa.Text, nullable=False),  # JSON list: an anonymous session's jobs
+)
+_T = sessions_table
 
 
 @dataclass
@@ -37,10 +59,11 @@ class Session:
     created : float
         ``time.time()`` at creation (sign-in for a signed-in session).
     last_seen : float
-        ``time.time()`` of the last request.
+        ``time.time()`` of the last request (recorded at most once a minute).
     job_ids : set of str
         Jobs an anonymous session submitted (anonymous jobs share one owner in the job store,
-        so an anonymous visitor is shown only the jobs of their own session).
+        so an anonymous visitor is shown only the jobs of their own session). Change it with
+        :meth:`SessionStore.add_job` and :meth:`SessionStore.forget_job`, which store it.
     """
 
     id: str
@@ -55,41 +78,56 @@ class Session:
         return bool(token) and hmac.compare_digest(self.csrf.encode(), str(token).encode())
 
 
+def _key(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
 class SessionStore:
-    """Sessions of one service process, by id (thread-safe).
+    """Sessions in the job database, by id (thread-safe; shared by every process on that database).
 
     Parameters
     ----------
+    database : JobStore
+        The job store whose database holds the sessions (its :meth:`transaction`).
     idle_seconds : float
         A session not used for this long is gone.
     max_age_seconds : float
         A session older than this is gone, used or not.
     max_sessions : int
-        When this many sessions exist (visitors that never come back), the least recently
-        used half goes.
+        When more sessions than this exist (visitors that never come back), the expired ones
+        and then the least recently used half go.
     """
 
+    SEEN_EVERY_SECONDS = 60.0
+    """``last_seen`` is written when older than this: one write a minute per active browser."""
+    SWEEP_EVERY_SECONDS = 60.0
+
     def __init__(
-        self, idle_seconds: float = 8 * 3600, max_age_seconds: float = 24 * 3600, max_sessions: int = 100_000
+        self,
+        database: Any,
+        idle_seconds: float = 8 * 3600,
+        max_age_seconds: float = 24 * 3600,
+        max_sessions: int = 100_000,
     ) -> None:
+        self.database = database
         self.idle_seconds = float(idle_seconds)
         self.max_age_seconds = float(max_age_seconds)
         self.max_sessions = int(max_sessions)
-        self._sessions: dict[str, Session] = {}
+        self._last_sweep = 0.0
         self._lock = threading.Lock()
+        _metadata.create_all(database.engine)
 
     def _alive(self, s: Session, now: float) -> bool:
         return now - s.last_seen < self.idle_seconds and now - s.created < self.max_age_seconds
 
     def new(self, user: str | None = None) -> Session:
-        """A fresh session (new id, new CSRF token)."""
+        """A fresh session (new id, new CSRF token), stored."""
         now = time.time()
         s = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now, now)
-        with self._lock:
-            if len(self._sessions) >= self.max_sessions:  # expired first, then the least recently used
-                live = sorted((v for v in self._sessions.values() if self._alive(v, now)), key=lambda v: v.last_seen)
-                self._sessions = {v.id: v for v in live[len(live) - self.max_sessions // 2 :]}
-            self._sessions[s.id] = s
+        with self.database.transaction() as conn:
+            conn.execute(sa.insert(_T).values(key=_key(s.id), user_name=user, csrf=s.csrf, created=now,
+                                              last_seen=now, job_ids="[]"))  # fmt: skip
+        self._sweep(now)
         return s
 
     def get(self, session_id: str | None) -> Session | None:
@@ -97,15 +135,37 @@ class SessionStore:
         if not session_id:
             return None
         now = time.time()
-        with self._lock:
-            s = self._sessions.get(session_id)
-            if s is None:
+        key = _key(session_id)
+        with self.database.transaction() as conn:
+            row = conn.execute(sa.select(_T).where(_T.c.key == key)).first()
+            if row is None:
                 return None
+            m = row._mapping
+            s = Session(session_id, m["user_name"], m["csrf"], m["created"], m["last_seen"],
+                        set(json.loads(m["job_ids"])))  # fmt: skip
             if not self._alive(s, now):
-                del self._sessions[session_id]
+                conn.execute(sa.delete(_T).where(_T.c.key == key))
                 return None
-            s.last_seen = now
-            return s
+            if now - s.last_seen >= self.SEEN_EVERY_SECONDS:
+                conn.execute(sa.update(_T).where(_T.c.key == key).values(last_seen=now))
+                s.last_seen = now
+        return s
+
+    def add_job(self, session: Session, job_id: str) -> None:
+        """Remember that this (anonymous) session submitted ``job_id``."""
+        session.job_ids.add(job_id)
+        self._save_jobs(session)
+
+    def forget_job(self, session: Session, job_id: str) -> None:
+        """Stop showing ``job_id`` to this session (deleted, or gone from the job store)."""
+        if job_id in session.job_ids:
+            session.job_ids.discard(job_id)
+            self._save_jobs(session)
+
+    def _save_jobs(self, session: Session) -> None:
+        with self.database.transaction() as conn:
+            conn.execute(sa.update(_T).where(_T.c.key == _key(session.id))
+                         .values(job_ids=json.dumps(sorted(session.job_ids))))  # fmt: skip
 
     def rotate(self, old: Session | None, user: str | None) -> Session:
         """End ``old`` and start a new session for ``user`` (sign-in and sign-out)."""
@@ -113,13 +173,34 @@ class SessionStore:
         return self.new(user)
 
     def drop(self, session: Session | None) -> None:
-        """End a session (its id is never valid again)."""
+        """End a session (its id is never valid again, in any process)."""
         if session is not None:
-            with self._lock:
-                self._sessions.pop(session.id, None)
+            with self.database.transaction() as conn:
+                conn.execute(sa.delete(_T).where(_T.c.key == _key(session.id)))
+
+    def _sweep(self, now: float) -> None:
+        """Delete expired sessions, and the least recently used half beyond ``max_sessions`` (once a minute)."""
+        with self._lock:
+            if now - self._last_sweep < self.SWEEP_EVERY_SECONDS:
+                return
+            self._last_sweep = now
+        with self.database.transaction() as conn:
+            conn.execute(sa.delete(_T).where(sa.or_(_T.c.last_seen <= now - self.idle_seconds,
+                                                    _T.c.created <= now - self.max_age_seconds)))  # fmt: skip
+            n = conn.execute(sa.select(sa.func.count()).select_from(_T)).scalar_one()
+            if n > self.max_sessions:
+                keep = self.max_sessions // 2
+                cutoff = conn.execute(
+                    sa.select(_T.c.last_seen).order_by(_T.c.last_seen.desc()).offset(keep).limit(1)
+                ).scalar()
+                if cutoff is not None:
+                    conn.execute(sa.delete(_T).where(_T.c.last_seen <= cutoff))
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        now = time.time()
+        with self.database.transaction() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(_T).where(
+                _T.c.last_seen > now - self.idle_seconds, _T.c.created > now - self.max_age_seconds)).scalar_one())  # fmt: skip
 
 
 class SignInThrottle:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -59,7 +60,7 @@ class PortalState:
     def __init__(self, service: ServiceState, prefix: str = "") -> None:
         self.service = service
         self.prefix = prefix.rstrip("/")
-        self.sessions = SessionStore()
+        self.sessions = SessionStore(service.store)
         self.sign_in_throttle = SignInThrottle()
         self.cache_dir = Path(service.config.data_dir) / "portal-cache"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +142,7 @@ def portal_page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def wrapped(request: Request) -> Response:
         portal = portal_of(request)
         given = request.cookies.get(COOKIE)
-        session = portal.sessions.get(given) or portal.sessions.new()
+        session = await run_in_threadpool(lambda: portal.sessions.get(given) or portal.sessions.new())
         ctx = Ctx(request, state_of(request), portal, session)
         try:
             response = await handler(request, ctx)
