@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from proxcompute.errors import PlanError, ProxError, UserFunctionError
+from proxcompute.execute.faults import task_result
 from proxcompute.execute.file_scan import filtered_count
 from proxcompute.execute.partition import (
     PROGRESS_DIR,
@@ -203,9 +204,10 @@ def iter_completed(
     try:
         with progress_bar(description, total=len(futures), enabled=show, transient=True) as advance:
             for fut in dask_as_completed(futures, loop=client.loop):
-                result = fut.result()
+                i = index[fut.key]
+                result = task_result(fut, f"{label} of partition {pixels[i]}")
                 fut.release()
-                yield index[fut.key], result
+                yield i, result
                 advance(1)
                 if obs is not None:
                     obs._advance()
