@@ -101,12 +101,16 @@ def sky(tmp_path_factory):
     return {"root": root, "survey": survey, "targets": targets, "left": left}
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """Two single-threaded worker processes (each under a nanny, which restarts a killed one)."""
-    os.environ["PROXCOMPUTE_PROGRESS"] = "0"
+@pytest.fixture
+def cluster(monkeypatch):
+    """Two single-threaded worker processes (each under a nanny, which restarts a killed one).
+
+    A fresh cluster per test: no test depends on the nanny of another test's victim having
+    brought its replacement up (on a heavily loaded machine a restart can time out).
+    """
+    monkeypatch.setenv("PROXCOMPUTE_PROGRESS", "0")
     with pc.cluster("local", workers=2, cores=1, processes=True) as client:
-        client.wait_for_workers(2, timeout=60)
+        client.wait_for_workers(2, timeout=180)
         yield client
 
 
@@ -141,11 +145,11 @@ class KillOnFirstResult(SchedulerPlugin):
 
 
 @contextlib.contextmanager
-def kill_a_worker(client, label: str, *, allowed_failures: int | None = None):
-    """Kill a worker once the first ``label`` task is done; afterwards wait for its replacement."""
+def kill_a_worker(client, label: str, *, allowed_failures: int | None = None, workers: int = 2):
+    """Kill a busy worker once the first ``label`` task is done; afterwards wait until the rest are idle."""
+    client.wait_for_workers(workers, timeout=180)
     scheduler = client.cluster.scheduler
     pids = client.run(os.getpid)
-    assert len(pids) == 2
     plugin = KillOnFirstResult(scheduler, pids, label)
     saved = scheduler.allowed_failures
     if allowed_failures is not None:
@@ -156,28 +160,26 @@ def kill_a_worker(client, label: str, *, allowed_failures: int | None = None):
     finally:
         scheduler.remove_plugin(plugin.name)
         scheduler.allowed_failures = saved
-        _wait_for_replacement(client, plugin.victim)
+        _wait_until_idle(client, plugin.victim)
     assert plugin.killed.is_set(), "no worker was killed: the computation did not run on the cluster"
     assert plugin.victim_tasks >= 1, "the killed worker had no task in flight"
     with pytest.raises(ProcessLookupError):
         os.kill(pids[plugin.victim], 0)
 
 
-def _wait_for_replacement(client, victim: str | None, timeout: float = 180.0) -> None:
-    """The nanny restarts the killed worker: wait until two live workers run no task of ours.
+def _wait_until_idle(client, victim: str | None, timeout: float = 180.0) -> None:
+    """Wait until the scheduler has dropped the killed worker and no live worker runs a task.
 
-    A restart takes ~2 s; on a machine loaded by other jobs, starting a worker process has
-    been seen to take far longer, hence the generous timeout.
+    A cancelled task runs to its end on its worker; the checks on what is left on disk come
+    after that.
     """
     deadline = time.monotonic() + timeout
     while True:
         workers = client.scheduler_info()["workers"]
-        idle = workers and all(
-            n == 0 for n in client.run(lambda dask_worker: len(dask_worker.state.executing)).values()
-        )
-        if victim not in workers and len(workers) == 2 and idle:
+        busy = client.run(lambda dask_worker: len(dask_worker.state.executing)) if workers else {}
+        if victim not in workers and not any(busy.values()):
             return
-        assert time.monotonic() < deadline, f"the cluster did not recover: {sorted(workers)}"
+        assert time.monotonic() < deadline, f"workers still busy or the victim still listed: {busy}"
         time.sleep(0.1)
 
 
@@ -223,7 +225,7 @@ def test_sql_given_up_is_one_line_from_the_cli(cluster, sky, capsys):
     with kill_a_worker(cluster, "sql", allowed_failures=0), pytest.raises(pc.WorkerLostError, match="partition Norder="):
         pc.sql(GROUP_BY, catalog_root=root).compute()
     capsys.readouterr()
-    with kill_a_worker(cluster, "sql", allowed_failures=0):
+    with kill_a_worker(cluster, "sql", allowed_failures=0, workers=1):
         code = main(["sql", GROUP_BY, "--catalog-root", str(root)])  # runs on the current cluster
     assert code != 0
     err = capsys.readouterr().err
@@ -262,7 +264,7 @@ def test_tap_job_with_a_killed_worker_completes_or_errors_with_the_reason(cluste
 
         _check_group_by(pd.read_csv(StringIO(r.text)), sky["survey"])
 
-        with kill_a_worker(cluster, "sql", allowed_failures=0):
+        with kill_a_worker(cluster, "sql", allowed_failures=0, workers=1):  # the replacement may still be starting
             job, phase = _run_job(http, GROUP_BY)
         assert phase == "ERROR"
         error = http.get(job + "/error").text
