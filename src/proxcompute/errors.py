@@ -159,14 +159,15 @@ class UserFunctionError(ProxError):
 
 
 class WorkerLostError(ProxError):
-    """A cluster worker died while running a task, and Dask stopped retrying it.
+    """A cluster worker died while holding a task, and Dask stopped retrying the task.
 
-    When a worker process dies (killed, out of memory, a crash in native code), Dask runs its
-    tasks again on the other workers; a task whose workers died ``allowed_failures + 1``
-    times (``distributed.scheduler.allowed-failures``, 3 by default) is given up. The
+    When a worker process dies (killed, out of memory, a crash in native code), Dask runs the
+    tasks it held again on the other workers; a task that was on ``allowed_failures + 1``
+    dying workers (``distributed.scheduler.allowed-failures``, 3 by default) is given up. The
     computation then fails with this error instead of returning fewer rows. ``task`` names
     the work (``crossmatch of partition Norder=../Npix=..``), ``worker`` the address of the
-    last worker that died running it.
+    last worker that died with it. Dask counts every task a dying worker held, so the task
+    named may have been the victim of another task on the same worker.
     """
 
     def __init__(self, task: str, worker: str = "", attempts: int = 0) -> None:
@@ -174,13 +175,12 @@ class WorkerLostError(ProxError):
         self.worker = worker
         self.attempts = attempts
         tries = f" {attempts} time(s)" if attempts else ""
-        last = f" (last on {worker})" if worker else ""
+        last = f" (last {worker})" if worker else ""
         super().__init__(
-            f"worker lost: the cluster worker running the {task} died{tries}{last}, and Dask stopped "
+            f"worker lost: the cluster workers holding the {task} died{tries}{last}, and Dask stopped "
             "retrying it (distributed.scheduler.allowed-failures). No partial result was returned or "
-            "published; "
-            "a task that kills its worker every time has usually run out of memory: give the "
-            "workers more memory, or use smaller partitions"
+            "published. Workers that die every time have usually run out of memory (in this task or "
+            "another on the same worker): give the workers more memory, or use smaller partitions"
         )
 
     def __reduce__(self):  # picklable across Dask workers

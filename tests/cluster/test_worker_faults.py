@@ -270,3 +270,21 @@ def test_tap_job_with_a_killed_worker_completes_or_errors_with_the_reason(cluste
         error = http.get(job + "/error").text
         assert "worker lost" in error and "partition Norder=" in error, error
         assert "internal error" not in error
+
+
+def _exit_on_row_zero(df: pd.DataFrame) -> pd.DataFrame:
+    """A user function that kills its worker on one partition, every time (as running out of memory would)."""
+    if (df["id"] == 0).any():
+        os._exit(1)
+    return df
+
+
+def test_a_task_that_kills_every_worker_is_given_up_after_dask_default_retries(cluster, sky):
+    """Default allowed-failures (3): the partition's task runs on 4 workers, all die, then WorkerLostError."""
+    cat = pc.open_catalog(sky["root"] / "catalogs" / "survey")
+    with pytest.raises(pc.WorkerLostError) as info:
+        cat.map_partitions(_exit_on_row_zero).compute()
+    assert info.value.attempts == 4  # allowed-failures + 1
+    # Dask blames every task the dying workers held: the one named may be a neighbour in the queue
+    named = re.search(r"holding the compute of partition (Norder=\d+/Npix=\d+) died 4 time\(s\)", str(info.value))
+    assert named and named.group(1) in {str(p) for p in cat.partitions}, str(info.value)
