@@ -115,14 +115,21 @@ def cluster(monkeypatch):
 
 
 class KillOnFirstResult(SchedulerPlugin):
-    """SIGKILL a busy worker when the first partition task (``proxcompute-<label>-<tag>-<i>``) finishes."""
+    """SIGKILL a busy worker when the first task of ``label`` finishes.
+
+    ``label`` is a partition-task label of execute (``write``, ``sql``: keys
+    ``proxcompute-<label>-<tag>-<i>``) or the name of a function run by ``map_tasks``
+    (``split_task``: keys ``split_task-<uuid>``).
+    """
 
     name = "proxcompute-test-kill-on-first-result"
 
     def __init__(self, scheduler, pids: dict[str, int], label: str) -> None:
         self.scheduler = scheduler
         self.pids = pids
-        self.pattern = re.compile(rf"proxcompute-{label}-[0-9a-f]{{12}}-\d+$")
+        # a partition task of execute (proxcompute-write-<tag>-<i>), or a named task (split_task-<uuid>)
+        key = label if label.endswith("_task") else rf"proxcompute-{label}-[0-9a-f]{{12}}"
+        self.pattern = re.compile(rf"{key}-[0-9a-f-]+$")
         self.killed = threading.Event()
         self.victim: str | None = None
         self.victim_tasks = 0
@@ -288,3 +295,25 @@ def test_a_task_that_kills_every_worker_is_given_up_after_dask_default_retries(c
     # Dask blames every task the dying workers held: the one named may be a neighbour in the queue
     named = re.search(r"holding the compute of partition (Norder=\d+/Npix=\d+) died 4 time\(s\)", str(info.value))
     assert named and named.group(1) in {str(p) for p in cat.partitions}, str(info.value)
+
+
+def test_ingest_with_a_killed_worker_or_given_up_then_resumed(cluster, sky, tmp_path):
+    survey = sky["survey"]
+    inputs = tmp_path / "raw"
+    inputs.mkdir()
+    for i, rows in enumerate(np.array_split(np.arange(len(survey)), 8)):  # 8 split tasks: some queued at the kill
+        survey.iloc[rows].to_parquet(inputs / f"part{i}.parquet", index=False)
+    want = sorted(survey.id.tolist())
+
+    with kill_a_worker(cluster, "split_task") as plugin:
+        pc.ingest(inputs, tmp_path / "a", max_rows=1_500, margin_arcsec=10.0, client=cluster, show_progress=False)
+    assert plugin.rescheduled >= 1
+    assert sorted(pc.open_catalog(tmp_path / "a").compute()["id"].tolist()) == want
+
+    with kill_a_worker(cluster, "split_task", allowed_failures=0), pytest.raises(pc.WorkerLostError) as info:
+        pc.ingest(inputs, tmp_path / "b", max_rows=1_500, margin_arcsec=10.0, client=cluster, show_progress=False)
+    assert "ingest: split task for" in str(info.value)
+    assert not (tmp_path / "b").exists()  # nothing published; the finished stages are kept to resume
+    pc.ingest(inputs, tmp_path / "b", max_rows=1_500, margin_arcsec=10.0, client=cluster, show_progress=False,
+              resume=True)  # fmt: skip
+    assert sorted(pc.open_catalog(tmp_path / "b").compute()["id"].tolist()) == want
