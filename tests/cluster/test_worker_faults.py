@@ -278,6 +278,11 @@ def test_tap_job_with_a_killed_worker_completes_or_errors_with_the_reason(cluste
         assert "worker lost" in error and "partition Norder=" in error, error
         assert "internal error" not in error
 
+        # /sync writes the whole result before answering: the loss is a 4xx with the reason, not a cut body
+        with kill_a_worker(cluster, "sql", allowed_failures=0, workers=1):
+            r = http.post("/sync", data={"LANG": "ADQL", "QUERY": GROUP_BY, "FORMAT": "csv"})
+        assert r.status_code == 400 and "worker lost" in r.text, (r.status_code, r.text)
+
 
 def _exit_on_row_zero(df: pd.DataFrame) -> pd.DataFrame:
     """A user function that kills its worker on one partition, every time (as running out of memory would)."""
