@@ -28,6 +28,7 @@ EXPECTED = [
     "SqlError",
     "StorageError",
     "UserFunctionError",
+    "WorkerLostError",
     "cluster",
     "crossmatch",
     "from_dataframe",

@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidOrderError": "proxcompute.errors",
     "SkyMap": "proxcompute.catalog",
     "UserFunctionError": "proxcompute.errors",
+    "WorkerLostError": "proxcompute.errors",
     "cluster": "proxcompute.cluster",
     "crossmatch": "proxcompute.catalog",
     "from_dataframe": "proxcompute.catalog",
@@ -74,6 +75,7 @@ __all__ = [
     "SqlError",
     "StorageError",
     "UserFunctionError",
+    "WorkerLostError",
     "cluster",
     "crossmatch",
     "from_dataframe",
@@ -112,6 +114,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ProxError,
         RemoteAccessError,
         StorageError,
+        WorkerLostError,
     )
     from proxcompute.ingest import IngestResult, ingest
     from proxcompute.ops.proper_motion import ProperMotion

@@ -25,6 +25,7 @@ __all__ = [
     "SqlError",
     "StorageError",
     "UserFunctionError",
+    "WorkerLostError",
 ]
 
 
@@ -155,3 +156,32 @@ class UserFunctionError(ProxError):
 
     def __reduce__(self):  # picklable across Dask workers
         return (type(self), (self.message, self.partition, self.user_traceback))
+
+
+class WorkerLostError(ProxError):
+    """A cluster worker died while holding a task, and Dask stopped retrying the task.
+
+    When a worker process dies (killed, out of memory, a crash in native code), Dask runs the
+    tasks it held again on the other workers; a task that was on ``allowed_failures + 1``
+    dying workers (``distributed.scheduler.allowed-failures``, 3 by default) is given up. The
+    computation then fails with this error instead of returning fewer rows. ``task`` names
+    the work (``crossmatch of partition Norder=../Npix=..``), ``worker`` the address of the
+    last worker that died with it. Dask counts every task a dying worker held, so the task
+    named may have been the victim of another task on the same worker.
+    """
+
+    def __init__(self, task: str, worker: str = "", attempts: int = 0) -> None:
+        self.task = task
+        self.worker = worker
+        self.attempts = attempts
+        tries = f" {attempts} time(s)" if attempts else ""
+        last = f" (last {worker})" if worker else ""
+        super().__init__(
+            f"worker lost: the cluster workers holding the {task} died{tries}{last}, and Dask stopped "
+            "retrying it (distributed.scheduler.allowed-failures). No partial result was returned or "
+            "published. Workers that die every time have usually run out of memory (in this task or "
+            "another on the same worker): give the workers more memory, or use smaller partitions"
+        )
+
+    def __reduce__(self):  # picklable across Dask workers
+        return (type(self), (self.task, self.worker, self.attempts))

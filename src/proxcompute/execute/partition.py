@@ -163,7 +163,8 @@ def write_partition(
     table = run_partition(plan, pixel)
     rows = 0
     if table.num_rows:
-        rows = write_partition_file(staging, pixel, table, row_group_rows=DEFAULT_ROW_GROUP_ROWS)
+        # the staging directory exists unless the write was aborted: never recreate it
+        rows = write_partition_file(staging, pixel, table, row_group_rows=DEFAULT_ROW_GROUP_ROWS, create_root=False)
     if mark:
         marker = progress_marker(staging, pixel)
         os.makedirs(os.path.dirname(marker), exist_ok=True)

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from proxcompute.errors import PlanError, ProxError, UserFunctionError
+from proxcompute.execute.faults import task_result
 from proxcompute.execute.file_scan import filtered_count
 from proxcompute.execute.partition import (
     PROGRESS_DIR,
@@ -211,9 +212,9 @@ def iter_completed(
     try:
         with progress_bar(description, total=len(futures), enabled=show, transient=True) as advance:
             for fut in dask_as_completed(futures, loop=client.loop):
-                result = fut.result()
-                fut.release()
                 i = index[fut.key]
+                result = task_result(fut, f"{label} of partition {pixels[i]}")
+                fut.release()
                 yield i, result
                 rows = rows_of(pixels[i])
                 advance(1, rows)

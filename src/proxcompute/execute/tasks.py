@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from proxcompute.execute.faults import task_result
 from proxcompute.execute.progress import progress_bar
 
 __all__ = ["map_tasks"]
@@ -26,7 +27,8 @@ def map_tasks(
     then shows rows per second next to the tasks done and the time left.
 
     The first task that fails cancels the rest and its exception is raised unchanged
-    (so a :class:`~proxcompute.errors.ProxError` from a worker reaches the user as is).
+    (so a :class:`~proxcompute.errors.ProxError` from a worker reaches the user as is); a
+    task given up after its workers died is a :class:`~proxcompute.errors.WorkerLostError`.
     """
     from distributed import as_completed
 
@@ -39,12 +41,15 @@ def map_tasks(
     with progress_bar(description, total=len(items), enabled=show_progress) as advance:
         try:
             for fut in as_completed(futures, loop=client.loop):
-                if fut.status == "error":
-                    exc = fut.exception()
-                    raise exc
-                result = results[index[fut.key]] = fut.result()
+                i = index[fut.key]
+                result = results[i] = task_result(fut, f"{description} task for {_short(items[i])}")
                 advance(1, rows_of(result) if rows_of is not None else 0)
         except BaseException:
             client.cancel(futures)
             raise
     return results
+
+
+def _short(item: Any, limit: int = 120) -> str:
+    text = str(item)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -71,14 +71,22 @@ def write_partition_file(
     pixel: PartitionPixel,
     table: pa.Table,
     row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+    *,
+    create_root: bool = True,
 ) -> int:
     """Write one partition file (sorted by ``_healpix_29``) under catalog ``root``.
 
     Returns the number of rows written. Schema metadata (pandas) is dropped so that files
-    written by different workers share one schema.
+    written by different workers share one schema. With ``create_root=False``, ``root``
+    must exist (a :class:`~proxcompute.errors.StorageError` if not): a task still running
+    after its write was aborted (a cancelled Dask task runs to its end on its worker) then
+    fails instead of recreating the removed staging directory.
     """
     path = partition_path(root, pixel.order, pixel.pixel)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if create_root:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        _make_dirs_below(Path(root), path.parent)
     table = sort_by_index(table).replace_schema_metadata(None)
     with atomic_path(path, suffix=".part") as tmp:  # unique: a cancelled task cannot collide
         pq.write_table(
@@ -91,6 +99,23 @@ def write_partition_file(
             column_encoding=column_encodings(table.schema) or None,
         )
     return table.num_rows
+
+
+def _make_dirs_below(root: Path, directory: Path) -> None:
+    """Create ``directory`` and its parents up to, not including, ``root`` (which must exist)."""
+    if directory.is_dir():
+        return
+    if not root.is_dir():
+        raise StorageError(f"cannot write into {root}: the directory is gone (the write was aborted)")
+    current = root
+    for part in directory.relative_to(root).parts:
+        current = current / part
+        try:
+            current.mkdir()  # no parents=True: never recreates a removed root
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            raise StorageError(f"cannot write into {root}: the directory is gone (the write was aborted)") from None
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:
@@ -292,5 +317,13 @@ class CatalogBuilder:
         return self.staging
 
     def abort(self) -> None:
-        """Remove the staging directory."""
-        shutil.rmtree(self.staging, ignore_errors=True)
+        """Remove the staging directory.
+
+        A task still writing into it (cancelled tasks run to their end on their workers) can
+        create a file between the listing and the removal of a directory; the removal is
+        repeated until the directory is gone.
+        """
+        for _ in range(10):
+            shutil.rmtree(self.staging, ignore_errors=True)
+            if not self.staging.exists():
+                return
