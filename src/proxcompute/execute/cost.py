@@ -312,8 +312,9 @@ def estimate_cost(
         Estimate the path a TAP job takes (its partition tasks observed for progress and
         cancellation, which rules out the single-scan fast paths).
     write_result
-        Also count writing the result (a VOTable, CSV or Parquet document), when its number of
-        rows is known before running (a catalog plan's rows, a ``TOP``/``MAXREC`` limit).
+        Also count writing the result (a VOTable, CSV or Parquet document). The result's
+        values are counted when its number of rows is known before running (a catalog plan's
+        rows, a ``TOP``/``MAXREC`` limit); a predicate is assumed to keep every row.
 
     Returns
     -------
@@ -380,8 +381,11 @@ def estimate_cost(
     for node in above:
         if isinstance(node, MERGE_NODES) and out_rows is not None:
             out_rows = _merge_rows_out(node, out_rows)
-    if write_result and out_rows is not None and how != "count":
-        work.add("write", out_rows * len(optimized.output_columns()), "write_cell_s", 1)
+    if out_rows is not None and how != "count":
+        cells = out_rows * len(optimized.output_columns())
+        work.add("result", cells, "result_cell_s", 1)
+        if write_result:
+            work.add("write", cells, "write_cell_s", 1)
     work.seconds["open/plan"] = work.seconds.get("open/plan", 0.0) + rates.query_s
     breakdown = tuple(sorted(((k, v) for k, v in work.seconds.items() if v > 0), key=lambda kv: -kv[1]))
     return CostEstimate(

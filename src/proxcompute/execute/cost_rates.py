@@ -72,6 +72,9 @@ class CostRates:
     """One right row (and margin row) read and bucketed for a crossmatch."""
     gather_row_s: float = 5e-8
     """One input row of a query gathered whole into DuckDB (subqueries, CTEs, other joins)."""
+    result_cell_s: float = 1e-8
+    """One value of the result handed back (concatenated, converted to pandas), when the row
+    count is known."""
     write_cell_s: float = 5e-8
     """One value of the result written out (a row times a column), when the row count is known."""
     user_row_s: float = 5e-8
@@ -105,21 +108,22 @@ class CostRates:
 
 
 DEFAULT_RATES = CostRates(
-    query_s=0.0025,
-    partition_s=0.0025,
-    row_group_s=0.00045,
-    scan_row_s=1.5e-08,
-    scan_cell_s=6e-09,
-    region_row_s=3e-08,
-    filter_row_s=1e-08,
-    duckdb_cell_s=5e-09,
-    aggregate_row_s=3e-08,
-    crossmatch_left_row_s=1.2e-06,
-    crossmatch_right_row_s=2e-07,
-    gather_row_s=5e-08,
-    write_cell_s=4e-08,
-    user_row_s=5e-08,
-    measured_on="shipped defaults: proxcompute calibrate on the development machine (2 cores, 24 GiB, Linux)",
+    query_s=0.000807,
+    partition_s=0.000367,
+    row_group_s=0.000124,
+    scan_row_s=1.5e-09,
+    scan_cell_s=6.68e-09,
+    region_row_s=6.06e-08,
+    filter_row_s=2.5e-08,
+    duckdb_cell_s=2.51e-08,
+    aggregate_row_s=2.73e-07,
+    crossmatch_left_row_s=1.77e-06,
+    crossmatch_right_row_s=1.96e-07,
+    gather_row_s=7.03e-08,
+    result_cell_s=7.08e-09,
+    write_cell_s=7.14e-08,
+    user_row_s=3.45e-07,
+    measured_on="shipped defaults: proxcompute calibrate on vm, 2 cores, 2026-12-04 18:39 UTC, 1,000,000 rows, load 7.3",
 )
 """Rates measured by ``proxcompute calibrate`` on the project's development machine (2 cores,
 24 GiB, Linux, 2026-12); used when no rates file is found."""
