@@ -75,13 +75,17 @@ def markdown(summary: dict) -> str:
     lines = [
         f"{summary['rows']:,} rows; {summary['target']}: "
         f"{'yes' if summary['within_target'] else 'NO'} (worst factor {summary['worst_factor']}); "
-        f"highest load average {summary['max_load1']} on {summary['machine']['cpus']} cores",
+        f"highest load average {summary['max_load1']} on {summary['machine']['cpus']} cores "
+        f"(uptime at the start: {summary['uptime_start'].split('load average:')[-1].strip()})",
         "",
-        "| query | estimated | measured | estimated / measured |",
-        "|---|---:|---:|---:|",
+        "| query | estimated | measured (wall) | estimated / measured | CPU seconds of the run |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, p in summary["queries"].items():
-        lines.append(f"| {name} | {_secs(p['estimated_s'])} | {_secs(p['measured_s'])} | {p['ratio']:.2f} |")
+        cpu = _secs(p["cpu_s"]) if "cpu_s" in p else "n/a (in the server)"
+        lines.append(
+            f"| {name} | {_secs(p['estimated_s'])} | {_secs(p['measured_s'])} | {p['ratio']:.2f} | {cpu} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -115,7 +119,11 @@ def main() -> None:
     ap.add_argument("--rates", type=Path, help="rates file from `proxcompute calibrate` (default: the user's)")
     ap.add_argument("--out", type=Path, help="JSON summary (default: WORKDIR/bench-cost.json)")
     ap.add_argument("--from-scale", type=Path, help="only apply the model to a recorded scale JSON, and exit")
+    ap.add_argument("--markdown-from", type=Path, help="only render a summary JSON as markdown, and exit")
     args = ap.parse_args()
+    if args.markdown_from:
+        sys.stdout.write(markdown(json.loads(args.markdown_from.read_text())))
+        return
     if args.from_scale:
         sys.stdout.write(from_scale(args.from_scale))
         return

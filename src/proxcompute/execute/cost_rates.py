@@ -45,11 +45,13 @@ class CostRates:
     --------
     >>> slow_disk = DEFAULT_RATES.with_rates(scan_cell_s=2e-8, measured_on="a guess")
     >>> slow_disk.scan_cell_s, CostRates.rate_names()[:2]
-    (2e-08, ['query_s', 'partition_s'])
+    (2e-08, ['query_s', 'sql_s'])
     """
 
     query_s: float = 0.002
     """Opening, planning and merging one query (whatever it reads)."""
+    sql_s: float = 0.001
+    """Parsing and compiling one ADQL/SQL query (a TAP job compiles its query when it runs)."""
     partition_s: float = 0.0008
     """One partition touched: its task, its footer (cached when warm)."""
     row_group_s: float = 0.0004
@@ -108,22 +110,23 @@ class CostRates:
 
 
 DEFAULT_RATES = CostRates(
-    query_s=0.000807,
-    partition_s=0.000367,
-    row_group_s=0.000124,
-    scan_row_s=1.5e-09,
-    scan_cell_s=6.68e-09,
-    region_row_s=6.06e-08,
-    filter_row_s=2.5e-08,
-    duckdb_cell_s=2.51e-08,
-    aggregate_row_s=2.73e-07,
-    crossmatch_left_row_s=1.77e-06,
+    query_s=8.07e-05,
+    sql_s=0.000768,
+    partition_s=0.000901,
+    row_group_s=0.000127,
+    scan_row_s=1.5e-10,
+    scan_cell_s=8.06e-09,
+    region_row_s=5.5e-08,
+    filter_row_s=1.79e-08,
+    duckdb_cell_s=1.99e-08,
+    aggregate_row_s=3.1e-07,
+    crossmatch_left_row_s=1.02e-06,
     crossmatch_right_row_s=1.96e-07,
-    gather_row_s=7.03e-08,
-    result_cell_s=7.08e-09,
-    write_cell_s=7.14e-08,
-    user_row_s=3.45e-07,
-    measured_on="shipped defaults: proxcompute calibrate on vm, 2 cores, 2026-12-04 18:39 UTC, 1,000,000 rows, load 7.3",
+    gather_row_s=7.5e-09,
+    result_cell_s=5.17e-09,
+    write_cell_s=3.68e-08,
+    user_row_s=3.47e-07,
+    measured_on="shipped defaults: proxcompute calibrate on vm, 2 cores, 2026-12-04 18:52 UTC, 1,000,000 rows, load 5.2",
 )
 """Rates measured by ``proxcompute calibrate`` on the project's development machine (2 cores,
 24 GiB, Linux, 2026-12); used when no rates file is found."""
