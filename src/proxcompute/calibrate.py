@@ -12,8 +12,8 @@ The model is linear in its rates: :func:`~proxcompute.execute.estimate_cost` of 
 one rate set to 1 and the others to 0 is that rate's coefficient for the probe. The rates
 are the non-negative least-squares fit (``scipy.optimize.nnls``) of the probes' times,
 weighted by 1/time so that every probe counts by its relative error; a rate the probes
-cannot pin down (fitted to 0) keeps a tenth of its shipped default, so that no operator is
-ever free. The fit runs the same estimate the service's quote runs.
+cannot pin down (fitted to 0) keeps a tenth of its round default (``CostRates()``), so that
+no operator is ever free. The fit runs the same estimate the service's quote runs.
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ def _probes(sky: Path, rows: int) -> list[Probe]:
     half = pc.from_dataframe(targets.iloc[::4], name="targets")
     q_count = "SELECT COUNT(*) AS n FROM sky WHERE mag < 20"
     q_group = "SELECT flag, COUNT(*) AS n, AVG(mag) AS mean_mag FROM sky GROUP BY flag"
+    q_cone_group = (q_group.replace(" GROUP BY", " WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+                                    "CIRCLE('ICRS', 200, 20, 10)) GROUP BY"))
     q_gather = "SELECT COUNT(*) AS n FROM (SELECT id, mag FROM sky WHERE mag < 19) AS s"
 
     def sql(q: str):
@@ -147,6 +149,8 @@ def _probes(sky: Path, rows: int) -> list[Probe]:
         Probe("GROUP BY (DuckDB over files)", sql(q_group), lambda: sql(q_group).compute()),
         Probe("GROUP BY per partition (a job)", sql(q_group), _observed(lambda: sql(q_group).compute()),
               observed=True),
+        Probe("GROUP BY in a 10 deg cone (a job)", sql(q_cone_group),
+              _observed(lambda: sql(q_cone_group).compute()), observed=True),
         Probe("crossmatch", left.crossmatch(cat, radius_arcsec=1.0),
               left.crossmatch(cat, radius_arcsec=1.0).compute),
         Probe("crossmatch, a quarter of the left rows", half.crossmatch(cat, radius_arcsec=1.0),
@@ -161,16 +165,17 @@ def fit_rates(
     probes: list[Probe], measured: list[float], *, workers: int, measured_on: str, base: CostRates | None = None
 ) -> CostRates:
     """The non-negative least-squares rates for ``measured`` seconds (see the module docstring);
-    a rate the probes leave at 0 keeps a tenth of ``base``'s (default: the shipped rates)."""
+    a rate the probes leave at 0 keeps a tenth of ``base``'s (default: the class's round
+    defaults, so that calibrating again does not shrink it further)."""
     import numpy as np
     from scipy.optimize import nnls
 
-    from proxcompute.execute import DEFAULT_RATES, CostRates, estimate_cost
+    from proxcompute.execute import CostRates, estimate_cost
 
-    base = base or DEFAULT_RATES
+    base = base or CostRates()
 
     names = CostRates.rate_names()
-    zero = base.with_rates(**{n: 0.0 for n in names})
+    zero = CostRates(**{n: 0.0 for n in names})
     a = np.zeros((len(probes), len(names)))
     for j, name in enumerate(names):
         unit = zero.with_rates(**{name: 1.0})
@@ -190,7 +195,7 @@ def fit_rates(
 
 
 def calibrate(
-    *, rows: int = 1_000_000, workdir: str | os.PathLike | None = None, repeats: int = 3, progress: Any = None
+    *, rows: int = 1_000_000, workdir: str | os.PathLike | None = None, repeats: int = 5, progress: Any = None
 ) -> tuple[CostRates, list[ProbeResult]]:
     """Measure this machine's rates on a seeded catalog of ``rows`` rows.
 

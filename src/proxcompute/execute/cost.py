@@ -376,6 +376,7 @@ def estimate_cost(
             w = _width(parts, n_workers, local)
             if isinstance(merge, (Aggregate, SqlAggregate, Distinct, TopN, Sort)):
                 work.add("aggregate", rows, "aggregate_row_s", w)
+                work.add("aggregate", parts, "aggregate_partition_s", w)
             out_rows = _merge_rows_out(merge, rows)
         else:
             out_rows = rows

@@ -68,6 +68,8 @@ class CostRates:
     """One value read and aggregated by DuckDB reading the partition files itself (single scan)."""
     aggregate_row_s: float = 3e-8
     """One row through a GROUP BY, DISTINCT or sort over Arrow tables (partial and merge)."""
+    aggregate_partition_s: float = 0.002
+    """One partition's partial aggregate run on its own (a DuckDB query per partition, its merge)."""
     crossmatch_left_row_s: float = 4e-7
     """One left row of a crossmatch (buckets, search, assembly of its matches)."""
     crossmatch_right_row_s: float = 1e-7
@@ -110,23 +112,24 @@ class CostRates:
 
 
 DEFAULT_RATES = CostRates(
-    query_s=8.07e-05,
-    sql_s=0.000768,
-    partition_s=0.000901,
-    row_group_s=0.000127,
-    scan_row_s=1.5e-10,
-    scan_cell_s=8.06e-09,
-    region_row_s=5.5e-08,
-    filter_row_s=1.79e-08,
-    duckdb_cell_s=1.99e-08,
-    aggregate_row_s=3.1e-07,
-    crossmatch_left_row_s=1.02e-06,
+    query_s=0.000503,
+    sql_s=0.0001,
+    partition_s=0.000534,
+    row_group_s=0.00013,
+    scan_row_s=2e-09,
+    scan_cell_s=6.56e-09,
+    region_row_s=1e-07,
+    filter_row_s=2.06e-08,
+    duckdb_cell_s=1.92e-08,
+    aggregate_row_s=1.31e-07,
+    aggregate_partition_s=0.00371,
+    crossmatch_left_row_s=5.33e-07,
     crossmatch_right_row_s=1.96e-07,
-    gather_row_s=7.5e-09,
-    result_cell_s=5.17e-09,
-    write_cell_s=3.68e-08,
-    user_row_s=3.47e-07,
-    measured_on="shipped defaults: proxcompute calibrate on vm, 2 cores, 2026-12-04 18:52 UTC, 1,000,000 rows, load 5.2",
+    gather_row_s=6.63e-08,
+    result_cell_s=7.56e-09,
+    write_cell_s=2.45e-08,
+    user_row_s=2.61e-07,
+    measured_on="shipped defaults: proxcompute calibrate on vm, 2 cores, 2026-12-04 19:04 UTC, 1,000,000 rows, load 5.4",
 )
 """Rates measured by ``proxcompute calibrate`` on the project's development machine (2 cores,
 24 GiB, Linux, 2026-12); used when no rates file is found."""
