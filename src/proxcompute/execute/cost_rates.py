@@ -137,14 +137,12 @@ DEFAULT_RATES = CostRates(
 
 def default_rates_path() -> Path:
     """Where ``proxcompute calibrate`` writes and ``serve`` looks: ``$PROXCOMPUTE_COST_RATES``,
-    else ``cost-rates.json`` in the user's configuration directory (``~/.config/proxcompute``
-    on Linux, by ``platformdirs``)."""
+    else ``cost-rates.json`` in the user's configuration directory, ``~/.config/proxcompute``
+    (where the user's cluster profiles live too)."""
     env = os.environ.get(RATES_FILE_ENV)
     if env:
         return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir("proxcompute")) / "cost-rates.json"
+    return Path.home() / ".config" / "proxcompute" / "cost-rates.json"
 
 
 def load_rates(path: str | os.PathLike | None = None) -> CostRates:
