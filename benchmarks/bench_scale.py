@@ -349,13 +349,37 @@ def _machine() -> dict:
     }
 
 
+_last_cpu: list[float] = [0.0]
+"""Median CPU seconds (this process, all threads) of the last :func:`_timed` call."""
+
+
 def _timed(fn, repeats: int = 1):
-    times, out = [], None
+    times, cpus, out = [], [], None
     for _ in range(repeats):
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    _last_cpu[0] = float(np.median(cpus))
     return out, float(np.median(times))
+
+
+def _estimate_s(subject, **kw) -> float:
+    """The cost model's estimate (seconds) of what a stage times, with the machine's rates
+    (``proxcompute calibrate``'s file, ``$PROXCOMPUTE_COST_RATES``, else the shipped defaults)."""
+    from proxcompute.execute import estimate_cost, load_rates
+
+    return estimate_cost(subject, rates=load_rates(), **kw).seconds
+
+
+def _pair(estimated_s: float, measured_s: float, cpu_s: float | None = None) -> dict:
+    """Estimate and measured wall time; ``cpu_s``: the CPU seconds of the measured run (all
+    threads), what the work took without the other processes' share of the cores."""
+    out = {"estimated_s": round(estimated_s, 4), "measured_s": round(measured_s, 4),
+           "ratio": round(estimated_s / max(measured_s, 1e-9), 2)}  # fmt: skip
+    if cpu_s is not None:
+        out["cpu_s"] = round(cpu_s, 4)
+    return out
 
 
 def _check_cone(got_ids, ref) -> bool:
@@ -428,9 +452,11 @@ def stage_cones_warm(path: Path, ref: dict) -> dict:
     for (label, ra, dec, r), cref in zip(CONES, ref["cones"], strict=True):
         cat.cone_search(ra, dec, r).compute()  # warm: footers, kernels
         df, t = _timed(lambda ra=ra, dec=dec, r=r: pc.open_catalog(path).cone_search(ra, dec, r).compute(), 5)
+        cpu = _last_cpu[0]
         good = _check_cone(df["id"].to_numpy(), cref)
         ok &= good
-        out[label] = {"ms": round(t * 1e3, 2), "rows": len(df), "ok": good}
+        est = _estimate_s(pc.open_catalog(path).cone_search(ra, dec, r))
+        out[label] = {"ms": round(t * 1e3, 2), "rows": len(df), "ok": good, "estimate": _pair(est, t, cpu)}
     return {"cones": out, "ok": ok}
 
 
@@ -469,10 +495,18 @@ def stage_sql(path: Path, ref: dict, rows: int) -> dict:
     total, t_total = _timed(
         lambda: int(pc.sql("SELECT COUNT(*) AS n FROM sky", catalogs=cats).compute()["n"][0]), 3
     )
+    c_total = _last_cpu[0]
     n, t_first = _timed(lambda: int(pc.sql(COUNT_SQL, catalogs=cats).compute()["n"][0]), 1)
     n, t_count = _timed(lambda: int(pc.sql(COUNT_SQL, catalogs=cats).compute()["n"][0]), 2)
+    c_count = _last_cpu[0]
     groups, t_group = _timed(lambda: pc.sql(GROUP_SQL, catalogs=cats).compute(), 1)
+    estimates = {
+        "count(*)": _pair(_estimate_s(pc.sql("SELECT COUNT(*) AS n FROM sky", catalogs=cats)), t_total, c_total),
+        "count(mag<20)": _pair(_estimate_s(pc.sql(COUNT_SQL, catalogs=cats)), t_count, c_count),
+        "GROUP BY": _pair(_estimate_s(pc.sql(GROUP_SQL, catalogs=cats)), t_group, _last_cpu[0]),
+    }
     return {
+        "estimates": estimates,
         "count_star_ms": round(t_total * 1e3, 1),
         "count_mag_first_s": round(t_first, 2),
         "count_mag_warm_s": round(t_count, 2),
@@ -486,12 +520,18 @@ def stage_crossmatch(targets: Path, path: Path, out: Path, ref: dict, n_targets:
     import proxcompute as pc
 
     shutil.rmtree(out, ignore_errors=True)
+    # compile the crossmatch kernels first (numba, once per process): the stage times the match
     t = time.perf_counter()
+    pc.open_catalog(targets).cone_search(45.0, 30.0, 60.0).crossmatch(pc.open_catalog(path), radius_arcsec=1.0).compute()
+    warmup = time.perf_counter() - t
+    estimated = _estimate_s(pc.open_catalog(targets).crossmatch(pc.open_catalog(path), radius_arcsec=XMATCH_ARCSEC))
+    c, t = time.process_time(), time.perf_counter()
     left = pc.open_catalog(targets)
     written = left.crossmatch(pc.open_catalog(path), radius_arcsec=XMATCH_ARCSEC).to_catalog(
         out, overwrite=True
     )
     seconds = time.perf_counter() - t
+    cpu = time.process_time() - c
     pairs = len(written)
     checked, ok = 0, True
     for (ra0, dec0, r), want in zip(REGIONS, ref["expected_pairs"], strict=True):
@@ -500,12 +540,32 @@ def stage_crossmatch(targets: Path, path: Path, out: Path, ref: dict, n_targets:
         ok &= got == want
         checked += len(want)
     return {
+        "estimate": _pair(estimated, seconds, cpu),
+        "kernel_warmup_s": round(warmup, 2),
         "seconds_match_write": round(seconds, 2),
         "left_rows_per_s": round(n_targets / seconds),
         "pairs": pairs,
         "pairs_checked": checked,
         "ok": ok and checked > 0,
     }
+
+
+def _job_quote_and_run(url: str) -> dict:
+    """A UWS job's quote (the service's estimate: quote - creationTime) and its run time
+    (endTime - startTime), from its job document."""
+    import re
+    from datetime import datetime
+
+    import httpx
+
+    doc = httpx.get(url).text
+
+    def at(name: str) -> datetime:
+        text = re.search(rf"<uws:{name}>([^<]+)</uws:{name}>", doc).group(1)
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+
+    quote = (at("quote") - at("creationTime")).total_seconds()
+    return _pair(quote, (at("endTime") - at("startTime")).total_seconds())
 
 
 def stage_tap(root: Path, ref: dict, cones: int = 20) -> dict:
@@ -534,12 +594,15 @@ def stage_tap(root: Path, ref: dict, cones: int = 20) -> dict:
         for job in jobs:
             job.wait(timeout=3600)
         async_s = time.perf_counter() - t
+        quotes = {name: _job_quote_and_run(job.url) for name, job in zip(("count(mag<20) job", "GROUP BY job"), jobs,
+                                                                         strict=True)}  # fmt: skip
         count = jobs[0].fetch_result().to_table()
         groups = jobs[1].fetch_result().to_table().to_pandas()
         ok &= int(count["n"][0]) == ref["count_mag_lt_20"] and _check_groups(groups, ref)
         for job in jobs:
             job.delete()
         out = {
+            "estimates": quotes,
             "async_count_and_group_by_s": round(async_s, 2),
             "cone_1arcmin_median_ms": round(float(np.median(lat)) * 1e3, 1),
             "cone_1arcmin_p95_ms": round(float(np.percentile(lat, 95)) * 1e3, 1),
@@ -603,7 +666,32 @@ def markdown(data: dict) -> str:
             f"{s['peak_disk_gb']:.1f} / {s['end_disk_gb']:.1f} GB | {s['load1_start']:.1f} / {s['max_load1']:.1f} | "
             f"{ok} | {_detail(s)} |"
         )
+    pairs = estimate_pairs(data)
+    if pairs:
+        lines += ["", "The cost model's estimate next to each timed query (`proxcompute calibrate`'s rates; "
+                  "TAP jobs: the service's UWS quote against the job's run time):", "",
+                  "| query | estimated | measured | ratio | CPU of the run |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+        for name, p in pairs.items():
+            cpu = _secs(p["cpu_s"]) if "cpu_s" in p else "n/a"
+            lines.append(f"| {name} | {_secs(p['estimated_s'])} | {_secs(p['measured_s'])} | {p['ratio']:.2f} | {cpu} |")
     return "\n".join(lines) + "\n"
+
+
+def _secs(s: float) -> str:
+    return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def estimate_pairs(data: dict) -> dict[str, dict]:
+    """Every timed query's ``{estimated_s, measured_s, ratio}`` recorded in a run's stages."""
+    out: dict[str, dict] = {}
+    for s in data["stages"]:
+        if s["stage"] == "cones-warm":
+            out.update({f"cone {k}": v["estimate"] for k, v in s.get("cones", {}).items() if "estimate" in v})
+        elif s["stage"] in ("sql", "tap"):
+            out.update(s.get("estimates", {}))
+        elif s["stage"] == "crossmatch" and "estimate" in s:
+            out["crossmatch (to_catalog)"] = s["estimate"]
+    return out
 
 
 def plot_growth(runs: list[dict], out: Path) -> None:

@@ -7,6 +7,7 @@ until a computation needs it):
 - :func:`cluster`: start a Dask cluster from a profile (local, SLURM, PBS, SGE, dask-gateway);
 - :func:`sql`: ADQL/SQL over catalogs, compiled to the same plans;
 - :func:`ingest`: raw tables to a HATS-compatible catalog with margin;
+- :func:`estimate_cost`: a plan's estimated run time, by operator, before it runs;
 - :class:`Cone`, :class:`Box`, :class:`Polygon`: search regions;
 - :class:`ProxError` and its subclasses: every error a user can cause.
 """
@@ -25,6 +26,9 @@ _EXPORTS: dict[str, str] = {
     "ColumnNotFoundError": "proxcompute.errors",
     "Cone": "proxcompute.sky",
     "CorruptPartitionError": "proxcompute.errors",
+    "CostEstimate": "proxcompute.execute",
+    "CostRates": "proxcompute.execute",
+    "CostRatesError": "proxcompute.errors",
     "INDEX_COLUMN": "proxcompute.sky",
     "IngestError": "proxcompute.errors",
     "IngestResult": "proxcompute.ingest",
@@ -45,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "WorkerLostError": "proxcompute.errors",
     "cluster": "proxcompute.cluster",
     "crossmatch": "proxcompute.catalog",
+    "estimate_cost": "proxcompute.execute",
     "from_dataframe": "proxcompute.catalog",
     "generate_catalog": "proxcompute.synthetic",
     "ingest": "proxcompute.ingest",
@@ -60,6 +65,9 @@ __all__ = [
     "ColumnNotFoundError",
     "Cone",
     "CorruptPartitionError",
+    "CostEstimate",
+    "CostRates",
+    "CostRatesError",
     "IngestError",
     "IngestResult",
     "InputError",
@@ -78,6 +86,7 @@ __all__ = [
     "WorkerLostError",
     "cluster",
     "crossmatch",
+    "estimate_cost",
     "from_dataframe",
     "generate_catalog",
     "ingest",
@@ -106,6 +115,7 @@ if TYPE_CHECKING:  # pragma: no cover
         CatalogExistsError,
         ColumnNotFoundError,
         CorruptPartitionError,
+        CostRatesError,
         IngestError,
         InputError,
         InvalidCoordinatesError,
@@ -116,6 +126,7 @@ if TYPE_CHECKING:  # pragma: no cover
         StorageError,
         WorkerLostError,
     )
+    from proxcompute.execute import CostEstimate, CostRates, estimate_cost
     from proxcompute.ingest import IngestResult, ingest
     from proxcompute.ops.proper_motion import ProperMotion
     from proxcompute.sky import INDEX_COLUMN, Box, Cone, Polygon

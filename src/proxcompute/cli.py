@@ -21,15 +21,17 @@ app = typer.Typer(
 )
 
 
-def _add_cluster_commands() -> None:
+def _add_commands_of_other_modules() -> None:
+    from proxcompute.calibrate import calibrate_cli
     from proxcompute.cluster.cli import cluster_app
 
     app.add_typer(
         cluster_app, name="cluster", help="Cluster profiles and clusters: list, show (with the job script), up, status, down."
     )
+    app.command("calibrate")(calibrate_cli)
 
 
-_add_cluster_commands()
+_add_commands_of_other_modules()
 
 
 @contextlib.contextmanager
@@ -426,8 +428,13 @@ def serve(
     job_nice: Annotated[
         int, typer.Option("--job-nice", help="Nice value of async jobs' worker processes (0-19): sync queries first.")
     ] = 10,
+    cost_rates: Annotated[
+        Path | None,
+        typer.Option("--cost-rates", help="Rates file of the quote's cost model (default: the one calibrate wrote)."),
+    ] = None,
 ) -> None:
     """Serve the catalogs over IVOA TAP 1.1 (sync and async/UWS) at http://HOST:PORT/tap."""
+    from proxcompute.execute import load_rates
     from proxcompute.service import ServiceConfig, create_app
 
     token_map = _read_tokens(tokens) if tokens is not None else {}
@@ -435,7 +442,7 @@ def serve(
         raise ProxError(f"--catalog-root {catalog_root} is not a directory")
     try:
         config = ServiceConfig(catalog_root, data_dir=data_dir, db_url=db, tokens=token_map, cluster=cluster,
-                               access_file=access, job_nice=job_nice)  # fmt: skip
+                               access_file=access, job_nice=job_nice, cost_rates=load_rates(cost_rates))  # fmt: skip
     except ValueError as exc:
         raise ProxError(str(exc)) from None
     if access is not None and not access.is_file():

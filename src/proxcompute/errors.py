@@ -13,6 +13,7 @@ __all__ = [
     "CatalogExistsError",
     "ColumnNotFoundError",
     "CorruptPartitionError",
+    "CostRatesError",
     "IngestError",
     "InputError",
     "InvalidCoordinatesError",
@@ -72,6 +73,10 @@ class RemoteAccessError(StorageError):
 
 class CatalogExistsError(StorageError):
     """The output directory exists and overwriting was not requested."""
+
+
+class CostRatesError(ProxError):
+    """A cost rates file cannot be read or holds bad values (the message names the file)."""
 
 
 class InputError(ProxError):

@@ -479,20 +479,24 @@ class Catalog(UserCodeMixin, IdsMixin):
         return Catalog(Scan(StoredSource(read_catalog_meta(dest))))
 
     def explain(self) -> Explanation:
-        """The plan as written, as optimized, and what it will read.
+        """The plan as written, as optimized, what it will read, and its estimated run time.
 
-        Only the footers of the partitions the plan touches are opened.
+        Only the footers of the partitions the plan touches are opened. The last line is the
+        cost model's estimate (:func:`proxcompute.estimate_cost`, with the default rates).
 
         Examples
         --------
         >>> from proxcompute.catalog import from_dataframe
         >>> from proxcompute.synthetic import generate_catalog
         >>> cat = from_dataframe(generate_catalog(5_000, seed=2))
-        >>> print(cat.cone_search(45.0, 30.0, 600.0).explain().splitlines()[-2])
+        >>> print(cat.cone_search(45.0, 30.0, 600.0).explain().splitlines()[-3])
         reads 1 of 12 partitions, 1 of 12 row groups
+        >>> cat.cone_search(45.0, 30.0, 600.0).explain().splitlines()[-1].startswith("estimated ")
+        True
         """
         optimized = optimize(self._plan)
-        return render_explain(self._plan, optimized, execute.describe_reads(optimized))
+        estimate = execute.estimate_cost(self._plan).summary()
+        return render_explain(self._plan, optimized, execute.describe_reads(optimized), estimate)
 
     # -- notebook ------------------------------------------------------------------------
 

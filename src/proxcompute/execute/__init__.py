@@ -1,6 +1,14 @@
 """The only package that builds Dask graphs (public Dask API only)."""
 
 from proxcompute.execute.aggregate import aggregate, aggregate_table
+from proxcompute.execute.cost import CostEstimate, estimate_cost, worker_threads
+from proxcompute.execute.cost_rates import (
+    DEFAULT_RATES,
+    CostRates,
+    default_rates_path,
+    load_rates,
+    save_rates,
+)
 from proxcompute.execute.crossmatch import crossmatch_partition
 from proxcompute.execute.explain import describe_reads
 from proxcompute.execute.frames import to_dask
@@ -27,9 +35,12 @@ from proxcompute.execute.scheduler import current_client, local_client
 from proxcompute.execute.tasks import map_tasks
 
 __all__ = [
+    "DEFAULT_RATES",
     "IN_PROCESS_MAX_PARTITIONS",
     "STREAM_CHUNK_PARTITIONS",
     "Cancelled",
+    "CostEstimate",
+    "CostRates",
     "TaskObserver",
     "aggregate",
     "aggregate_table",
@@ -39,20 +50,25 @@ __all__ = [
     "count",
     "crossmatch_partition",
     "current_client",
+    "default_rates_path",
     "describe_reads",
+    "estimate_cost",
     "gather_partition",
     "head",
     "iter_completed",
     "iter_tables",
     "join_partition",
     "learn_schema",
+    "load_rates",
     "local_client",
     "map_partitions",
     "map_tasks",
     "observe",
     "progress_bar",
+    "save_rates",
     "stored_count",
     "strategy",
     "to_catalog",
     "to_dask",
+    "worker_threads",
 ]

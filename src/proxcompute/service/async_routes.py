@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from proxcompute.service.errors import QuotaError, error_response, handles_errors
-from proxcompute.service.job_exec import SCAN_ROWS_PER_SECOND, pick_queue
+from proxcompute.service.job_exec import pick_queue
 from proxcompute.service.jobs import parse_uws_time, utcnow, uws_time
 from proxcompute.service.params import TapParams, TapRequestError, read_params
 from proxcompute.service.query import check_query_length
@@ -71,10 +71,10 @@ def submit_job(state: ServiceState, owner: str | None, params: TapParams) -> Job
         raise QuotaError(
             f"quota (active_jobs): {allowed} active jobs at most; wait for some to finish or abort them"
         )
-    queue, rows_to_read = pick_queue(params, state, owner)
+    queue, estimate = pick_queue(params, state, owner)
     quote = None
-    if rows_to_read is not None:  # the cost is known before the job runs
-        quote = utcnow() + timedelta(seconds=0.5 + rows_to_read / SCAN_ROWS_PER_SECOND)
+    if estimate is not None:  # the cost model's estimate, known before the job runs
+        quote = utcnow() + timedelta(seconds=estimate.seconds)
     values = {k: v for k, v in params.values.items() if k not in ("PHASE",)}
     if params.all("UPLOAD"):
         values["UPLOAD"] = ";".join(params.all("UPLOAD"))

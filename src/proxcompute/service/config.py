@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from proxcompute.execute.cost_rates import CostRates, load_rates
+
 __all__ = ["ServiceConfig"]
 
 
@@ -34,6 +36,13 @@ class ServiceConfig:
     queues: dict[str, int] = field(default_factory=lambda: {"short": 600, "long": 86_400})
     """Queue name -> execution duration (seconds) of its jobs."""
     default_queue: str = "short"
+    long_queue_seconds: float = 30.0
+    """Jobs whose estimated run time (the UWS quote) is above this go to the ``long`` queue
+    unless they ask for one with QUEUE."""
+    cost_rates: CostRates | None = None
+    """Rates of the cost model behind the quote and the queue choice (``--cost-rates``, or the
+    file ``proxcompute calibrate`` wrote); None: the file in the user's configuration
+    directory if there is one, else the shipped defaults."""
     retention_seconds: int = 7 * 86_400
     sync_timeout_seconds: int = 600
     tokens: dict[str, str] = field(default_factory=dict)
@@ -67,6 +76,10 @@ class ServiceConfig:
             self.access_file = Path(self.access_file).resolve()
         if not 0 <= int(self.job_nice) <= 19:
             raise ValueError(f"job_nice={self.job_nice} must be between 0 and 19")
+        if self.cost_rates is None:
+            self.cost_rates = load_rates()
+        if not self.long_queue_seconds >= 0:
+            raise ValueError(f"long_queue_seconds must be >= 0, got {self.long_queue_seconds!r}")
         if self.default_queue not in self.queues:
             raise ValueError(f"default queue {self.default_queue!r} is not one of {sorted(self.queues)}")
 

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from proxcompute.errors import ProxError
-from proxcompute.execute import TaskObserver, observe
+from proxcompute.execute import CostEstimate, TaskObserver, estimate_cost, observe
 from proxcompute.service.config import ServiceConfig
 from proxcompute.service.job_process import run_in_worker
 from proxcompute.service.jobs import Job, JobOutcome
@@ -28,10 +26,8 @@ from proxcompute.service.vosi import column_metadata
 from proxcompute.sql import CatalogRegistry
 from proxcompute.storage.atomic import atomic_write
 
-__all__ = ["LONG_QUEUE_ROWS", "SCAN_ROWS_PER_SECOND", "JobQuery", "make_executor", "pick_queue", "run_job_query"]
+__all__ = ["JobQuery", "make_executor", "pick_queue", "run_job_query"]
 
-LONG_QUEUE_ROWS = 20_000_000
-"""Queries estimated to read more rows than this go to the ``long`` queue unless QUEUE says otherwise."""
 EXTENSIONS = {"csv": "csv", "tsv": "tsv", "parquet": "parquet"}
 
 
@@ -104,37 +100,30 @@ def make_executor(state: Any):
     return execute
 
 
-SCAN_ROWS_PER_SECOND = 50_000_000
-"""Cost model of the quote: rows read per second (partition scan + kernels, 2 cores)."""
+def pick_queue(params: TapParams, state: Any, state_user: str | None = None) -> tuple[str, CostEstimate | None]:
+    """The queue a job runs in, and its plan's estimated cost (None when it cannot be planned).
 
-
-def pick_queue(params: TapParams, state: Any, state_user: str | None = None) -> tuple[str, float | None]:
-    """The queue a job runs in, and the rows its plan reads (None when it cannot be planned)."""
+    The estimate is :func:`~proxcompute.execute.estimate_cost` of the job's query as a job
+    runs it (observed partition tasks, the result written out) with the service's rates
+    (``proxcompute serve --cost-rates``); a job estimated above ``long_queue_seconds`` goes
+    to the ``long`` queue unless ``QUEUE`` says otherwise.
+    """
     config = state.config
     asked = params.get("QUEUE")
     if asked is not None:
         if asked not in config.queues:
             raise TapRequestError(f"QUEUE={asked} is not a queue here; queues: {', '.join(sorted(config.queues))}")
-    try:  # the plan's cost: rows of the partitions it reads
+    try:
         spec = parse_query_spec(params, default_maxrec=config.default_maxrec, hard_maxrec=config.hard_maxrec,
                                 upload_limit=config.upload_limit_bytes,
                                 max_query_chars=config.max_query_chars)  # fmt: skip
         result = compile_spec(spec, state.registry_for(state_user)[0])
+        estimate = estimate_cost(result, rates=config.cost_rates, client=state.client, observed=True,
+                                 write_result=True)  # fmt: skip
     except (ProxError, RecursionError):
         return asked or config.default_queue, None  # the job will fail with the message when it runs
-    cat = result.catalog
-    if cat is not None:
-        src = cat.plan.source
-        n_all = max(1, len(getattr(src, "pixels", ()) or ()))
-        estimate = max(src.total_rows, 0) * len(result.partitions) / n_all
-    else:
-        # gathered inputs: a catalog's recorded rows (-1 when unknown counts as 0), a table's rows
-        estimate = sum(
-            c.num_rows if isinstance(c, pa.Table) else max(c.plan.source.total_rows, 0)
-            for c in result.inputs.values()
-        )
     if asked is not None:
         return asked, estimate
-    if estimate > LONG_QUEUE_ROWS and "long" in config.queues:
+    if estimate.seconds > config.long_queue_seconds and "long" in config.queues:
         return "long", estimate
     return config.default_queue, estimate

@@ -97,6 +97,12 @@ class SqlResult:
         plan = self._plan.plan
         return plan if self.maxrec is None else Limit(plan, self.maxrec + 1)
 
+    @property
+    def run_plan(self) -> PlanNode:
+        """The plan as it runs: :attr:`plan` with ``maxrec``'s limit (what
+        :func:`~proxcompute.execute.estimate_cost` estimates)."""
+        return self._capped_plan()
+
     def to_arrow(self, client: Any = None) -> pa.Table:
         """Run the query; the whole result as one Arrow table.
 
@@ -271,9 +277,11 @@ class SqlResult:
                 lines.append("SQL nodes, optimized:")
                 lines.append(textwrap.indent(render_operators(optimized), "  "))
             lines.append(f"runs as: {execute.strategy(optimized)} ({_STRATEGIES[execute.strategy(optimized)]})")
+            lines.append(f"the query: {execute.estimate_cost(self).summary()}")
             lines.append("input (the plan the Python method chain builds, as Catalog.explain() shows it):")
             base, base_optimized = catalog_plan(p.plan), catalog_plan(optimized)
-            lines.append(render_explain(base, base_optimized, execute.describe_reads(base_optimized)))
+            estimate = execute.estimate_cost(base).summary()
+            lines.append(render_explain(base, base_optimized, execute.describe_reads(base_optimized), estimate))
         return Explanation("\n".join(lines))
 
     def __repr__(self) -> str:
