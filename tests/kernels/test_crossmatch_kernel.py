@@ -103,3 +103,68 @@ def test_empty_inputs():
     idx, sep = xm.nearest_k(np.array([0]), np.array([0.0]), np.array([0.0]), right, 1 / 3600)
     assert idx.tolist() == [[-1]] and np.isnan(sep).all()
     assert all(len(a) == 0 for a in xm.all_pairs(np.array([0]), np.array([0.0]), np.array([0.0]), right, 1 / 3600))
+
+
+def _runs_of(ri, rra, rdec, n_runs, seed=5):
+    """The right rows dealt into ``n_runs`` sorted runs, one after the other (like a partition
+    followed by its margin)."""
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, n_runs, len(ri))
+    rows = np.concatenate([np.flatnonzero(which == k) for k in range(n_runs)])  # stays sorted per run
+    return ri[rows], rra[rows], rdec[rows]
+
+
+@pytest.mark.parametrize("n_runs", [1, 2, 40])
+@pytest.mark.parametrize("rows_per_deg2", [None, 1e9, 1e4, 10.0])
+def test_sorted_runs_and_lookup_orders_equal_astropy(n_runs, rows_per_deg2):
+    """Right rows in several sorted runs (searched run by run, or sorted once past MAX_RUNS),
+    at every lookup order the density allows: nearest and all pairs equal astropy's."""
+    (li, lra, ldec), (ri, rra, rdec) = _data(seed=3)
+    radius_arcsec = 5.0
+    r = radius_arcsec / 3600
+    qi, qra, qdec = _runs_of(ri, rra, rdec, n_runs)
+    right = xm.RightBuckets(qi, qra, qdec, xm.bucket_order_for(r), rows_per_deg2=rows_per_deg2)
+    assert (right.perm is not None) == (n_runs > xm.MAX_RUNS)
+    if rows_per_deg2 == 1e9:
+        assert right.lookup_order == right.order  # too dense for coarser lookups
+    if rows_per_deg2 in (None, 10.0):
+        assert right.lookup_order == right.order - xm.SUB_LEVELS
+    idx, sep = xm.nearest_k(li, lra, ldec, right, r)
+    left_sky = SkyCoord(lra * u.deg, ldec * u.deg)
+    right_sky = SkyCoord(qra * u.deg, qdec * u.deg)
+    ref_idx, ref_sep, _ = left_sky.match_to_catalog_sky(right_sky)
+    ok = ref_sep.arcsec <= radius_arcsec
+    assert np.array_equal(np.where(ok, ref_idx, -1), idx[:, 0])
+    np.testing.assert_allclose(sep[ok, 0], ref_sep.arcsec[ok], atol=1e-8)
+    L, R, S = xm.all_pairs(li, lra, ldec, right, r)
+    il, ir, d2d, _ = search_around_sky(left_sky, right_sky, radius_arcsec * u.arcsec)
+    assert set(zip(L.tolist(), R.tolist(), strict=True)) == set(zip(il.tolist(), ir.tolist(), strict=True))
+    np.testing.assert_allclose(S[np.lexsort((R, L))], d2d.arcsec[np.lexsort((ir, il))], atol=1e-8)
+    assert len(L) > 5_000 and ok.sum() > 1_000
+
+
+def test_ties_keep_the_first_row_in_healpix_order():
+    """Equal separations (duplicated rows, one in each run): the first given wins, and the
+    order is the same as if the runs had been merged by _healpix_29 (a stable sort)."""
+    ra = np.array([10.0, 10.0 + 1 / 3600, 10.0 - 2 / 3600])
+    dec = np.array([20.0, 20.0, 20.0])
+    index = radec_to_nested(29, ra, dec)
+    run = np.argsort(index, kind="stable")
+    rows = np.concatenate([run, run])  # the same three points twice: a partition, then its "margin"
+    right = xm.RightBuckets(index[rows], ra[rows], dec[rows], xm.bucket_order_for(5 / 3600))
+    li = radec_to_nested(29, np.array([10.0]), np.array([20.0]))
+    idx, sep = xm.nearest_k(li, np.array([10.0]), np.array([20.0]), right, 5 / 3600, k=6)
+    merged = np.argsort(index[rows], kind="stable")  # positions in _healpix_29 order, stable
+    rank = np.empty(len(rows), np.int64)
+    rank[merged] = np.arange(len(rows))
+    expected = sorted(range(len(rows)), key=lambda j: (round(sep_of(j, ra[rows], dec[rows]), 9), rank[j]))
+    assert idx[0].tolist() == expected
+    assert rows[idx[0]].tolist() == [0, 0, 1, 1, 2, 2]  # nearest first, each duplicate twice
+    assert sep[0, :2].tolist() == [0.0, 0.0]
+    L, R, S = xm.all_pairs(li, np.array([10.0]), np.array([20.0]), right, 5 / 3600)
+    assert L.tolist() == [0] * 6 and R.tolist() == expected
+    np.testing.assert_array_equal(S, sep[0])
+
+
+def sep_of(j, ra, dec):
+    return float(SkyCoord(ra[j] * u.deg, dec[j] * u.deg).separation(SkyCoord(10 * u.deg, 20 * u.deg)).arcsec)
