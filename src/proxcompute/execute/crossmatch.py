@@ -17,12 +17,16 @@ For each piece of the left partition (:func:`proxcompute.ops.crossmatch.align_pi
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pyarrow as pa
 
 from proxcompute.execute.partition import run_partition
 from proxcompute.execute.reader import footer, register_derived_source
 from proxcompute.execute.split_read import SplitRead, read_split, splittable
+from proxcompute.kernels._jit import numba_loaded
+from proxcompute.kernels.crossmatch import load as load_kernels
 from proxcompute.ops.crossmatch import (
     align_pixel,
     concat_right,
@@ -119,8 +123,23 @@ class RowFetch:
         return table.take(pa.array(back, type=pa.int64()))
 
 
+_loading = threading.Lock()
+_load_started = False
+
+
+def _load_kernels_meanwhile() -> None:
+    """Once per process, load the numba kernels in a thread while the partitions are read."""
+    global _load_started
+    with _loading:
+        if _load_started or numba_loaded():
+            return
+        _load_started = True
+    threading.Thread(target=load_kernels, name="proxcompute-load-kernels", daemon=True).start()
+
+
 def crossmatch_partition(source: CrossmatchSource, pixel: PartitionPixel, ranges: np.ndarray | None = None) -> pa.Table:
     """The crossmatch output rows of left partition ``pixel`` (left order, then separation)."""
+    _load_kernels_meanwhile()
     left = run_partition(source.left, pixel)
     if ranges is not None and left.num_rows:
         left = filter_by_ranges(left, ranges)

@@ -31,7 +31,7 @@ import numpy as np
 from proxcompute.kernels import healpix_nested as _hn
 from proxcompute.kernels._jit import jit
 
-__all__ = ["SUB_LEVELS", "RightBuckets", "all_pairs", "bucket_order_for", "nearest_k"]
+__all__ = ["SUB_LEVELS", "RightBuckets", "all_pairs", "bucket_order_for", "load", "nearest_k"]
 
 INDEX_ORDER = 29
 BUCKET_RADIUS_FACTOR = 0.4
@@ -425,3 +425,17 @@ def all_pairs(
     _all_pairs(*args, False, out_l, out_r, out_d2)
     order = np.lexsort((out_r, right.index[out_r], out_d2, out_l))  # ties: _healpix_29 order
     return out_l[order], right.original(out_r[order]), chord2_to_arcsec(out_d2[order])
+
+
+def load() -> None:
+    """Load the kernels now (numba, its compiler's registries, the cached machine code).
+
+    The first kernel call of a process pays for this (~0.5-1 s, most of it numba's own
+    imports); a caller can do it in a thread while it reads its first partitions. Arrays
+    from Arrow are read-only, which numba types separately: this loads that variant.
+    """
+    idx = np.zeros(2, dtype=np.int64)
+    pos = np.zeros(2)
+    for a in (idx, pos):
+        a.setflags(write=False)
+    nearest_k(idx, pos, pos, RightBuckets(idx, pos, pos, 16), 1 / 3600)
