@@ -1,25 +1,18 @@
 """Crossmatch kernels: nearest, k nearest and all pairs within a radius.
 
-Both sides arrive sorted by ``_healpix_29`` (that is how partitions are stored; the right
-side may be a few sorted runs, a partition followed by its margin), so the right side is
-already bucketed by HEALPix pixel at any order: the rows of a pixel are a binary search away,
-with no sort, no bucket table and no per-row work on the right rows (right unit vectors are
-computed for candidates only, after a declination test).
-
-The *fine order* (:func:`bucket_order_for`) is the deepest order whose pixels are wide enough
-that a pixel and its 8 neighbours hold every point within the radius of a point inside it
-(radius <= 0.4 x pixel resolution; the 3x3 block holds it up to 0.6x, see the tests). Lookups
-happen at the coarser *lookup order*, ``SUB_LEVELS`` above it: a left point's fine pixel sits
-at position ``(sx, sy)`` of a ``2**SUB_LEVELS`` grid inside its lookup pixel, and the fine
-pixel's 3x3 block lies in the lookup pixel plus only the neighbours on the sides where the
-point is in the grid's edge row or column. So a point costs 1, 2 or 4 pixel lookups instead
-of 9, the runs are cached while consecutive left points share a lookup pixel, and coarser
-buckets still hold few rows.
+Both sides arrive sorted by ``_healpix_29`` (that is how partitions are stored), so the
+right side is already bucketed by HEALPix pixel at any order: one linear pass finds the runs
+of each pixel at the *bucket order*, with no sort at all. Each left point scans its own
+pixel and its 8 neighbours (neighbours are recomputed only when the left pixel changes) and
+tests candidates by the squared chord between unit vectors. The bucket order is the deepest
+order whose pixels are wide enough that the 9 pixels hold every point within the radius
+(radius <= 0.4 x pixel resolution; the 3x3 block holds it up to 0.6x, see the tests), and
+holding as few rows as possible, so dense clusters cost no more than sparse sky.
 
 Separations are ``2 asin(chord / 2)``: numerically safe at every scale (an arccos of a dot
 product loses ~5 digits at 1"). A pair exactly at the radius is a match
 (``chord^2 <= 4 sin^2(r / 2)`` in float64). Ties are broken deterministically: equal
-distances keep the right row that comes first in ``_healpix_29`` order (then in input order).
+distances keep the lower right index.
 """
 
 from __future__ import annotations
@@ -29,20 +22,14 @@ import math
 import numpy as np
 
 from proxcompute.kernels import healpix_nested as _hn
+from proxcompute.kernels import spherical as _spherical
 from proxcompute.kernels._jit import jit
 
-__all__ = ["SUB_LEVELS", "RightBuckets", "all_pairs", "bucket_order_for", "load", "nearest_k"]
+__all__ = ["RightBuckets", "all_pairs", "bucket_order_for", "load", "nearest_k"]
 
 INDEX_ORDER = 29
 BUCKET_RADIUS_FACTOR = 0.4
-"""The radius may be at most this fraction of the fine pixels' resolution."""
-SUB_LEVELS = 4
-"""Lookups happen up to this many orders above the fine order (see the module docstring)."""
-ROWS_PER_LOOKUP_PIXEL = 4.0
-"""Fewer sub-levels when the right rows' mean density would put more rows in a lookup pixel
-(wide radii on dense catalogs): each candidate costs a declination test."""
-MAX_RUNS = 16
-"""Right inputs made of more sorted runs than this are sorted once (with a permutation)."""
+"""The radius may be at most this fraction of the bucket pixels' resolution."""
 
 
 def _resolution_deg(order: int) -> float:
@@ -50,11 +37,12 @@ def _resolution_deg(order: int) -> float:
 
 
 def bucket_order_for(radius_deg: float, n_rows: int = 0, area_deg2: float = 0.0) -> int:
-    """Fine order: the deepest order whose pixels are still wide enough for ``radius_deg``.
+    """Bucket order: the deepest order whose pixels are still wide enough for ``radius_deg``.
 
-    A pixel at this order and its 8 neighbours hold every point within ``radius_deg`` of a
-    point in the pixel. ``n_rows`` and ``area_deg2`` are accepted for callers that know them
-    but are not needed.
+    Deeper is better: lookups cost a galloping search near the previous one, while a
+    coarse bucket in a dense cluster (10^5 rows/deg^2 in a partition averaging 10^2) would
+    hold thousands of candidates. ``n_rows`` and ``area_deg2`` are accepted for callers
+    that know them but are not needed.
     """
     order = 0
     while order < INDEX_ORDER and radius_deg <= BUCKET_RADIUS_FACTOR * _resolution_deg(order + 1):
@@ -62,121 +50,116 @@ def bucket_order_for(radius_deg: float, n_rows: int = 0, area_deg2: float = 0.0)
     return order
 
 
-def _lookup_order(order: int, rows_per_deg2: float | None) -> int:
-    lookup = max(order - SUB_LEVELS, 0)
-    if rows_per_deg2 is not None:
-        while lookup < order and rows_per_deg2 * 41252.96124941928 / (12 * 4**lookup) > ROWS_PER_LOOKUP_PIXEL:
-            lookup += 1
-    return lookup
+@jit
+def _runs(index29, shift):
+    n = index29.shape[0]
+    count = 0
+    prev = -1
+    for i in range(n):
+        p = index29[i] >> shift
+        if p != prev:
+            count += 1
+            prev = p
+    pixels = np.empty(count, dtype=np.int64)
+    starts = np.empty(count + 1, dtype=np.int64)
+    c = 0
+    prev = -1
+    for i in range(n):
+        p = index29[i] >> shift
+        if p != prev:
+            pixels[c] = p
+            starts[c] = i
+            c += 1
+            prev = p
+    starts[count] = n
+    return pixels, starts
 
 
 class RightBuckets:
-    """The right-hand side of a crossmatch: positions in ``_healpix_29`` order, by sorted runs.
+    """The right-hand side of a crossmatch: unit vectors and pixel runs at the bucket order.
 
     Parameters
     ----------
     index29
-        ``_healpix_29`` of the right rows: ascending, or a few ascending runs one after the
-        other (a partition, then its margin); more than ``MAX_RUNS`` runs are sorted here.
+        ``_healpix_29`` of the right rows, sorted ascending.
     ra_deg, dec_deg
-        Right positions, row for row with ``index29``.
+        Right positions, in the same (sorted) order.
     order
-        Fine order (see :func:`bucket_order_for`).
-    rows_per_deg2
-        Mean density of the right rows, when known: caps the lookup pixels' size so that they
-        hold about ``ROWS_PER_LOOKUP_PIXEL`` rows on average (None: ``SUB_LEVELS`` above
-        ``order``).
-
-    Row positions returned by :func:`nearest_k` and :func:`all_pairs` are positions in the
-    arrays as given.
+        Bucket order (see :func:`bucket_order_for`).
     """
 
-    def __init__(
-        self,
-        index29: np.ndarray,
-        ra_deg: np.ndarray,
-        dec_deg: np.ndarray,
-        order: int,
-        rows_per_deg2: float | None = None,
-    ) -> None:
+    def __init__(self, index29: np.ndarray, ra_deg: np.ndarray, dec_deg: np.ndarray, order: int) -> None:
         idx = np.ascontiguousarray(index29, dtype=np.int64)
-        ra = np.ascontiguousarray(ra_deg, dtype=np.float64)
-        dec = np.ascontiguousarray(dec_deg, dtype=np.float64)
-        if not (idx.shape == ra.shape == dec.shape and idx.ndim == 1):
-            raise ValueError("index29, ra_deg and dec_deg must be 1-d arrays of one length")
-        breaks = np.flatnonzero(idx[1:] < idx[:-1]) + 1 if idx.size > 1 else np.empty(0, np.int64)
-        self.perm: np.ndarray | None = None
-        if breaks.size >= MAX_RUNS:
-            self.perm = np.argsort(idx, kind="stable")
-            idx, ra, dec = idx[self.perm], ra[self.perm], dec[self.perm]
-            breaks = np.empty(0, np.int64)
-        self.index, self.ra, self.dec = idx, ra, dec
-        self.runs = np.concatenate([[0], breaks, [idx.shape[0]]]).astype(np.int64)
+        if idx.size > 1 and np.any(idx[1:] < idx[:-1]):
+            raise ValueError("right rows must be sorted by _healpix_29")
         self.order = int(order)
-        self.lookup_order = _lookup_order(self.order, rows_per_deg2)
+        self.shift = 2 * (INDEX_ORDER - self.order)
         self.size = idx.shape[0]
+        self.pixels, self.starts = _runs(idx, self.shift)
+        self.xyz = _spherical.radec_to_xyz(ra_deg, dec_deg)
 
     def max_radius_deg(self) -> float:
         return BUCKET_RADIUS_FACTOR * _resolution_deg(self.order)
 
-    def original(self, rows: np.ndarray) -> np.ndarray:
-        """Positions in the arrays as given of kernel row positions (-1 stays -1)."""
-        if self.perm is None:
-            return rows
-        return np.where(rows >= 0, self.perm[np.maximum(rows, 0)], -1)
-
 
 @jit
-def _lower_bound(a, lo, hi, x, hint):
-    # first position p in [lo, hi) with a[p] >= x (hi if none), a[lo:hi] ascending; galloping
-    # from `hint` (consecutive lookups land close to each other in the nested order)
-    if hint < lo:
-        hint = lo
-    if hint > hi:
-        hint = hi
-    if hint < hi and a[hint] < x:
-        b = hint  # a[b] < x
+def _find_run(pixels, starts, p, hint):
+    # galloping search from `hint` (neighbouring pixels sit close in the nested order),
+    # then binary search in the bracket; returns (run start, run end, position)
+    n = pixels.shape[0]
+    if hint < 0:
+        hint = 0
+    if hint >= n:
+        hint = n - 1
+    if pixels[hint] < p:
+        lo = hint + 1
         step = 1
-        e = hint + 1
-        while e < hi and a[e] < x:
-            b = e
+        hi = lo
+        while hi < n and pixels[hi] < p:
+            lo = hi + 1
+            hi = hint + step * 2
             step *= 2
-            e = b + step
-        if e > hi:
-            e = hi
-        first = b + 1
+        if hi > n:
+            hi = n
     else:
-        e = hint  # e == hi or a[e] >= x
+        hi = hint
         step = 1
-        b = hint - 1
-        while b >= lo and a[b] >= x:
-            e = b
+        lo = hi
+        while lo > 0 and pixels[lo - 1] >= p:
+            hi = lo - 1
+            lo = hint - step * 2
             step *= 2
-            b = e - step
-        if b < lo - 1:
-            b = lo - 1
-        first = b + 1
-    while first < e:
-        mid = (first + e) >> 1
-        if a[mid] < x:
-            first = mid + 1
+            if lo < 0:
+                lo = 0
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if pixels[mid] < p:
+            lo = mid + 1
         else:
-            e = mid
-    return first
+            hi = mid
+    if lo < n and pixels[lo] == p:
+        return starts[lo], starts[lo + 1], lo
+    return 0, 0, lo
 
 
 @jit
-def _pixel_runs(index, runs, shift, q, slot, spans, hints):
-    # rows of lookup pixel q in each sorted run of the right side, into spans[slot]; searches
-    # start from where the left point's own pixel was found (hints), which the own pixel moves
-    lo = q << shift
-    hi = (q + 1) << shift
-    for s in range(runs.shape[0] - 1):
-        a = _lower_bound(index, runs[s], runs[s + 1], lo, hints[s])
-        spans[slot, s, 0] = a
-        spans[slot, s, 1] = _lower_bound(index, a, runs[s + 1], hi, a)
-        if slot == 0:
-            hints[s] = a
+def _fill_runs(order, p, pixels, starts, runs, nb, xoff, yoff, facearray, swaparray, hint):
+    # runs of pixel p and its 8 neighbours; returns p's position (the next hint)
+    _hn._neighbours_of(order, p, xoff, yoff, facearray, swaparray, nb)
+    if pixels.shape[0] == 0:
+        runs[:, :] = 0
+        return 0
+    a, b, pos = _find_run(pixels, starts, p, hint)
+    runs[0, 0] = a
+    runs[0, 1] = b
+    for q in range(8):
+        if nb[q] >= 0:
+            a, b, _ = _find_run(pixels, starts, nb[q], pos)
+        else:
+            a, b = 0, 0
+        runs[q + 1, 0] = a
+        runs[q + 1, 1] = b
+    return pos
 
 
 @jit
@@ -188,141 +171,72 @@ def _unit(ra_deg, dec_deg):
 
 
 @jit
-def _wanted(r, nb, xoff, yoff, sx, sy, last):
-    # whether slot r (0: the lookup pixel, 1..8: its neighbours) can hold matches of a point
-    # whose fine pixel is at (sx, sy) of the lookup pixel's grid
-    if r == 0:
-        return True
-    xo = xoff[r - 1]
-    yo = yoff[r - 1]
-    if (xo < 0 and sx != 0) or (xo > 0 and sx != last):
-        return False
-    if (yo < 0 and sy != 0) or (yo > 0 and sy != last):
-        return False
-    return nb[r - 1] >= 0
+def _chord2_to(rxyz, j, x, y, z):
+    dx = rxyz[j, 0] - x
+    dy = rxyz[j, 1] - y
+    dz = rxyz[j, 2] - z
+    return dx * dx + dy * dy + dz * dz
 
 
 @jit
-def _spans_for(lidx_i, state, nb, spans, known, hints, index, runs, lorder, lshift, fshift, sub,
-               xoff, yoff, facearray, swaparray):
-    # make spans[r] valid for every slot r the left point needs; returns (sx, sy, last)
-    p = lidx_i >> lshift
-    if p != state[0]:
-        known[:] = False
-        _pixel_runs(index, runs, lshift, p, 0, spans, hints)
-        known[0] = True
-        state[0] = p
-        state[1] = 0  # neighbours not computed yet
-    grid = (lidx_i >> fshift) & ((np.int64(1) << (2 * sub)) - 1)
-    sx = _hn._compress_bits(grid)
-    sy = _hn._compress_bits(grid >> 1)
-    last = (np.int64(1) << sub) - 1
-    if sub > 0 and 0 < sx < last and 0 < sy < last:
-        return sx, sy, last  # inside the grid: the lookup pixel alone holds the 3x3 block
-    if state[1] == 0:
-        _hn._neighbours_of(lorder, p, xoff, yoff, facearray, swaparray, nb)
-        state[1] = 1
-    for r in range(1, 9):
-        if not known[r] and _wanted(r, nb, xoff, yoff, sx, sy, last):
-            _pixel_runs(index, runs, lshift, nb[r - 1], r, spans, hints)
-            known[r] = True
-    return sx, sy, last
-
-
-@jit
-def _before(index, d2, j, d2_other, j_other):
-    # (d2, index[j], j) < (d2_other, index[j_other], j_other); j_other == -1 is an empty slot
-    if d2 != d2_other:
-        return d2 < d2_other
-    if j_other < 0:
-        return True
-    if index[j] != index[j_other]:
-        return index[j] < index[j_other]
-    return j < j_other
-
-
-@jit
-def _nearest_k(lidx, lra, ldec, lorder, sub, index, rra, rdec, runs, c2max, c2min, dec_reach, k,
+def _nearest_k(lidx, lra, ldec, order, shift, pixels, starts, rxyz, c2max, c2min, k,
                xoff, yoff, facearray, swaparray, out_idx, out_d2):
     n = lra.shape[0]
-    nruns = runs.shape[0] - 1
-    spans = np.zeros((9, nruns, 2), dtype=np.int64)
-    known = np.zeros(9, dtype=np.bool_)
+    runs = np.zeros((9, 2), dtype=np.int64)
     nb = np.empty(8, dtype=np.int64)
-    hints = runs[:-1].copy()
-    state = np.full(2, -1, dtype=np.int64)
-    lshift = 2 * (29 - lorder)
-    fshift = lshift - 2 * sub
+    prev = -1
+    hint = 0
     for i in range(n):
         for q in range(k):
             out_idx[i, q] = -1
             out_d2[i, q] = np.inf
-        sx, sy, last = _spans_for(lidx[i], state, nb, spans, known, hints, index, runs, lorder, lshift,
-                                  fshift, sub, xoff, yoff, facearray, swaparray)
+        p = lidx[i] >> shift
+        if p != prev:
+            hint = _fill_runs(order, p, pixels, starts, runs, nb, xoff, yoff, facearray, swaparray, hint)
+            prev = p
         x, y, z = _unit(lra[i], ldec[i])
-        dec_i = ldec[i]
         for r in range(9):
-            if not _wanted(r, nb, xoff, yoff, sx, sy, last):
-                continue
-            for s in range(nruns):
-                for j in range(spans[r, s, 0], spans[r, s, 1]):
-                    if abs(rdec[j] - dec_i) > dec_reach:
-                        continue  # the separation is at least the difference in declination
-                    rx, ry, rz = _unit(rra[j], rdec[j])
-                    dx = rx - x
-                    dy = ry - y
-                    dz = rz - z
-                    d2 = dx * dx + dy * dy + dz * dz
-                    if d2 > c2max or d2 < c2min:
-                        continue
-                    if not _before(index, d2, j, out_d2[i, k - 1], out_idx[i, k - 1]):
-                        continue
-                    q = k - 1
-                    while q > 0 and _before(index, d2, j, out_d2[i, q - 1], out_idx[i, q - 1]):
-                        out_d2[i, q] = out_d2[i, q - 1]
-                        out_idx[i, q] = out_idx[i, q - 1]
-                        q -= 1
-                    out_d2[i, q] = d2
-                    out_idx[i, q] = j
+            for j in range(runs[r, 0], runs[r, 1]):
+                d2 = _chord2_to(rxyz, j, x, y, z)
+                if d2 > c2max or d2 < c2min:
+                    continue
+                last = out_d2[i, k - 1]
+                if d2 > last or (d2 == last and j > out_idx[i, k - 1] >= 0):
+                    continue
+                q = k - 1
+                while q > 0 and (out_d2[i, q - 1] > d2 or (out_d2[i, q - 1] == d2 and out_idx[i, q - 1] > j)):
+                    out_d2[i, q] = out_d2[i, q - 1]
+                    out_idx[i, q] = out_idx[i, q - 1]
+                    q -= 1
+                out_d2[i, q] = d2
+                out_idx[i, q] = j
 
 
 @jit
-def _all_pairs(lidx, lra, ldec, lorder, sub, index, rra, rdec, runs, c2max, c2min, dec_reach,
+def _all_pairs(lidx, lra, ldec, order, shift, pixels, starts, rxyz, c2max, c2min,
                xoff, yoff, facearray, swaparray, count_only, out_l, out_r, out_d2):
     n = lra.shape[0]
-    nruns = runs.shape[0] - 1
-    spans = np.zeros((9, nruns, 2), dtype=np.int64)
-    known = np.zeros(9, dtype=np.bool_)
+    runs = np.zeros((9, 2), dtype=np.int64)
     nb = np.empty(8, dtype=np.int64)
-    hints = runs[:-1].copy()
-    state = np.full(2, -1, dtype=np.int64)
-    lshift = 2 * (29 - lorder)
-    fshift = lshift - 2 * sub
+    prev = -1
+    hint = 0
     m = 0
     for i in range(n):
-        sx, sy, last = _spans_for(lidx[i], state, nb, spans, known, hints, index, runs, lorder, lshift,
-                                  fshift, sub, xoff, yoff, facearray, swaparray)
+        p = lidx[i] >> shift
+        if p != prev:
+            hint = _fill_runs(order, p, pixels, starts, runs, nb, xoff, yoff, facearray, swaparray, hint)
+            prev = p
         x, y, z = _unit(lra[i], ldec[i])
-        dec_i = ldec[i]
         for r in range(9):
-            if not _wanted(r, nb, xoff, yoff, sx, sy, last):
-                continue
-            for s in range(nruns):
-                for j in range(spans[r, s, 0], spans[r, s, 1]):
-                    if abs(rdec[j] - dec_i) > dec_reach:
-                        continue
-                    rx, ry, rz = _unit(rra[j], rdec[j])
-                    dx = rx - x
-                    dy = ry - y
-                    dz = rz - z
-                    d2 = dx * dx + dy * dy + dz * dz
-                    if d2 > c2max or d2 < c2min:
-                        continue
-                    if not count_only:
-                        out_l[m] = i
-                        out_r[m] = j
-                        out_d2[m] = d2
-                    m += 1
+            for j in range(runs[r, 0], runs[r, 1]):
+                d2 = _chord2_to(rxyz, j, x, y, z)
+                if d2 > c2max or d2 < c2min:
+                    continue
+                if not count_only:
+                    out_l[m] = i
+                    out_r[m] = j
+                    out_d2[m] = d2
+                m += 1
     return m
 
 
@@ -343,15 +257,6 @@ def _check(right: RightBuckets, radius_deg: float) -> None:
 
 def _tables():
     return _hn._NB_XOFFSET, _hn._NB_YOFFSET, _hn._NB_FACEARRAY, _hn._NB_SWAPARRAY
-
-
-def _dec_reach(radius_deg: float) -> float:
-    # a declination difference beyond this rules a pair out (slack for rounding in degrees)
-    return radius_deg * (1.0 + 1e-9) + 1e-12
-
-
-def _right_args(right: RightBuckets) -> tuple:
-    return right.lookup_order, right.order - right.lookup_order, right.index, right.ra, right.dec, right.runs
 
 
 def nearest_k(
@@ -384,10 +289,9 @@ def nearest_k(
         c2min = _chord2(min_radius_deg) if min_radius_deg > 0 else -1.0
         _nearest_k(
             lidx, np.ascontiguousarray(left_ra, dtype=np.float64), np.ascontiguousarray(left_dec, dtype=np.float64),
-            *_right_args(right), _chord2(radius_deg), c2min, _dec_reach(radius_deg), kk, *_tables(),
-            out_idx, out_d2,
+            right.order, right.shift, right.pixels, right.starts, right.xyz, _chord2(radius_deg), c2min, kk,
+            *_tables(), out_idx, out_d2,
         )
-        out_idx = right.original(out_idx)
     matched = out_idx >= 0
     sep = np.full((n, kk), np.nan)
     sep[matched] = chord2_to_arcsec(out_d2[matched])
@@ -405,7 +309,7 @@ def all_pairs(
     """Every (left, right) pair with ``min_radius <= separation <= radius``.
 
     Returns ``(left_idx, right_idx, sep_arcsec)`` ordered by left index, then separation,
-    then the right rows' ``_healpix_29`` order.
+    then right index.
     """
     _check(right, radius_deg)
     lidx = np.ascontiguousarray(left_index29, dtype=np.int64)
@@ -415,7 +319,7 @@ def all_pairs(
     c2min = _chord2(min_radius_deg) if min_radius_deg > 0 else -1.0
     args = (
         lidx, np.ascontiguousarray(left_ra, dtype=np.float64), np.ascontiguousarray(left_dec, dtype=np.float64),
-        *_right_args(right), _chord2(radius_deg), c2min, _dec_reach(radius_deg), *_tables(),
+        right.order, right.shift, right.pixels, right.starts, right.xyz, _chord2(radius_deg), c2min, *_tables(),
     )
     none = np.empty(0, np.int64)
     m = _all_pairs(*args, True, none, none, np.empty(0))
@@ -423,8 +327,8 @@ def all_pairs(
     out_r = np.empty(m, np.int64)
     out_d2 = np.empty(m, np.float64)
     _all_pairs(*args, False, out_l, out_r, out_d2)
-    order = np.lexsort((out_r, right.index[out_r], out_d2, out_l))  # ties: _healpix_29 order
-    return out_l[order], right.original(out_r[order]), chord2_to_arcsec(out_d2[order])
+    order = np.lexsort((out_r, out_d2, out_l))
+    return out_l[order], out_r[order], chord2_to_arcsec(out_d2[order])
 
 
 def load() -> None:

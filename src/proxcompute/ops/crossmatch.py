@@ -117,8 +117,8 @@ def output_schema(left: pa.Schema, right: pa.Schema, args: CrossmatchArgs) -> pa
 def concat_right(tables: list[pa.Table]) -> pa.Table | None:
     """The right rows of one piece: a partition plus its margin, or a neighbourhood read.
 
-    Not re-sorted here: the kernel searches each sorted run, and its row positions index
-    the concatenated table, so no column of any right row is permuted.
+    Not re-sorted here: :func:`match_tables` orders only the three key columns it needs and
+    maps matches back, instead of permuting every column of every right row.
     """
     tables = [t for t in tables if t.num_rows]
     if not tables:
@@ -163,16 +163,15 @@ def match_tables(
         sep = np.full(left_idx.shape[0], np.nan)
         out = _assemble(left, right, left_idx, right_idx, sep, args, schema, moved, fetch)
         return (out, left_idx) if return_left_index else out
-    # the right rows may be several sorted runs (a partition, then its margin): the kernel
-    # searches each run, and its row positions index the table as it is
+    r_index = right.column(INDEX_COLUMN).to_numpy()
+    r_ra = right.column(args.right_ra).to_numpy()
+    r_dec = right.column(args.right_dec).to_numpy()
+    perm = None
+    if r_index.size > 1 and np.any(r_index[1:] < r_index[:-1]):  # several sorted runs
+        perm = np.argsort(r_index, kind="stable")
+        r_index, r_ra, r_dec = r_index[perm], r_ra[perm], r_dec[perm]
     order = xm.bucket_order_for(args.radius_deg, right.num_rows, right_area_deg2)
-    buckets = xm.RightBuckets(
-        right.column(INDEX_COLUMN).to_numpy(),
-        right.column(args.right_ra).to_numpy(),
-        right.column(args.right_dec).to_numpy(),
-        order,
-        rows_per_deg2=right.num_rows / right_area_deg2,
-    )
+    buckets = xm.RightBuckets(r_index, r_ra, r_dec, order)
     l_index = left.column(INDEX_COLUMN).to_numpy()
     l_ra = left.column(args.left_ra).to_numpy()
     l_dec = left.column(args.left_dec).to_numpy()
@@ -195,6 +194,8 @@ def match_tables(
         left_idx = rows
         right_idx = idx[rows, cols]
         sep = seps[rows, cols]
+    if perm is not None:
+        right_idx = np.where(right_idx >= 0, perm[np.maximum(right_idx, 0)], -1)
     if l_perm is not None:  # back to the left's storage order, keeping each row's match order
         left_idx = l_perm[left_idx]
         back = np.argsort(left_idx, kind="stable")
