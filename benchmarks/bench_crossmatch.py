@@ -13,7 +13,11 @@
    the same arrays. Peak RSS of each fresh process.
 4. Every answer is checked pair for pair: proxcompute == astropy (within 1"), LSDB == astropy.
 5. ``--scale-left-rows N``: a scale run of N left rows x the right survey, reporting
-   rows/s and peak memory, to show linear cost and bounded memory.
+   rows/s (wall, and per CPU second of the process) and peak memory, to show linear cost
+   and bounded memory.
+6. ``--baseline-src DIR``: the proxcompute runs are repeated with another source tree first on
+   the path (e.g. ``git archive`` of the commit before a change, its numba cache warmed),
+   interleaved with the current code and LSDB, so that before and after share one run.
 
 Prints a table and writes it as Markdown to ``--markdown``.
 """
@@ -68,6 +72,8 @@ class _PeakRSS:
 
 
 def _worker(tool: str, left: str, right: str, repeat: int, out_ids: str | None) -> dict:
+    import resource
+
     rss = _PeakRSS()
     t0 = time.perf_counter()
     times = []
@@ -82,9 +88,11 @@ def _worker(tool: str, left: str, right: str, repeat: int, out_ids: str | None) 
             out, overwrite=True
         )
         elapsed = time.perf_counter() - t
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         n = len(written)
         shutil.rmtree(out, ignore_errors=True)
-        return {"fresh_s": elapsed, "warm_s": None, "rows": n, "peak_rss_gib": rss.gib()}
+        return {"fresh_s": elapsed, "warm_s": None, "rows": n, "peak_rss_gib": rss.gib(),
+                "cpu_s": usage.ru_utime + usage.ru_stime}
     if tool == "proxcompute":
         import proxcompute as pc
 
@@ -118,10 +126,14 @@ def _worker(tool: str, left: str, right: str, repeat: int, out_ids: str | None) 
             "rows": len(df), "peak_rss_gib": rss.gib()}
 
 
-def _run_worker(tool: str, left: Path, right: Path, repeat: int, out_ids: Path | None = None) -> dict:
+def _run_worker(tool: str, left: Path, right: Path, repeat: int, out_ids: Path | None = None,
+                src: Path | None = None) -> dict:
     cmd = [sys.executable, str(HERE), "--worker", tool, str(left), str(right), str(repeat), str(out_ids or "")]
+    env = {"PROXCOMPUTE_PROGRESS": "0", **_env()}
+    if src is not None:  # another version of proxcompute first on the path
+        env["PYTHONPATH"] = str(src)
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={"PROXCOMPUTE_PROGRESS": "0", **_env()})
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_TAG):
@@ -227,6 +239,7 @@ def main() -> int:
     p.add_argument("--markdown", type=Path)
     p.add_argument("--skip-lsdb", action="store_true")
     p.add_argument("--scale-left-rows", type=int, default=0)
+    p.add_argument("--baseline-src", type=Path, help="a source tree to run as 'before' (its src/ directory)")
     args = p.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     left_cat, right_cat, info = _prepare(args.workdir, args.right_rows, args.left_rows)
@@ -235,48 +248,58 @@ def main() -> int:
     t_astropy, ref_left, ref_right = _astropy(left_cat, right_cat)
     print(f"astropy match_to_catalog_sky: {t_astropy:.2f} s, {len(ref_left):,} pairs within 1\"", flush=True)
 
-    rows = []
     fresh, checks = {}, {}
-    for tool in ["proxcompute"] + ([] if args.skip_lsdb else ["lsdb"]):
-        runs = []
-        for i in range(args.repeat):
+    tools = ["proxcompute"] + (["before"] if args.baseline_src else []) + ([] if args.skip_lsdb else ["lsdb"])
+    runs: dict[str, list[dict]] = {tool: [] for tool in tools}
+    for i in range(args.repeat):  # interleaved: each round runs every tool once
+        for tool in tools:
             npz = args.workdir / f"xm-{tool}-ids.npz" if i == 0 else None
-            runs.append(_run_worker(tool, left_cat, right_cat, 1 if i else args.repeat + 1, npz))
+            worker = "proxcompute" if tool == "before" else tool
+            src = args.baseline_src if tool == "before" else None
+            runs[tool].append(_run_worker(worker, left_cat, right_cat, 1 if i else args.repeat + 1, npz, src))
             if npz is not None:
                 checks[tool] = _same_pairs(npz, ref_left, ref_right)
+    for tool in tools:
         fresh[tool] = {
-            "fresh_s": statistics.median(r["fresh_s"] for r in runs),
-            "process_s": statistics.median(r["process_wall_s"] for r in runs),
-            "warm_s": runs[0]["warm_s"],
-            "peak_rss_gib": max(r["peak_rss_gib"] for r in runs),
-            "rows": runs[0]["rows"],
+            "fresh_s": statistics.median(r["fresh_s"] for r in runs[tool]),
+            "process_s": statistics.median(r["process_wall_s"] for r in runs[tool]),
+            "warm_s": runs[tool][0]["warm_s"],
+            "peak_rss_gib": max(r["peak_rss_gib"] for r in runs[tool]),
+            "rows": runs[tool][0]["rows"],
         }
         print(tool, fresh[tool], "pairs equal astropy:", checks[tool], flush=True)
 
     pcx = fresh["proxcompute"]
     lsx = fresh.get("lsdb")
+    bfx = fresh.get("before")
 
     def ratio(a, b):
         return f"{b / a:.1f}x" if (a and b) else "-"
 
-    rows.append(("1M x 10M, 1\", nearest, fresh process (import+open+match)", pcx["process_s"],
-                 lsx and lsx["process_s"], "<= 1.5 s, >= 9x LSDB"))
-    rows.append(("same, match only, first call in the process", pcx["fresh_s"], lsx and lsx["fresh_s"], ""))
-    rows.append(("same, warm (repeated in-process)", pcx["warm_s"], lsx and lsx["warm_s"], "<= 0.7 s"))
-    rows.append(("peak RSS of the process, GiB", pcx["peak_rss_gib"], lsx and lsx["peak_rss_gib"], "< 1 GiB"))
-    if info.get("margin_s") is not None:
-        rows.append(("10\" margin build (in the ingest of the right survey)", info["margin_s"], None, "< 3 s"))
+    rows = [
+        ("1M x 10M, 1\", nearest, fresh process (import+open+match)", "process_s", "<= 1.5 s, >= 9x LSDB"),
+        ("same, match only, first call in the process", "fresh_s", ""),
+        ("same, warm (repeated in-process)", "warm_s", "<= 0.7 s"),
+        ("peak RSS of the process, GiB", "peak_rss_gib", "< 1 GiB"),
+    ]
     lines = [
         f"Crossmatch, {args.left_rows:,} x {args.right_rows:,} rows, radius 1\", nearest; astropy "
         f"match_to_catalog_sky on the same arrays: {t_astropy:.2f} s ({t_astropy / pcx['warm_s']:.0f}x proxcompute warm).",
         "",
-        "| work | proxcompute | LSDB 0.11 | LSDB / proxcompute | target |",
-        "|---|---|---|---|---|",
+        "| work | proxcompute |" + (" before |" if bfx else "") + " LSDB 0.11 | LSDB / proxcompute | target |",
+        "|---|---|" + ("---|" if bfx else "") + "---|---|---|",
     ]
-    for name, a, b, target in rows:
-        fa = f"{a:.2f}" if a is not None else "-"
-        fb = f"{b:.2f}" if b is not None else "-"
-        lines.append(f"| {name} | {fa} | {fb} | {ratio(a, b) if b else '-'} | {target} |")
+
+    def fmt(x):
+        return f"{x:.2f}" if x is not None else "-"
+
+    for name, key, target in rows:
+        a, b = pcx[key], lsx and lsx[key]
+        before = f" {fmt(bfx[key])} |" if bfx else ""
+        lines.append(f"| {name} | {fmt(a)} |{before} {fmt(b)} | {ratio(a, b) if b else '-'} | {target} |")
+    if info.get("margin_s") is not None:
+        lines.append(f"| 10\" margin build (in the ingest of the right survey) | {fmt(info['margin_s'])} |"
+                     + (" - |" if bfx else "") + " - | - | < 3 s |")
     lines.append("")
     lines.append(
         "Pairs equal astropy (nearest within 1\"): "
@@ -296,15 +319,17 @@ def _scale(args, right_cat: Path) -> list[str]:
     out = [
         "Scale: left x right written to a catalog (streamed partition by partition, never collected).",
         "",
-        "| left rows | right rows | seconds | left rows/s | peak RSS (GiB) | matches |",
-        "|---|---|---|---|---|---|",
+        "| code | left rows | right rows | seconds | left rows/s | left rows per CPU s | peak RSS (GiB) | matches |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    versions = [("proxcompute", None)] + ([("before", args.baseline_src)] if args.baseline_src else [])
     for n in sorted({args.left_rows, args.scale_left_rows // 10, args.scale_left_rows}):
         left_cat, _, _ = _prepare(args.workdir, args.right_rows, n)
-        r = _run_worker("proxcompute-write", left_cat, right_cat, 1, args.workdir / "xm-scale-out")
-        out.append(f"| {n:,} | {args.right_rows:,} | {r['fresh_s']:.1f} | {n / r['fresh_s']:,.0f} | "
-                   f"{r['peak_rss_gib']:.2f} | {r['rows']:,} |")
-        print(out[-1], flush=True)
+        for name, src in versions:  # interleaved per size
+            r = _run_worker("proxcompute-write", left_cat, right_cat, 1, args.workdir / "xm-scale-out", src)
+            out.append(f"| {name} | {n:,} | {args.right_rows:,} | {r['fresh_s']:.1f} | {n / r['fresh_s']:,.0f} | "
+                       f"{n / r['cpu_s']:,.0f} | {r['peak_rss_gib']:.2f} | {r['rows']:,} |")
+            print(out[-1], flush=True)
     return out
 
 

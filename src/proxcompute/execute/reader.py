@@ -42,6 +42,7 @@ __all__ = [
     "clear_footer_cache",
     "footer",
     "iter_partition",
+    "read_row_groups",
     "register_derived_source",
     "selected_row_groups",
     "stored_partition_rows",
@@ -179,6 +180,19 @@ def _read(
     except (OSError, pa.ArrowException) as exc:
         raise read_error(path, exc) from None
     return without_metadata(table)
+
+
+def read_row_groups(path: Path | UPath, md: pq.FileMetaData, rgs: list[int], columns: list[str]) -> pa.Table:
+    """Stored ``columns`` of row groups ``rgs`` of one partition file, as stored (not finished).
+
+    Raises
+    ------
+    CorruptPartitionError
+        The file cannot be read.
+    RemoteAccessError
+        A remote file cannot be fetched.
+    """
+    return _read(path, md, rgs, columns, threads=len(rgs) > 1)
 
 
 def iter_partition(

@@ -4,7 +4,8 @@ Both sides arrive sorted by ``_healpix_29`` (that is how partitions are stored),
 right side is already bucketed by HEALPix pixel at any order: one linear pass finds the runs
 of each pixel at the *bucket order*, with no sort at all. Each left point scans its own
 pixel and its 8 neighbours (neighbours are recomputed only when the left pixel changes) and
-tests candidates by the squared chord between unit vectors. The bucket order is the deepest
+tests candidates by the squared chord between unit vectors (a right row's computed when it is
+first a candidate: most never are when the left is sparse). The bucket order is the deepest
 order whose pixels are wide enough that the 9 pixels hold every point within the radius
 (radius <= 0.4 x pixel resolution; the 3x3 block holds it up to 0.6x, see the tests), and
 holding as few rows as possible, so dense clusters cost no more than sparse sky.
@@ -25,7 +26,7 @@ from proxcompute.kernels import healpix_nested as _hn
 from proxcompute.kernels import spherical as _spherical
 from proxcompute.kernels._jit import jit
 
-__all__ = ["RightBuckets", "all_pairs", "bucket_order_for", "nearest_k"]
+__all__ = ["RightBuckets", "all_pairs", "bucket_order_for", "load", "nearest_k"]
 
 INDEX_ORDER = 29
 BUCKET_RADIUS_FACTOR = 0.4
@@ -96,7 +97,20 @@ class RightBuckets:
         self.shift = 2 * (INDEX_ORDER - self.order)
         self.size = idx.shape[0]
         self.pixels, self.starts = _runs(idx, self.shift)
-        self.xyz = _spherical.radec_to_xyz(ra_deg, dec_deg)
+        self.ra = np.ascontiguousarray(ra_deg, dtype=np.float64)
+        self.dec = np.ascontiguousarray(dec_deg, dtype=np.float64)
+
+    def unit_memo(self, n_left: int) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors of the rows and which of them are computed, for ``n_left`` left rows.
+
+        With fewer left rows than a quarter of the right rows, most right rows are never a
+        candidate (1M x 10M: ~1.3M of 10M), so the kernel computes a row's vector when it first
+        is one (``np.empty``/``np.zeros`` touch no memory until written); otherwise all are
+        computed up front, which costs less per row than the kernel's lazy path.
+        """
+        if 4 * n_left >= self.size:
+            return _spherical.radec_to_xyz(self.ra, self.dec), np.ones(self.size, dtype=np.bool_)
+        return np.empty((self.size, 3)), np.zeros(self.size, dtype=np.bool_)
 
     def max_radius_deg(self) -> float:
         return BUCKET_RADIUS_FACTOR * _resolution_deg(self.order)
@@ -171,7 +185,14 @@ def _unit(ra_deg, dec_deg):
 
 
 @jit
-def _chord2_to(rxyz, j, x, y, z):
+def _chord2_to(rra, rdec, rxyz, have, j, x, y, z):
+    # squared chord to right row j; its unit vector is computed the first time it is needed
+    if not have[j]:
+        rx, ry, rz = _unit(rra[j], rdec[j])
+        rxyz[j, 0] = rx
+        rxyz[j, 1] = ry
+        rxyz[j, 2] = rz
+        have[j] = True
     dx = rxyz[j, 0] - x
     dy = rxyz[j, 1] - y
     dz = rxyz[j, 2] - z
@@ -179,7 +200,7 @@ def _chord2_to(rxyz, j, x, y, z):
 
 
 @jit
-def _nearest_k(lidx, lra, ldec, order, shift, pixels, starts, rxyz, c2max, c2min, k,
+def _nearest_k(lidx, lra, ldec, order, shift, pixels, starts, rra, rdec, rxyz, have, c2max, c2min, k,
                xoff, yoff, facearray, swaparray, out_idx, out_d2):
     n = lra.shape[0]
     runs = np.zeros((9, 2), dtype=np.int64)
@@ -197,7 +218,7 @@ def _nearest_k(lidx, lra, ldec, order, shift, pixels, starts, rxyz, c2max, c2min
         x, y, z = _unit(lra[i], ldec[i])
         for r in range(9):
             for j in range(runs[r, 0], runs[r, 1]):
-                d2 = _chord2_to(rxyz, j, x, y, z)
+                d2 = _chord2_to(rra, rdec, rxyz, have, j, x, y, z)
                 if d2 > c2max or d2 < c2min:
                     continue
                 last = out_d2[i, k - 1]
@@ -213,7 +234,7 @@ def _nearest_k(lidx, lra, ldec, order, shift, pixels, starts, rxyz, c2max, c2min
 
 
 @jit
-def _all_pairs(lidx, lra, ldec, order, shift, pixels, starts, rxyz, c2max, c2min,
+def _all_pairs(lidx, lra, ldec, order, shift, pixels, starts, rra, rdec, rxyz, have, c2max, c2min,
                xoff, yoff, facearray, swaparray, count_only, out_l, out_r, out_d2):
     n = lra.shape[0]
     runs = np.zeros((9, 2), dtype=np.int64)
@@ -229,7 +250,7 @@ def _all_pairs(lidx, lra, ldec, order, shift, pixels, starts, rxyz, c2max, c2min
         x, y, z = _unit(lra[i], ldec[i])
         for r in range(9):
             for j in range(runs[r, 0], runs[r, 1]):
-                d2 = _chord2_to(rxyz, j, x, y, z)
+                d2 = _chord2_to(rra, rdec, rxyz, have, j, x, y, z)
                 if d2 > c2max or d2 < c2min:
                     continue
                 if not count_only:
@@ -289,7 +310,8 @@ def nearest_k(
         c2min = _chord2(min_radius_deg) if min_radius_deg > 0 else -1.0
         _nearest_k(
             lidx, np.ascontiguousarray(left_ra, dtype=np.float64), np.ascontiguousarray(left_dec, dtype=np.float64),
-            right.order, right.shift, right.pixels, right.starts, right.xyz, _chord2(radius_deg), c2min, kk,
+            right.order, right.shift, right.pixels, right.starts, right.ra, right.dec, *right.unit_memo(n),
+            _chord2(radius_deg), c2min, kk,
             *_tables(), out_idx, out_d2,
         )
     matched = out_idx >= 0
@@ -319,7 +341,8 @@ def all_pairs(
     c2min = _chord2(min_radius_deg) if min_radius_deg > 0 else -1.0
     args = (
         lidx, np.ascontiguousarray(left_ra, dtype=np.float64), np.ascontiguousarray(left_dec, dtype=np.float64),
-        right.order, right.shift, right.pixels, right.starts, right.xyz, _chord2(radius_deg), c2min, *_tables(),
+        right.order, right.shift, right.pixels, right.starts, right.ra, right.dec, *right.unit_memo(lidx.shape[0]),
+        _chord2(radius_deg), c2min, *_tables(),
     )
     none = np.empty(0, np.int64)
     m = _all_pairs(*args, True, none, none, np.empty(0))
@@ -329,3 +352,17 @@ def all_pairs(
     _all_pairs(*args, False, out_l, out_r, out_d2)
     order = np.lexsort((out_r, out_d2, out_l))
     return out_l[order], out_r[order], chord2_to_arcsec(out_d2[order])
+
+
+def load() -> None:
+    """Load the kernels now (numba, its compiler's registries, the cached machine code).
+
+    The first kernel call of a process pays for this (~0.5-1 s, most of it numba's own
+    imports); a caller can do it in a thread while it reads its first partitions. Arrays
+    from Arrow are read-only, which numba types separately: this loads that variant.
+    """
+    idx = np.zeros(2, dtype=np.int64)
+    pos = np.zeros(2)
+    for a in (idx, pos):
+        a.setflags(write=False)
+    nearest_k(idx, pos, pos, RightBuckets(idx, pos, pos, 16), 1 / 3600)

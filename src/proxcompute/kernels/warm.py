@@ -23,13 +23,16 @@ def warm() -> None:
     healpix_nested.boundaries_xyz(5, 1, 4)
     index = healpix_nested.radec_to_nested(29, ra, dec)
     order = np.argsort(index)
-    # Arrays from Arrow are read-only, which numba compiles separately: warm both kinds.
-    for idx, r, d in ((index[order], ra[order], dec[order]), _readonly(index[order], ra[order], dec[order])):
+    # Arrays from Arrow are read-only, which numba compiles separately: warm both kinds, and
+    # a crossmatch's left and right sides in either (a right side sorted once is writable).
+    kinds = ((index[order], ra[order], dec[order]), _readonly(index[order], ra[order], dec[order]))
+    for idx, r, d in kinds:
         healpix_nested.radec_to_nested(29, r, d)
         kernels.cone_mask(r, d, 0.0, 0.0, 1.0)
-        right = crossmatch.RightBuckets(idx, r, d, 8)
-        crossmatch.nearest_k(idx, r, d, right, 1 / 3600, 2)
-        crossmatch.all_pairs(idx, r, d, right, 1 / 3600)
+        for ridx, rr, rd in kinds:
+            right = crossmatch.RightBuckets(ridx, rr, rd, 8)
+            crossmatch.nearest_k(idx, r, d, right, 1 / 3600, 2)
+            crossmatch.all_pairs(idx, r, d, right, 1 / 3600)
     _warm_margin()
 
 

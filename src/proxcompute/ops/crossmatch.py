@@ -9,6 +9,7 @@ into the pieces that each face exactly one right partition (or a gap in the righ
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "DIST_COLUMN",
     "HOW",
     "CrossmatchArgs",
+    "RowFetcher",
     "align_pixel",
     "concat_right",
     "left_displacement_deg",
@@ -40,6 +42,9 @@ __all__ = [
 ]
 
 DIST_COLUMN = "_dist_arcsec"
+
+RowFetcher = Callable[[list[str], np.ndarray], pa.Table]
+"""``fetch(columns, rows)``: right ``columns`` at positions ``rows`` of the right table."""
 HOW = ("nearest", "all", "left")
 
 
@@ -135,6 +140,7 @@ def match_tables(
     *,
     return_left_index: bool = False,
     moved: tuple[np.ndarray, np.ndarray] | None = None,
+    fetch: RowFetcher | None = None,
 ) -> pa.Table | tuple[pa.Table, np.ndarray]:
     """Match ``left`` (sorted by ``_healpix_29``) against ``right`` (sorted too).
 
@@ -143,6 +149,8 @@ def match_tables(
     order, then by separation; their columns follow ``schema`` (:func:`output_schema`).
     With ``return_left_index``, also the left row of each output row. ``moved``: the left
     rows' positions moved by their proper motion, when the caller has them already.
+    ``fetch``: when ``right`` holds only some of the right's output columns (the kernel's),
+    ``fetch(columns, rows)`` returns the others for the matched rows.
     """
     n_left = left.num_rows
     if args.proper_motion is None or n_left == 0:
@@ -153,7 +161,7 @@ def match_tables(
         left_idx = np.arange(n_left) if args.how == "left" else np.empty(0, np.int64)
         right_idx = np.full(left_idx.shape[0], -1, dtype=np.int64)
         sep = np.full(left_idx.shape[0], np.nan)
-        out = _assemble(left, right, left_idx, right_idx, sep, args, schema, moved)
+        out = _assemble(left, right, left_idx, right_idx, sep, args, schema, moved, fetch)
         return (out, left_idx) if return_left_index else out
     r_index = right.column(INDEX_COLUMN).to_numpy()
     r_ra = right.column(args.right_ra).to_numpy()
@@ -192,7 +200,7 @@ def match_tables(
         left_idx = l_perm[left_idx]
         back = np.argsort(left_idx, kind="stable")
         left_idx, right_idx, sep = left_idx[back], right_idx[back], sep[back]
-    out = _assemble(left, right, left_idx, right_idx, sep, args, schema, moved)
+    out = _assemble(left, right, left_idx, right_idx, sep, args, schema, moved, fetch)
     return (out, left_idx) if return_left_index else out
 
 
@@ -223,26 +231,39 @@ def left_displacement_deg(left: pa.Table, args: CrossmatchArgs) -> float:
     return float(moved.max()) if moved.size else 0.0
 
 
-def _assemble(left, right, left_idx, right_idx, sep, args, schema, moved=None) -> pa.Table:
-    columns = [left.column(INDEX_COLUMN).take(pa.array(left_idx, type=pa.int64()))]
+def _assemble(left, right, left_idx, right_idx, sep, args, schema, moved=None, fetch=None) -> pa.Table:
+    left_take = pa.array(left_idx, type=pa.int64())
+    columns = [left.column(INDEX_COLUMN).take(left_take)]
     for name in left.column_names:
         if name != INDEX_COLUMN:
-            columns.append(left.column(name).take(pa.array(left_idx, type=pa.int64())))
+            columns.append(left.column(name).take(left_take))
     n_epoch = 0
     if args.proper_motion is not None:
         ra_moved, dec_moved = moved if moved is not None else (np.empty(0), np.empty(0))
         columns += [pa.array(ra_moved[left_idx]), pa.array(dec_moved[left_idx])]
         n_epoch = len(EPOCH_COLUMNS)
     missing = right_idx < 0
-    take = pa.array(np.where(missing, 0, right_idx), type=pa.int64(), mask=missing if missing.any() else None)
+    mask = missing if missing.any() else None
+    take = pa.array(np.where(missing, 0, right_idx), type=pa.int64(), mask=mask)
     n_left_columns = left.num_columns - 1  # without _healpix_29
     right_fields = list(schema)[1 + n_left_columns + n_epoch : -1]
-    for field in right_fields:
-        source_name = field.name[: -(len(args.right_suffix) + 1)]
+    names = [field.name[: -(len(args.right_suffix) + 1)] for field in right_fields]
+    fetched = None
+    if right is not None and right.num_rows:
+        later = [n for n in names if n not in right.column_names]
+        if later:
+            assert fetch is not None, f"right columns {later} were not read and there is no fetch"
+            # the matched rows only, then spread over the output rows (nulls where unmatched)
+            got = fetch(later, right_idx[~missing])
+            at = pa.array(np.cumsum(~missing) - 1, type=pa.int64(), mask=mask)
+            fetched = got.take(at) if mask is not None else got
+    for field, source_name in zip(right_fields, names, strict=True):
         if right is None or right.num_rows == 0:
             columns.append(pa.nulls(len(left_idx), type=field.type))
-        else:
+        elif source_name in right.column_names:
             columns.append(right.column(source_name).take(take))
+        else:
+            columns.append(fetched.column(source_name))
     columns.append(pa.array(sep, type=pa.float64(), from_pandas=True))
     return pa.Table.from_arrays([c.cast(f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
 
