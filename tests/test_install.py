@@ -100,6 +100,7 @@ def test_every_cli_command_runs_from_the_plain_wheel(wheel_envs, tmp_path):
         "serve": ["--help"],  # a server runs until stopped: tests/test_docs_pages.py serves from this venv
         "demo": ["--help"],  # run in full by test_demo_runs_from_the_plain_wheel
         "user": ["check", "access.yaml"],  # hash-password ran above (argon2-cffi is a dependency)
+        "calibrate": ["--rows", "100000", "--out", "rates.json"],  # the smallest calibration it accepts
     }
     assert commands <= set(runs), f"commands without a run here: {commands - set(runs)}"
     for command in [c for c in runs if c in commands]:  # in the order above: ingest first
@@ -107,6 +108,8 @@ def test_every_cli_command_runs_from_the_plain_wheel(wheel_envs, tmp_path):
     assert json.loads(_ok(plain.run(["proxcompute", "info", "catalogs/survey", "--json"], cwd=tmp_path)))
     checked = _ok(plain.run(["proxcompute", "user", "check", "access.yaml"], cwd=tmp_path))
     assert "1 users (1 with a password)" in checked and "1 catalog rules" in checked
+    rates = json.loads((tmp_path / "rates.json").read_text())  # what serve --cost-rates reads
+    assert rates["query_s"] > 0 and rates["row_group_s"] > 0
 
 
 def test_postgres_without_its_extra_says_what_to_install(wheel_envs, tmp_path):
